@@ -1,0 +1,151 @@
+//! Connections and transactions handed out by the guard.
+//!
+//! Each owns a [`HoldTicket`]: the connection counts as in use until the
+//! value is dropped, whichever way that happens (end of scope, `?`, a
+//! cancelled future, a panicking task).
+
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use sqlx::pool::PoolConnection;
+use sqlx::{Acquire, Database, Transaction};
+
+use crate::accounting::HoldTicket;
+
+/// A pooled connection checked out through a [`PoolGuard`](crate::PoolGuard).
+///
+/// Dereferences to the driver connection, so `&mut *conn` is an executor
+/// exactly as with a [`PoolConnection`].
+pub struct GuardedConnection<DB: Database> {
+    conn: PoolConnection<DB>,
+    ticket: HoldTicket,
+}
+
+impl<DB: Database> GuardedConnection<DB> {
+    pub(crate) fn new(conn: PoolConnection<DB>, ticket: HoldTicket) -> Self {
+        Self { conn, ticket }
+    }
+
+    pub(crate) fn into_parts(self) -> (PoolConnection<DB>, HoldTicket) {
+        (self.conn, self.ticket)
+    }
+
+    /// How long this connection has been held.
+    pub fn held_for(&self) -> Duration {
+        self.ticket.held_for()
+    }
+
+    /// Closes the connection instead of returning it to the pool.
+    pub async fn close(self) -> Result<(), sqlx::Error> {
+        let (conn, _ticket) = self.into_parts();
+        conn.close().await
+    }
+
+    /// Takes the connection out of the pool for good (see
+    /// [`PoolConnection::detach`]); it stops counting as in use.
+    pub fn detach(self) -> DB::Connection {
+        self.conn.detach()
+    }
+}
+
+impl<DB: Database> Deref for GuardedConnection<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        &self.conn
+    }
+}
+
+impl<DB: Database> DerefMut for GuardedConnection<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.conn
+    }
+}
+
+impl<DB: Database> std::fmt::Debug for GuardedConnection<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedConnection")
+            .field("conn", &self.conn)
+            .field("held_for", &self.held_for())
+            .finish()
+    }
+}
+
+impl<'c, DB: Database> Acquire<'c> for &'c mut GuardedConnection<DB> {
+    type Database = DB;
+    type Connection = &'c mut DB::Connection;
+
+    fn acquire(self) -> BoxFuture<'c, Result<Self::Connection, sqlx::Error>> {
+        Box::pin(std::future::ready(Ok(&mut **self)))
+    }
+
+    fn begin(self) -> BoxFuture<'c, Result<Transaction<'c, DB>, sqlx::Error>> {
+        Transaction::begin(&mut **self, None)
+    }
+}
+
+/// A transaction on a connection checked out through the guard.
+///
+/// Dereferences to the driver connection (`&mut *tx` is an executor); commit
+/// or roll back as with [`Transaction`]. Dropped without either, it rolls back.
+pub struct GuardedTransaction<DB: Database> {
+    tx: Transaction<'static, DB>,
+    // Declared after `tx`: the connection is released before the count drops.
+    ticket: HoldTicket,
+}
+
+impl<DB: Database> GuardedTransaction<DB> {
+    pub(crate) fn new(tx: Transaction<'static, DB>, ticket: HoldTicket) -> Self {
+        Self { tx, ticket }
+    }
+
+    /// Commits the transaction.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+
+    /// Rolls the transaction back.
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.tx.rollback().await
+    }
+
+    /// How long the connection has been held.
+    pub fn held_for(&self) -> Duration {
+        self.ticket.held_for()
+    }
+}
+
+impl<DB: Database> Deref for GuardedTransaction<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        &self.tx
+    }
+}
+
+impl<DB: Database> DerefMut for GuardedTransaction<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.tx
+    }
+}
+
+impl<DB: Database> std::fmt::Debug for GuardedTransaction<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedTransaction")
+            .field("tx", &self.tx)
+            .field("held_for", &self.held_for())
+            .finish()
+    }
+}
+
+impl<'t, DB: Database> Acquire<'t> for &'t mut GuardedTransaction<DB> {
+    type Database = DB;
+    type Connection = &'t mut DB::Connection;
+
+    fn acquire(self) -> BoxFuture<'t, Result<Self::Connection, sqlx::Error>> {
+        (&mut self.tx).acquire()
+    }
+
+    fn begin(self) -> BoxFuture<'t, Result<Transaction<'t, DB>, sqlx::Error>> {
+        (&mut self.tx).begin()
+    }
+}

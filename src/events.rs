@@ -1,0 +1,136 @@
+//! Event delivery: callbacks and any number of streams, fed by one broadcast
+//! channel that only the monitor task sends on (never the acquire path).
+//!
+//! Each callback runs on its own task, inside `catch_unwind`: a slow callback
+//! delays only itself and a panicking one is logged and keeps receiving. A
+//! stream that falls more than the channel capacity behind is told how many
+//! events it missed ([`EventsMissed`]) and continues with the newest.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use futures::stream::{BoxStream, Stream, StreamExt};
+use tokio::sync::broadcast;
+
+use crate::saturation::Level;
+use crate::snapshot::Snapshot;
+
+/// Something the guard observed.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// The saturation level changed.
+    Saturation(SaturationEvent),
+}
+
+/// A change of saturation level.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SaturationEvent {
+    /// The new level.
+    pub level: Level,
+    /// The level before.
+    pub previous: Level,
+    /// How long the pool was at `previous`.
+    pub time_in_previous: Duration,
+    /// Wall-clock time of the change.
+    pub at: SystemTime,
+    /// The pool when the level changed.
+    pub snapshot: Snapshot,
+}
+
+/// A stream fell behind and lost this many events (the oldest ones).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("event stream lagged: {missed} events missed")]
+#[non_exhaustive]
+pub struct EventsMissed {
+    /// Number of events dropped for this stream.
+    pub missed: u64,
+}
+
+/// A callback for every event.
+pub(crate) type Callback = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// The sending side, owned by the guard's shared core.
+#[derive(Debug)]
+pub(crate) struct EventHub {
+    tx: broadcast::Sender<Event>,
+}
+
+impl EventHub {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            tx: broadcast::channel(capacity).0,
+        }
+    }
+
+    pub(crate) fn publish(&self, event: Event) {
+        // No receivers is fine: nobody listens.
+        let _ = self.tx.send(event);
+    }
+
+    pub(crate) fn subscribe(&self) -> EventStream {
+        EventStream::new(self.tx.subscribe())
+    }
+
+    /// Runs `callback` for every event on its own task until the hub is dropped.
+    pub(crate) fn spawn_callback(&self, rt: &tokio::runtime::Handle, callback: Callback, pool: Arc<str>) {
+        let mut rx = self.tx.subscribe();
+        rt.spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(event) => {
+                        if catch_unwind(AssertUnwindSafe(|| callback(&event))).is_err() {
+                            tracing::error!(pool = %pool, ?event, "poolguard event callback panicked");
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(pool = %pool, missed, "poolguard event callback fell behind");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+    }
+}
+
+/// A `futures::Stream` of the guard's events, from [`PoolGuard::events`](crate::PoolGuard::events).
+///
+/// Yields `Err(EventsMissed)` once when it fell behind, then carries on; ends
+/// when the guard is dropped.
+pub struct EventStream {
+    inner: BoxStream<'static, Result<Event, EventsMissed>>,
+}
+
+impl EventStream {
+    fn new(rx: broadcast::Receiver<Event>) -> Self {
+        let inner = futures::stream::unfold(rx, |mut rx| async move {
+            match rx.recv().await {
+                Ok(e) => Some((Ok(e), rx)),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    Some((Err(EventsMissed { missed }), rx))
+                }
+                Err(broadcast::error::RecvError::Closed) => None,
+            }
+        })
+        .boxed();
+        Self { inner }
+    }
+}
+
+impl Stream for EventStream {
+    type Item = Result<Event, EventsMissed>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.inner.poll_next_unpin(cx)
+    }
+}
+
+impl std::fmt::Debug for EventStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventStream").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,176 @@
+//! `PoolGuard`: the handle users hold instead of (or beside) their `Pool`.
+
+use std::sync::Arc;
+
+use sqlx::pool::MaybePoolConnection;
+use sqlx::{Database, Pool, Transaction};
+
+use crate::config::PoolGuardBuilder;
+use crate::connection::{GuardedConnection, GuardedTransaction};
+use crate::error::{Error, PoolState};
+use crate::events::EventStream;
+use crate::monitor::Core;
+use crate::saturation::Level;
+use crate::snapshot::Snapshot;
+
+/// A watched `sqlx::Pool`. Cheap to clone (one `Arc`); all clones share the
+/// same counts, levels and events. The monitor task stops when the last clone
+/// is dropped.
+///
+/// `&PoolGuard<DB>` is an [`sqlx::Executor`] and [`sqlx::Acquire`], so it goes
+/// wherever `&Pool<DB>` went.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use poolguard::{PoolGuard, SaturationEvent};
+///
+/// let pool = sqlx::sqlite::SqlitePoolOptions::new()
+///     .max_connections(5)
+///     .connect("sqlite::memory:")
+///     .await?;
+/// let guard = PoolGuard::builder(pool)
+///     .name("orders-db")
+///     .warn_at(0.80).warn_for(Duration::from_secs(300))
+///     .critical_at(0.90).critical_for(Duration::from_secs(120))
+///     .on_saturation(|e: &SaturationEvent| eprintln!("{} -> {}", e.previous, e.level))
+///     .build()?;
+///
+/// let mut conn = guard.acquire().await?;                 // timed, counted
+/// sqlx::query("SELECT 1").execute(&mut *conn).await?;
+/// drop(conn);
+/// let tx = guard.begin().await?;                         // same accounting
+/// tx.commit().await?;
+/// sqlx::query("SELECT 1").execute(&guard).await?;        // &PoolGuard is an Executor
+/// let snap = guard.snapshot();                           // for /health
+/// assert_eq!(snap.in_use, 0);
+/// assert_eq!(snap.acquires_total, 3);
+/// # Ok(()) }
+/// ```
+pub struct PoolGuard<DB: Database> {
+    inner: Arc<Inner<DB>>,
+}
+
+struct Inner<DB: Database> {
+    pool: Pool<DB>,
+    core: Arc<Core>,
+}
+
+impl<DB: Database> Drop for Inner<DB> {
+    fn drop(&mut self) {
+        self.core.acct.close();
+    }
+}
+
+impl<DB: Database> Clone for PoolGuard<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<DB: Database> std::fmt::Debug for PoolGuard<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolGuard")
+            .field("name", &self.inner.core.name)
+            .field("pool", &self.inner.pool)
+            .field("counters", &self.inner.core.acct.counters())
+            .finish()
+    }
+}
+
+impl<DB: Database> PoolGuard<DB> {
+    /// Starts configuring a guard around an existing pool.
+    pub fn builder(pool: Pool<DB>) -> PoolGuardBuilder<DB> {
+        PoolGuardBuilder::new(pool)
+    }
+
+    pub(crate) fn from_parts(pool: Pool<DB>, core: Arc<Core>) -> Self {
+        Self {
+            inner: Arc::new(Inner { pool, core }),
+        }
+    }
+
+    /// The wrapped pool. Connections taken from it directly are not counted.
+    pub fn pool(&self) -> &Pool<DB> {
+        &self.inner.pool
+    }
+
+    /// The pool's name as used in metrics and events.
+    pub fn name(&self) -> &str {
+        &self.inner.core.name
+    }
+
+    /// Acquires a connection like [`Pool::acquire`], counting the wait, the
+    /// hold and a timeout. On timeout the error carries the pool state.
+    ///
+    /// Cancel-safe: dropping the future removes the waiter.
+    pub async fn acquire(&self) -> Result<GuardedConnection<DB>, Error> {
+        let core = &self.inner.core;
+        let ticket = core.acct.start_wait();
+        match self.inner.pool.acquire().await {
+            Ok(conn) => Ok(GuardedConnection::new(conn, ticket.acquired())),
+            Err(sqlx::Error::PoolTimedOut) => {
+                let c = core.acct.counters();
+                let waited = ticket.timed_out();
+                Err(Error::AcquireTimeout {
+                    pool: Arc::clone(&core.name),
+                    state: PoolState {
+                        total: self.inner.pool.size(),
+                        in_use: c.in_use,
+                        idle: u32::try_from(self.inner.pool.num_idle()).unwrap_or(u32::MAX),
+                        max: core.acct.max(),
+                        waiting: c.waiters.saturating_sub(1),
+                        waited,
+                    },
+                    source: sqlx::Error::PoolTimedOut,
+                })
+            }
+            Err(e) => {
+                ticket.failed();
+                Err(Error::Sqlx(e))
+            }
+        }
+    }
+
+    /// Takes an idle connection if one is available right now, like
+    /// [`Pool::try_acquire`] (which fails often just after a release, while
+    /// sqlx pings the returned connection).
+    pub fn try_acquire(&self) -> Option<GuardedConnection<DB>> {
+        let ticket = self.inner.core.acct.start_wait();
+        // A `None` drops the ticket: no waiter, no outcome counted.
+        let conn = self.inner.pool.try_acquire()?;
+        Some(GuardedConnection::new(conn, ticket.acquired()))
+    }
+
+    /// Acquires a connection and begins a transaction; the connection counts
+    /// as in use until the transaction is committed, rolled back or dropped.
+    pub async fn begin(&self) -> Result<GuardedTransaction<DB>, Error> {
+        let (conn, ticket) = self.acquire().await?.into_parts();
+        let tx = Transaction::begin(MaybePoolConnection::PoolConnection(conn), None).await?;
+        Ok(GuardedTransaction::new(tx, ticket))
+    }
+
+    /// The pool now, with percentiles over the recent window.
+    pub fn snapshot(&self) -> Snapshot {
+        self.inner.core.snapshot()
+    }
+
+    /// The current saturation level.
+    pub fn level(&self) -> Level {
+        self.inner.core.level()
+    }
+
+    /// A stream of every event from now on. Any number may be open.
+    pub fn events(&self) -> EventStream {
+        self.inner.core.hub.subscribe()
+    }
+
+    /// Evaluates levels and publishes gauges now, without waiting for the
+    /// monitor's next wake (which comes within one tick anyway).
+    pub fn evaluate_now(&self) {
+        self.inner.core.evaluate(tokio::time::Instant::now());
+    }
+}

@@ -1,0 +1,166 @@
+//! Lock-free latency histogram for the hot path, and the windowed read side.
+//!
+//! The hot path only adds to cumulative atomic buckets (one `fetch_add` per
+//! record). Windows are built off the hot path by the monitor, which keeps
+//! cumulative copies and subtracts the oldest from the newest, so the memory is
+//! bounded and recording never takes a lock or allocates.
+//!
+//! Buckets are log-linear over microseconds: exact below 8 us, then 8 linear
+//! sub-buckets per power of two (at most 12.5 % relative error), up to about
+//! 2^41 us (25 days); longer values land in the last bucket.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+const SUB_BITS: u32 = 3;
+const SUB: usize = 1 << SUB_BITS;
+const MAX_EXP: u32 = 40;
+/// Number of buckets.
+pub(crate) const BUCKETS: usize = (MAX_EXP - SUB_BITS + 2) as usize * SUB;
+
+fn index(us: u64) -> usize {
+    if us < SUB as u64 {
+        return us as usize;
+    }
+    let exp = 63 - us.leading_zeros();
+    if exp > MAX_EXP {
+        return BUCKETS - 1;
+    }
+    let mantissa = (us >> (exp - SUB_BITS)) as usize & (SUB - 1);
+    (exp - SUB_BITS + 1) as usize * SUB + mantissa
+}
+
+/// Lower and upper bound (exclusive) of a bucket, in microseconds.
+fn bounds(idx: usize) -> (u64, u64) {
+    if idx < SUB {
+        return (idx as u64, idx as u64 + 1);
+    }
+    let exp = (idx / SUB) as u32 + SUB_BITS - 1;
+    let mantissa = (idx % SUB) as u64;
+    let width = 1u64 << (exp - SUB_BITS);
+    let lower = (SUB as u64 + mantissa) * width;
+    (lower, lower + width)
+}
+
+/// Cumulative histogram of durations, recorded with atomics only.
+pub(crate) struct AtomicHistogram {
+    buckets: [AtomicU64; BUCKETS],
+}
+
+impl AtomicHistogram {
+    pub(crate) fn new() -> Self {
+        Self {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn record(&self, d: Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.buckets[index(us)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Copies the cumulative counts (off the hot path; allocates).
+    pub(crate) fn counts(&self) -> Counts {
+        Counts(
+            self.buckets
+                .iter()
+                .map(|b| b.load(Ordering::Relaxed))
+                .collect(),
+        )
+    }
+}
+
+impl std::fmt::Debug for AtomicHistogram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AtomicHistogram")
+            .field("count", &self.counts().total())
+            .finish()
+    }
+}
+
+/// A copy of bucket counts, cumulative or the difference of two copies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Counts(Vec<u64>);
+
+impl Counts {
+    #[cfg(test)]
+    pub(crate) fn empty() -> Self {
+        Counts(vec![0; BUCKETS])
+    }
+
+    pub(crate) fn total(&self) -> u64 {
+        self.0.iter().sum()
+    }
+
+    /// `self - older`, bucket by bucket (cumulative counts only grow).
+    pub(crate) fn since(&self, older: &Counts) -> Counts {
+        Counts(
+            self.0
+                .iter()
+                .zip(&older.0)
+                .map(|(n, o)| n.saturating_sub(*o))
+                .collect(),
+        )
+    }
+
+    /// The `q` quantile (0..=1), reported as the midpoint of its bucket;
+    /// `None` when there are no samples.
+    pub(crate) fn quantile(&self, q: f64) -> Option<Duration> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (idx, n) in self.0.iter().enumerate() {
+            seen += n;
+            if seen >= rank {
+                let (lo, hi) = bounds(idx);
+                let mid = if hi - lo == 1 { lo } else { lo + (hi - lo) / 2 };
+                return Some(Duration::from_micros(mid));
+            }
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_and_bounds_agree() {
+        for us in (0..100_000u64).chain([1 << 30, (1 << 41) - 1, 1 << 41, u64::MAX]) {
+            let idx = index(us);
+            assert!(idx < BUCKETS, "{us} -> {idx}");
+            let (lo, hi) = bounds(idx);
+            if idx < BUCKETS - 1 {
+                assert!(lo <= us && us < hi, "{us} not in [{lo}, {hi}) of bucket {idx}");
+            }
+        }
+        // Buckets are contiguous and increasing.
+        for idx in 1..BUCKETS {
+            assert_eq!(bounds(idx - 1).1, bounds(idx).0, "gap at {idx}");
+        }
+    }
+
+    #[test]
+    fn quantiles_are_within_bucket_error() {
+        let h = AtomicHistogram::new();
+        for ms in 1..=1000u64 {
+            h.record(Duration::from_millis(ms));
+        }
+        let c = h.counts();
+        for (q, want) in [(0.5, 500.0), (0.95, 950.0), (0.99, 990.0)] {
+            let got = c.quantile(q).unwrap().as_secs_f64() * 1000.0;
+            assert!((got - want).abs() / want < 0.07, "q{q}: {got} vs {want}");
+        }
+        assert_eq!(Counts::empty().quantile(0.5), None);
+        let later = h.counts();
+        h.record(Duration::from_micros(3));
+        let diff = h.counts().since(&later);
+        assert_eq!(diff.total(), 1);
+        assert_eq!(diff.quantile(0.99), Some(Duration::from_micros(3)));
+    }
+}

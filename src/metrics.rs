@@ -1,0 +1,152 @@
+//! Metric names, descriptions and cached handles.
+//!
+//! Names follow the OpenTelemetry semantic conventions for database client
+//! connection pools (`db.client.connection.*`); Prometheus exporters turn the
+//! dots into underscores. Handles are registered once when the guard is built,
+//! so the hot path records through cached handles and never looks a key up.
+//! Install the global recorder *before* building the guard: handles
+//! registered earlier point at the no-op recorder.
+
+use metrics::{Counter, Gauge, Histogram, Unit};
+use std::sync::Arc;
+use std::sync::Once;
+
+/// `db.client.connection.count`: connections by state (`idle` or `used`).
+pub const CONNECTION_COUNT: &str = "db.client.connection.count";
+/// `db.client.connection.max`: the pool's `max_connections`.
+pub const CONNECTION_MAX: &str = "db.client.connection.max";
+/// `db.client.connection.pending_requests`: acquires waiting for a connection.
+pub const PENDING_REQUESTS: &str = "db.client.connection.pending_requests";
+/// `db.client.connection.timeouts`: acquires that timed out.
+pub const TIMEOUTS: &str = "db.client.connection.timeouts";
+/// `db.client.connection.wait_time`: seconds spent acquiring a connection.
+pub const WAIT_TIME: &str = "db.client.connection.wait_time";
+/// `db.client.connection.use_time`: seconds a connection was held.
+pub const USE_TIME: &str = "db.client.connection.use_time";
+/// `poolguard.utilization`: `in_use / max`.
+pub const UTILIZATION: &str = "poolguard.utilization";
+/// `poolguard.demand`: `(in_use + waiters) / max`.
+pub const DEMAND: &str = "poolguard.demand";
+/// `poolguard.saturation.level`: 0 normal, 1 warning, 2 critical.
+pub const SATURATION_LEVEL: &str = "poolguard.saturation.level";
+
+/// Label with the pool's name, on every metric.
+pub const POOL_NAME: &str = "db.client.connection.pool.name";
+/// Label with the connection state on [`CONNECTION_COUNT`].
+pub const STATE: &str = "db.client.connection.state";
+
+fn describe_all() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!(
+        CONNECTION_COUNT,
+        Unit::Count,
+        "Connections currently in the state given by db.client.connection.state"
+    );
+    describe_gauge!(CONNECTION_MAX, Unit::Count, "Maximum connections allowed");
+    describe_gauge!(
+        PENDING_REQUESTS,
+        Unit::Count,
+        "Requests waiting for an open connection"
+    );
+    describe_counter!(
+        TIMEOUTS,
+        Unit::Count,
+        "Connection acquires that timed out"
+    );
+    describe_histogram!(
+        WAIT_TIME,
+        Unit::Seconds,
+        "Time it took to obtain an open connection from the pool"
+    );
+    describe_histogram!(
+        USE_TIME,
+        Unit::Seconds,
+        "Time between borrowing a connection and returning it to the pool"
+    );
+    describe_gauge!(UTILIZATION, Unit::Count, "Connections in use / max (0..=1)");
+    describe_gauge!(
+        DEMAND,
+        Unit::Count,
+        "(Connections in use + waiters) / max; above 1 when requests queue"
+    );
+    describe_gauge!(
+        SATURATION_LEVEL,
+        Unit::Count,
+        "Saturation level: 0 normal, 1 warning, 2 critical"
+    );
+}
+
+/// Handles recorded on the hot path (acquire / release).
+pub(crate) struct HotMetrics {
+    pub(crate) wait_time: Histogram,
+    pub(crate) use_time: Histogram,
+    pub(crate) timeouts: Counter,
+}
+
+/// Gauges published by the monitor.
+pub(crate) struct Gauges {
+    used: Gauge,
+    idle: Gauge,
+    max: Gauge,
+    pending: Gauge,
+    utilization: Gauge,
+    demand: Gauge,
+    level: Gauge,
+}
+
+/// What the monitor publishes each evaluation.
+pub(crate) struct GaugeValues {
+    pub(crate) in_use: u32,
+    pub(crate) idle: u32,
+    pub(crate) max: u32,
+    pub(crate) waiters: u32,
+    pub(crate) utilization: f64,
+    pub(crate) demand: f64,
+    pub(crate) level: u8,
+}
+
+pub(crate) fn register(pool: &Arc<str>) -> (HotMetrics, Gauges) {
+    // Descriptions go to whatever recorder is installed at the first build.
+    static DESCRIBED: Once = Once::new();
+    DESCRIBED.call_once(describe_all);
+    let name = pool.to_string();
+    let hot = HotMetrics {
+        wait_time: metrics::histogram!(WAIT_TIME, POOL_NAME => name.clone()),
+        use_time: metrics::histogram!(USE_TIME, POOL_NAME => name.clone()),
+        timeouts: metrics::counter!(TIMEOUTS, POOL_NAME => name.clone()),
+    };
+    let gauges = Gauges {
+        used: metrics::gauge!(CONNECTION_COUNT, POOL_NAME => name.clone(), STATE => "used"),
+        idle: metrics::gauge!(CONNECTION_COUNT, POOL_NAME => name.clone(), STATE => "idle"),
+        max: metrics::gauge!(CONNECTION_MAX, POOL_NAME => name.clone()),
+        pending: metrics::gauge!(PENDING_REQUESTS, POOL_NAME => name.clone()),
+        utilization: metrics::gauge!(UTILIZATION, POOL_NAME => name.clone()),
+        demand: metrics::gauge!(DEMAND, POOL_NAME => name.clone()),
+        level: metrics::gauge!(SATURATION_LEVEL, POOL_NAME => name),
+    };
+    (hot, gauges)
+}
+
+impl Gauges {
+    pub(crate) fn publish(&self, v: &GaugeValues) {
+        self.used.set(f64::from(v.in_use));
+        self.idle.set(f64::from(v.idle));
+        self.max.set(f64::from(v.max));
+        self.pending.set(f64::from(v.waiters));
+        self.utilization.set(v.utilization);
+        self.demand.set(v.demand);
+        self.level.set(f64::from(v.level));
+    }
+}
+
+impl std::fmt::Debug for HotMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HotMetrics").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Gauges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gauges").finish_non_exhaustive()
+    }
+}

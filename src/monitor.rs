@@ -1,0 +1,247 @@
+//! The monitor: the guard's shared core and its background task.
+//!
+//! The task wakes on a tick (default 1 s), when the hot path reports that a
+//! count crossed a level edge, and exactly when a hold time being timed runs
+//! out. Each wake it reads the counters, rolls the statistics window, feeds
+//! the level tracker, publishes gauges and sends events. It holds the core
+//! strongly but stops as soon as the last `PoolGuard` clone is dropped.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use crate::accounting::{Accounting, Counters};
+use crate::events::{Event, EventHub, SaturationEvent};
+use crate::histogram::Counts;
+use crate::metrics::{GaugeValues, Gauges};
+use crate::saturation::{Level, LevelTracker, SaturationPolicy, Signal};
+use crate::snapshot::{Percentiles, Snapshot};
+
+/// Open and idle connections as sqlx reports them.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct PoolStats {
+    pub(crate) size: u32,
+    pub(crate) idle: u32,
+}
+
+pub(crate) type StatsFn = Box<dyn Fn() -> PoolStats + Send + Sync>;
+
+/// Number of cumulative copies the window keeps (window / SLOTS apart).
+const SLOTS: u32 = 6;
+
+/// A cumulative copy of the counters at one instant.
+#[derive(Debug)]
+struct Mark {
+    at: Instant,
+    counters: Counters,
+    wait: Counts,
+    hold: Counts,
+}
+
+#[derive(Debug)]
+struct State {
+    tracker: LevelTracker,
+    marks: VecDeque<Mark>,
+}
+
+/// Shared by the guard handles and the monitor task.
+pub(crate) struct Core {
+    pub(crate) name: Arc<str>,
+    pub(crate) acct: Arc<Accounting>,
+    signal: Signal,
+    tick: Duration,
+    window: Duration,
+    state: Mutex<State>,
+    gauges: Gauges,
+    pub(crate) hub: EventHub,
+    stats: StatsFn,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("name", &self.name)
+            .field("acct", &self.acct)
+            .field("tick", &self.tick)
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the core is built from (validated by the builder).
+pub(crate) struct CoreParts {
+    pub(crate) name: Arc<str>,
+    pub(crate) acct: Arc<Accounting>,
+    pub(crate) policy: SaturationPolicy,
+    pub(crate) tick: Duration,
+    pub(crate) window: Duration,
+    pub(crate) gauges: Gauges,
+    pub(crate) hub: EventHub,
+    pub(crate) stats: StatsFn,
+}
+
+impl Core {
+    pub(crate) fn new(p: CoreParts) -> Self {
+        let now = Instant::now();
+        let first = Mark {
+            at: now,
+            counters: p.acct.counters(),
+            wait: p.acct.wait.counts(),
+            hold: p.acct.hold.counts(),
+        };
+        Self {
+            name: p.name,
+            signal: p.policy.signal,
+            state: Mutex::new(State {
+                tracker: LevelTracker::new(p.policy, now),
+                marks: VecDeque::from([first]),
+            }),
+            acct: p.acct,
+            tick: p.tick,
+            window: p.window,
+            gauges: p.gauges,
+            hub: p.hub,
+            stats: p.stats,
+        }
+    }
+
+    pub(crate) fn level(&self) -> Level {
+        self.state.lock().tracker.level()
+    }
+
+    /// The pool now, with window statistics since the oldest kept mark.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let now = Instant::now();
+        let c = self.acct.counters();
+        let stats = (self.stats)();
+        let wait = self.acct.wait.counts();
+        let hold = self.acct.hold.counts();
+        let st = self.state.lock();
+        self.build_snapshot(&st, now, c, stats, wait, hold)
+    }
+
+    fn build_snapshot(
+        &self,
+        st: &State,
+        now: Instant,
+        c: Counters,
+        stats: PoolStats,
+        wait: Counts,
+        hold: Counts,
+    ) -> Snapshot {
+        let oldest = st.marks.front().expect("window keeps at least one mark");
+        let max = self.acct.max();
+        Snapshot {
+            pool: Arc::clone(&self.name),
+            level: st.tracker.level(),
+            in_use: c.in_use,
+            idle: stats.idle,
+            size: stats.size,
+            max,
+            waiters: c.waiters,
+            utilization: ratio(c.in_use, max),
+            demand: ratio(c.in_use.saturating_add(c.waiters), max),
+            acquire_wait: Percentiles::from_counts(&wait.since(&oldest.wait)),
+            hold_time: Percentiles::from_counts(&hold.since(&oldest.hold)),
+            acquires_in_window: c.acquires_total - oldest.counters.acquires_total,
+            timeouts_in_window: c.timeouts_total - oldest.counters.timeouts_total,
+            window: now.saturating_duration_since(oldest.at),
+            acquires_total: c.acquires_total,
+            timeouts_total: c.timeouts_total,
+            acquire_errors_total: c.errors_total,
+        }
+    }
+
+    /// One evaluation at `now`; returns when the next hold time runs out.
+    pub(crate) fn evaluate(&self, now: Instant) -> Option<Instant> {
+        let c = self.acct.counters();
+        let stats = (self.stats)();
+        let max = self.acct.max();
+        let utilization = ratio(c.in_use, max);
+        let demand = ratio(c.in_use.saturating_add(c.waiters), max);
+        let value = match self.signal {
+            Signal::Utilization => utilization,
+            Signal::Demand => demand,
+        };
+
+        let mut st = self.state.lock();
+        let slot = self.window / SLOTS;
+        let last = st.marks.back().map(|m| m.at);
+        if last.is_none_or(|at| now.saturating_duration_since(at) >= slot) {
+            st.marks.push_back(Mark {
+                at: now,
+                counters: c,
+                wait: self.acct.wait.counts(),
+                hold: self.acct.hold.counts(),
+            });
+            while st.marks.len() > 1
+                && st.marks.front().is_some_and(|m| now.saturating_duration_since(m.at) > self.window)
+            {
+                st.marks.pop_front();
+            }
+        }
+        let transition = st.tracker.observe(now, value);
+        let level = st.tracker.level();
+        let deadline = st.tracker.next_deadline();
+        let event = transition.map(|t| {
+            let snapshot =
+                self.build_snapshot(&st, now, c, stats, self.acct.wait.counts(), self.acct.hold.counts());
+            SaturationEvent {
+                level: t.to,
+                previous: t.from,
+                time_in_previous: t.time_in_previous,
+                at: SystemTime::now(),
+                snapshot,
+            }
+        });
+        drop(st);
+
+        self.gauges.publish(&GaugeValues {
+            in_use: c.in_use,
+            idle: stats.idle,
+            max,
+            waiters: c.waiters,
+            utilization,
+            demand,
+            level: level.as_number(),
+        });
+        if let Some(e) = event {
+            match e.level {
+                Level::Critical => tracing::error!(pool = %self.name, level = %e.level, previous = %e.previous, in_use = c.in_use, waiters = c.waiters, max, "pool saturation"),
+                Level::Warning => tracing::warn!(pool = %self.name, level = %e.level, previous = %e.previous, in_use = c.in_use, waiters = c.waiters, max, "pool saturation"),
+                Level::Normal => tracing::info!(pool = %self.name, level = %e.level, previous = %e.previous, in_use = c.in_use, waiters = c.waiters, max, "pool saturation"),
+            }
+            self.hub.publish(Event::Saturation(e));
+        }
+        deadline
+    }
+}
+
+fn ratio(n: u32, max: u32) -> f64 {
+    if max == 0 {
+        0.0
+    } else {
+        f64::from(n) / f64::from(max)
+    }
+}
+
+/// Runs the monitor until the accounting is closed (last guard dropped).
+pub(crate) fn spawn(core: Arc<Core>, rt: &tokio::runtime::Handle) {
+    rt.spawn(async move {
+        while !core.acct.is_closed() {
+            let now = Instant::now();
+            let next_tick = now + core.tick;
+            let wake_at = match core.evaluate(now) {
+                Some(deadline) if deadline > now => deadline.min(next_tick),
+                _ => next_tick,
+            };
+            tokio::select! {
+                () = tokio::time::sleep_until(wake_at) => {}
+                () = core.acct.wake.notified() => {}
+            }
+        }
+    });
+}

@@ -1,0 +1,77 @@
+//! A point-in-time view of the guarded pool, for `/health` pages and events.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::saturation::Level;
+
+/// The guarded pool at one moment.
+///
+/// `in_use` and `waiters` are the guard's exact counts; `size` and `idle`
+/// come from sqlx (`pool.size()`, `pool.num_idle()`), which lag a release by
+/// the background ping sqlx runs on every returned connection.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// Name of the pool (`db.client.connection.pool.name`).
+    pub pool: Arc<str>,
+    /// Current saturation level.
+    pub level: Level,
+    /// Connections checked out through the guard.
+    pub in_use: u32,
+    /// Idle connections according to sqlx.
+    pub idle: u32,
+    /// Open connections according to sqlx.
+    pub size: u32,
+    /// `max_connections` of the pool.
+    pub max: u32,
+    /// Acquires in progress (waiting for a connection).
+    pub waiters: u32,
+    /// `in_use / max`.
+    pub utilization: f64,
+    /// `(in_use + waiters) / max`; above 1 when requests queue.
+    pub demand: f64,
+    /// Acquire wait over the recent window.
+    pub acquire_wait: Percentiles,
+    /// Connection hold (use) time over the recent window.
+    pub hold_time: Percentiles,
+    /// Acquires that succeeded within the recent window.
+    pub acquires_in_window: u64,
+    /// Acquire timeouts within the recent window.
+    pub timeouts_in_window: u64,
+    /// How much time the window actually covers (at most the configured window).
+    pub window: Duration,
+    /// Successful acquires since the guard was built.
+    pub acquires_total: u64,
+    /// Acquire timeouts since the guard was built.
+    pub timeouts_total: u64,
+    /// Acquires that failed otherwise (connect error, closed pool).
+    pub acquire_errors_total: u64,
+}
+
+/// p50 / p95 / p99 of a duration over a window (bucket midpoints, within
+/// 6.25 % of the true value). All zero when `samples` is 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Percentiles {
+    /// Number of samples in the window.
+    pub samples: u64,
+    /// Median.
+    pub p50: Duration,
+    /// 95th percentile.
+    pub p95: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+}
+
+impl Percentiles {
+    pub(crate) fn from_counts(c: &crate::histogram::Counts) -> Self {
+        let q = |q| c.quantile(q).unwrap_or_default();
+        Self {
+            samples: c.total(),
+            p50: q(0.50),
+            p95: q(0.95),
+            p99: q(0.99),
+        }
+    }
+}
