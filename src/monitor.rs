@@ -245,3 +245,128 @@ pub(crate) fn spawn(core: Arc<Core>, rt: &tokio::runtime::Handle) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::EventStream;
+    use futures::StreamExt;
+
+    /// A core over synthetic counts: the rule timing is tested on tokio's
+    /// paused clock with no database I/O to auto-advance it.
+    fn core(max: u32, policy: SaturationPolicy) -> Arc<Core> {
+        let (hot, gauges) = crate::metrics::register(&Arc::from("synthetic"));
+        let acct = Arc::new(Accounting::new(max, &policy, hot));
+        Arc::new(Core::new(CoreParts {
+            name: Arc::from("synthetic"),
+            acct,
+            policy,
+            tick: Duration::from_secs(1),
+            window: Duration::from_secs(60),
+            gauges,
+            hub: EventHub::new(16),
+            stats: Box::new(|| PoolStats { size: 20, idle: 1 }),
+        }))
+    }
+
+    async fn settle() {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    fn next_now(events: &mut EventStream) -> Option<SaturationEvent> {
+        match events.next().now_or_never() {
+            Some(Some(Ok(Event::Saturation(e)))) => Some(e),
+            _ => None,
+        }
+    }
+
+    use futures::FutureExt;
+
+    #[tokio::test(start_paused = true)]
+    async fn stuck_pool_fires_exactly_when_hold_passes_without_new_acquires() {
+        let core = core(20, SaturationPolicy::default());
+        let mut events = core.hub.subscribe();
+        spawn(Arc::clone(&core), &tokio::runtime::Handle::current());
+        settle().await;
+        // 19 of 20 in use (95 %), then nothing changes.
+        let held: Vec<_> = (0..19).map(|_| core.acct.start_wait().acquired()).collect();
+        settle().await;
+        tokio::time::advance(Duration::from_secs(120) - Duration::from_nanos(1)).await;
+        settle().await;
+        assert_eq!(core.level(), Level::Normal);
+        assert!(next_now(&mut events).is_none());
+        tokio::time::advance(Duration::from_nanos(1)).await;
+        settle().await;
+        let e = next_now(&mut events).expect("critical at exactly 120 s");
+        assert_eq!((e.previous, e.level), (Level::Normal, Level::Critical));
+        assert_eq!(e.time_in_previous, Duration::from_secs(120));
+        assert_eq!(e.snapshot.in_use, 19);
+        assert_eq!(e.snapshot.max, 20);
+        assert!((e.snapshot.utilization - 0.95).abs() < 1e-9);
+
+        // Release to 50 %: critical and warning clear after the 60 s recovery.
+        drop(held);
+        let _five: Vec<_> = (0..10).map(|_| core.acct.start_wait().acquired()).collect();
+        settle().await;
+        tokio::time::advance(Duration::from_secs(59)).await;
+        settle().await;
+        assert_eq!(core.level(), Level::Critical);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        settle().await;
+        let e = next_now(&mut events).expect("recovered");
+        assert_eq!((e.previous, e.level), (Level::Critical, Level::Normal));
+        assert_eq!(e.snapshot.in_use, 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn warning_at_80_percent_waits_five_minutes() {
+        let core = core(50, SaturationPolicy::default());
+        let mut events = core.hub.subscribe();
+        spawn(Arc::clone(&core), &tokio::runtime::Handle::current());
+        let _held: Vec<_> = (0..40).map(|_| core.acct.start_wait().acquired()).collect();
+        settle().await;
+        tokio::time::advance(Duration::from_secs(299)).await;
+        settle().await;
+        assert!(next_now(&mut events).is_none());
+        tokio::time::advance(Duration::from_secs(1)).await;
+        settle().await;
+        let e = next_now(&mut events).expect("warning at 300 s");
+        assert_eq!((e.previous, e.level), (Level::Normal, Level::Warning));
+        assert_eq!(e.time_in_previous, Duration::from_secs(300));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn demand_signal_counts_waiters() {
+        let policy = SaturationPolicy {
+            signal: Signal::Demand,
+            warn_for: Duration::ZERO,
+            critical_for: Duration::ZERO,
+            ..SaturationPolicy::default()
+        };
+        let core = core(10, policy);
+        let mut events = core.hub.subscribe();
+        spawn(Arc::clone(&core), &tokio::runtime::Handle::current());
+        let _held: Vec<_> = (0..7).map(|_| core.acct.start_wait().acquired()).collect();
+        let _waiting: Vec<_> = (0..2).map(|_| core.acct.start_wait()).collect();
+        settle().await;
+        let e = next_now(&mut events).expect("demand 0.9 is critical");
+        assert_eq!(e.level, Level::Critical);
+        assert_eq!((e.snapshot.in_use, e.snapshot.waiters), (7, 2));
+        assert!((e.snapshot.demand - 0.9).abs() < 1e-9);
+        assert!((e.snapshot.utilization - 0.7).abs() < 1e-9);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn monitor_stops_when_closed() {
+        let core = core(10, SaturationPolicy::default());
+        let handle = tokio::runtime::Handle::current();
+        spawn(Arc::clone(&core), &handle);
+        settle().await;
+        assert_eq!(Arc::strong_count(&core), 2);
+        core.acct.close();
+        settle().await;
+        assert_eq!(Arc::strong_count(&core), 1, "monitor task dropped its core");
+    }
+}

@@ -1,0 +1,103 @@
+//! Helpers shared by the integration tests: real servers only.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use poolguard::{Event, EventStream, SaturationEvent};
+use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
+
+pub const PG_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
+pub const MYSQL_DEFAULT: &str = "mysql://root@127.0.0.1:3306/test";
+
+pub fn pg_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| PG_DEFAULT.to_string())
+}
+
+pub fn mysql_url() -> String {
+    std::env::var("MYSQL_URL").unwrap_or_else(|_| MYSQL_DEFAULT.to_string())
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// No server: a failure in CI, a loud skip elsewhere.
+fn missing<T>(what: &str, url: &str, e: sqlx::Error) -> Option<T> {
+    if in_ci() {
+        panic!("{what} is required in CI (CI=true) but {url} did not answer: {e}");
+    }
+    eprintln!(
+        "\n==================== SKIPPED ====================\n\
+         {what} not reachable at {url}: {e}\n\
+         this test did NOT run; start the server or set the URL variable\n\
+         =================================================\n"
+    );
+    None
+}
+
+pub async fn sqlite(max: u32, acquire_timeout: Duration) -> SqlitePool {
+    SqlitePoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(acquire_timeout)
+        .connect("sqlite::memory:")
+        .await
+        .expect("in-memory SQLite")
+}
+
+pub async fn postgres(max: u32, acquire_timeout: Duration) -> Option<PgPool> {
+    let url = pg_url();
+    match PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(acquire_timeout)
+        .connect(&url)
+        .await
+    {
+        Ok(p) => Some(p),
+        Err(e) => missing("PostgreSQL", &url, e),
+    }
+}
+
+pub async fn mysql(max: u32, acquire_timeout: Duration) -> Option<MySqlPool> {
+    let url = mysql_url();
+    match MySqlPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(acquire_timeout)
+        .connect(&url)
+        .await
+    {
+        Ok(p) => Some(p),
+        Err(e) => missing("MariaDB/MySQL", &url, e),
+    }
+}
+
+/// The next saturation event, waiting at most `within` (real time).
+pub async fn next_saturation(events: &mut EventStream, within: Duration) -> SaturationEvent {
+    loop {
+        match tokio::time::timeout(within, events.next()).await {
+            Ok(Some(Ok(Event::Saturation(e)))) => return e,
+            Ok(Some(Ok(_))) => continue,
+            Ok(Some(Err(missed))) => panic!("stream lagged: {missed}"),
+            Ok(None) => panic!("event stream ended"),
+            Err(_) => panic!("no saturation event within {within:?}"),
+        }
+    }
+}
+
+/// Waits (real time, bounded) until sqlx reports every connection idle:
+/// `pool.size()` / `num_idle()` lag a release by sqlx's background ping.
+pub async fn settle_pool<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) {
+    for _ in 0..400 {
+        if pool.num_idle() == pool.size() as usize {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!(
+        "pool did not settle: size={} idle={}",
+        pool.size(),
+        pool.num_idle()
+    );
+}
