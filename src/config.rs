@@ -151,8 +151,9 @@ impl<DB: Database> PoolGuardBuilder<DB> {
         })
     }
 
-    /// Calls `f` for every event. Runs on its own task; keep it short (hand
-    /// blocking work to a channel or `spawn_blocking`).
+    /// Calls `f` for every event, on a thread of its own (one per callback),
+    /// so a slow or blocking callback never holds up `acquire()` or the other
+    /// callbacks. A panic in `f` is logged and `f` keeps receiving events.
     pub fn on_event(mut self, f: impl Fn(&Event) + Send + Sync + 'static) -> Self {
         self.callbacks.push(Arc::new(f));
         self
@@ -188,7 +189,10 @@ impl<DB: Database> PoolGuardBuilder<DB> {
         if p.critical_recover_below > p.critical_at {
             return Err(Error::config(
                 "critical_recover_below",
-                format!("{} (critical_at = {})", p.critical_recover_below, p.critical_at),
+                format!(
+                    "{} (critical_at = {})",
+                    p.critical_recover_below, p.critical_at
+                ),
                 "must not be above critical_at",
             ));
         }
@@ -203,7 +207,11 @@ impl<DB: Database> PoolGuardBuilder<DB> {
             ));
         }
         if self.tick.is_zero() {
-            return Err(Error::config("tick", format!("{:?}", self.tick), "must be above zero"));
+            return Err(Error::config(
+                "tick",
+                format!("{:?}", self.tick),
+                "must be above zero",
+            ));
         }
         if self.stats_window < self.tick {
             return Err(Error::config(
@@ -246,7 +254,9 @@ impl<DB: Database> PoolGuardBuilder<DB> {
             }),
         }));
         for cb in self.callbacks {
-            core.hub.spawn_callback(&rt, cb, Arc::clone(&core.name));
+            core.hub
+                .spawn_callback(cb, Arc::clone(&core.name))
+                .map_err(Error::CallbackThread)?;
         }
         crate::monitor::spawn(Arc::clone(&core), &rt);
         Ok(PoolGuard::from_parts(self.pool, core))

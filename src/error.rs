@@ -26,6 +26,10 @@ pub enum Error {
     #[error("PoolGuard::build() must be called inside a tokio runtime (the guard spawns its monitor task)")]
     NoRuntime,
 
+    /// The thread that runs an event callback could not be started.
+    #[error("could not start a poolguard event-callback thread: {0}")]
+    CallbackThread(#[source] std::io::Error),
+
     /// No connection became available within the pool's `acquire_timeout`.
     /// `state` is the pool as it was when the wait gave up.
     #[error("pool `{pool}` timed out waiting for a connection ({state})")]
@@ -57,7 +61,7 @@ impl Error {
     pub fn as_sqlx(&self) -> Option<&sqlx::Error> {
         match self {
             Error::AcquireTimeout { source, .. } | Error::Sqlx(source) => Some(source),
-            Error::InvalidConfig { .. } | Error::NoRuntime => None,
+            Error::InvalidConfig { .. } | Error::NoRuntime | Error::CallbackThread(_) => None,
         }
     }
 
@@ -66,7 +70,11 @@ impl Error {
         matches!(self, Error::AcquireTimeout { .. })
     }
 
-    pub(crate) fn config(field: &'static str, value: impl fmt::Display, reason: &'static str) -> Self {
+    pub(crate) fn config(
+        field: &'static str,
+        value: impl fmt::Display,
+        reason: &'static str,
+    ) -> Self {
         Error::InvalidConfig {
             field,
             value: value.to_string(),

@@ -1,7 +1,7 @@
 //! Event delivery: callbacks and any number of streams, fed by one broadcast
 //! channel that only the monitor task sends on (never the acquire path).
 //!
-//! Each callback runs on its own task, inside `catch_unwind`: a slow callback
+//! Each callback runs on its own thread, inside `catch_unwind`: a slow callback
 //! delays only itself and a panicking one is logged and keeps receiving. A
 //! stream that falls more than the channel capacity behind is told how many
 //! events it missed ([`EventsMissed`]) and continues with the newest.
@@ -76,12 +76,16 @@ impl EventHub {
         EventStream::new(self.tx.subscribe())
     }
 
-    /// Runs `callback` for every event on its own task until the hub is dropped.
-    pub(crate) fn spawn_callback(&self, rt: &tokio::runtime::Handle, callback: Callback, pool: Arc<str>) {
+    /// Runs `callback` for every event on its own thread until the hub is
+    /// dropped. A plain thread, not a runtime worker: a callback that blocks
+    /// or sleeps cannot stall `acquire()`, the monitor or other callbacks, even
+    /// on a current-thread runtime, and it never holds up runtime shutdown.
+    pub(crate) fn spawn_callback(&self, callback: Callback, pool: Arc<str>) -> std::io::Result<()> {
         let mut rx = self.tx.subscribe();
-        rt.spawn(async move {
-            loop {
-                match rx.recv().await {
+        std::thread::Builder::new()
+            .name(format!("poolguard-callback-{pool}"))
+            .spawn(move || loop {
+                match rx.blocking_recv() {
                     Ok(event) => {
                         if catch_unwind(AssertUnwindSafe(|| callback(&event))).is_err() {
                             tracing::error!(pool = %pool, ?event, "poolguard event callback panicked");
@@ -92,8 +96,8 @@ impl EventHub {
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 }
-            }
-        });
+            })
+            .map(drop)
     }
 }
 

@@ -14,7 +14,6 @@ use sqlx::pool::MaybePoolConnection;
 use sqlx::{Acquire, Database, Either, Execute, Executor, SqlStr, Transaction};
 use sqlx_core::ext::async_stream::TryAsyncStream;
 
-
 use crate::connection::GuardedConnection;
 use crate::guard::PoolGuard;
 
@@ -72,10 +71,7 @@ where
     }
 
     #[doc(hidden)]
-    fn describe<'e>(
-        self,
-        sql: SqlStr,
-    ) -> BoxFuture<'e, Result<sqlx::Describe<DB>, sqlx::Error>> {
+    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<sqlx::Describe<DB>, sqlx::Error>> {
         let guard = self.clone();
         Box::pin(async move {
             let mut conn = guard.acquire().await?;

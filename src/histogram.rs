@@ -136,7 +136,10 @@ mod tests {
             assert!(idx < BUCKETS, "{us} -> {idx}");
             let (lo, hi) = bounds(idx);
             if idx < BUCKETS - 1 {
-                assert!(lo <= us && us < hi, "{us} not in [{lo}, {hi}) of bucket {idx}");
+                assert!(
+                    lo <= us && us < hi,
+                    "{us} not in [{lo}, {hi}) of bucket {idx}"
+                );
             }
         }
         // Buckets are contiguous and increasing.

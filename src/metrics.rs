@@ -48,11 +48,7 @@ fn describe_all() {
         Unit::Count,
         "Requests waiting for an open connection"
     );
-    describe_counter!(
-        TIMEOUTS,
-        Unit::Count,
-        "Connection acquires that timed out"
-    );
+    describe_counter!(TIMEOUTS, Unit::Count, "Connection acquires that timed out");
     describe_histogram!(
         WAIT_TIME,
         Unit::Seconds,

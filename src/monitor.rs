@@ -178,7 +178,10 @@ impl Core {
                 hold: self.acct.hold.counts(),
             });
             while st.marks.len() > 1
-                && st.marks.front().is_some_and(|m| now.saturating_duration_since(m.at) > self.window)
+                && st
+                    .marks
+                    .front()
+                    .is_some_and(|m| now.saturating_duration_since(m.at) > self.window)
             {
                 st.marks.pop_front();
             }
@@ -187,8 +190,14 @@ impl Core {
         let level = st.tracker.level();
         let deadline = st.tracker.next_deadline();
         let event = transition.map(|t| {
-            let snapshot =
-                self.build_snapshot(&st, now, c, stats, self.acct.wait.counts(), self.acct.hold.counts());
+            let snapshot = self.build_snapshot(
+                &st,
+                now,
+                c,
+                stats,
+                self.acct.wait.counts(),
+                self.acct.hold.counts(),
+            );
             SaturationEvent {
                 level: t.to,
                 previous: t.from,
@@ -210,9 +219,15 @@ impl Core {
         });
         if let Some(e) = event {
             match e.level {
-                Level::Critical => tracing::error!(pool = %self.name, level = %e.level, previous = %e.previous, in_use = c.in_use, waiters = c.waiters, max, "pool saturation"),
-                Level::Warning => tracing::warn!(pool = %self.name, level = %e.level, previous = %e.previous, in_use = c.in_use, waiters = c.waiters, max, "pool saturation"),
-                Level::Normal => tracing::info!(pool = %self.name, level = %e.level, previous = %e.previous, in_use = c.in_use, waiters = c.waiters, max, "pool saturation"),
+                Level::Critical => {
+                    tracing::error!(pool = %self.name, level = %e.level, previous = %e.previous, in_use = c.in_use, waiters = c.waiters, max, "pool saturation")
+                }
+                Level::Warning => {
+                    tracing::warn!(pool = %self.name, level = %e.level, previous = %e.previous, in_use = c.in_use, waiters = c.waiters, max, "pool saturation")
+                }
+                Level::Normal => {
+                    tracing::info!(pool = %self.name, level = %e.level, previous = %e.previous, in_use = c.in_use, waiters = c.waiters, max, "pool saturation")
+                }
             }
             self.hub.publish(Event::Saturation(e));
         }

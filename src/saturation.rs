@@ -167,7 +167,11 @@ impl LevelTracker {
         let p = &self.policy;
         track(&mut self.warn_since, value >= p.warn_at, now);
         track(&mut self.critical_since, value >= p.critical_at, now);
-        track(&mut self.below_warn_since, value < p.warn_recover_below, now);
+        track(
+            &mut self.below_warn_since,
+            value < p.warn_recover_below,
+            now,
+        );
         track(
             &mut self.below_critical_since,
             value < p.critical_recover_below,

@@ -69,7 +69,12 @@ where
 
     for w in waiters {
         let err = w.await.unwrap().expect_err("pool is full");
-        let Error::AcquireTimeout { ref state, ref pool, .. } = err else {
+        let Error::AcquireTimeout {
+            ref state,
+            ref pool,
+            ..
+        } = err
+        else {
             panic!("expected AcquireTimeout, got {err:?}");
         };
         assert_eq!(&**pool, "exhaustion");
@@ -82,7 +87,10 @@ where
         assert!(matches!(sqlx::Error::from(err), sqlx::Error::PoolTimedOut));
     }
     let snap = guard.snapshot();
-    assert_eq!((snap.waiters, snap.timeouts_total, snap.timeouts_in_window), (0, 3, 3));
+    assert_eq!(
+        (snap.waiters, snap.timeouts_total, snap.timeouts_in_window),
+        (0, 3, 3)
+    );
     assert_eq!(snap.acquires_total, 10);
     assert!(snap.acquire_wait.samples >= 10);
 
@@ -99,7 +107,10 @@ where
     assert!(guard.snapshot().hold_time.samples >= 10);
 
     // Still usable through the executor path.
-    guard.execute("SELECT 1").await.expect("query after exhaustion");
+    guard
+        .execute("SELECT 1")
+        .await
+        .expect("query after exhaustion");
     assert_eq!(guard.snapshot().in_use, 0);
     settle_pool(&pool).await;
 }

@@ -1,0 +1,145 @@
+//! Names, labels, units and values of the exported metrics after a known
+//! sequence of operations, read through `metrics-util`'s debugging recorder.
+
+mod common;
+
+use std::time::Duration;
+
+use metrics::Unit;
+use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshot};
+use poolguard::{metrics as m, PoolGuard};
+
+/// Name, labels, unit, description, value.
+type Entry = (
+    String,
+    Vec<(String, String)>,
+    Option<Unit>,
+    Option<String>,
+    DebugValue,
+);
+
+struct Seen(Vec<Entry>);
+
+impl Seen {
+    fn from(s: Snapshot) -> Self {
+        Seen(
+            s.into_vec()
+                .into_iter()
+                .map(|(ck, unit, desc, v)| {
+                    let (_, key) = ck.into_parts();
+                    let labels = key
+                        .labels()
+                        .map(|l| (l.key().to_string(), l.value().to_string()))
+                        .collect();
+                    (
+                        key.name().to_string(),
+                        labels,
+                        unit,
+                        desc.map(|d| d.to_string()),
+                        v,
+                    )
+                })
+                .collect(),
+        )
+    }
+
+    fn get(&self, name: &str, state: Option<&str>) -> &Entry {
+        let found: Vec<_> = self
+            .0
+            .iter()
+            .filter(|(n, labels, ..)| {
+                n == name
+                    && labels.contains(&(m::POOL_NAME.to_string(), "orders-db".to_string()))
+                    && state.is_none_or(|s| labels.contains(&(m::STATE.to_string(), s.to_string())))
+            })
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "{name} {state:?}: {:?}",
+            self.0.iter().map(|x| (&x.0, &x.1)).collect::<Vec<_>>()
+        );
+        found[0]
+    }
+
+    fn gauge(&self, name: &str, state: Option<&str>) -> f64 {
+        match &self.get(name, state).4 {
+            DebugValue::Gauge(v) => v.0,
+            other => panic!("{name} is not a gauge: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn exported_metrics_follow_otel_names_and_values() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let pool = common::sqlite(2, Duration::from_millis(100)).await;
+    // Handles are registered at build: only the build needs the recorder.
+    let guard = metrics::with_local_recorder(&recorder, || {
+        PoolGuard::builder(pool).name("orders-db").build()
+    })
+    .unwrap();
+
+    let a = guard.acquire().await.unwrap();
+    let b = guard.acquire().await.unwrap();
+    let timeout = guard.acquire().await.expect_err("pool of 2 is full");
+    assert!(timeout.is_acquire_timeout());
+    guard.evaluate_now();
+    let full = Seen::from(snapshotter.snapshot());
+    assert_eq!(full.gauge(m::CONNECTION_COUNT, Some("used")), 2.0);
+    assert_eq!(full.gauge(m::CONNECTION_MAX, None), 2.0);
+    assert_eq!(full.gauge(m::PENDING_REQUESTS, None), 0.0);
+    assert_eq!(full.gauge(m::UTILIZATION, None), 1.0);
+    assert_eq!(full.gauge(m::DEMAND, None), 1.0);
+    // Default hold times: 100 % for a moment is not yet critical.
+    assert_eq!(full.gauge(m::SATURATION_LEVEL, None), 0.0);
+    match &full.get(m::TIMEOUTS, None).4 {
+        DebugValue::Counter(n) => assert_eq!(*n, 1),
+        other => panic!("timeouts: {other:?}"),
+    }
+    match &full.get(m::WAIT_TIME, None).4 {
+        DebugValue::Histogram(v) => assert_eq!(v.len(), 2, "two successful acquires"),
+        other => panic!("wait_time: {other:?}"),
+    }
+
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    drop((a, b));
+    common::settle_pool(guard.pool()).await;
+    guard.evaluate_now();
+    let after = Seen::from(snapshotter.snapshot());
+    assert_eq!(after.gauge(m::CONNECTION_COUNT, Some("used")), 0.0);
+    assert_eq!(after.gauge(m::CONNECTION_COUNT, Some("idle")), 2.0);
+    assert_eq!(after.gauge(m::UTILIZATION, None), 0.0);
+    match &after.get(m::USE_TIME, None).4 {
+        DebugValue::Histogram(v) => {
+            assert_eq!(v.len(), 2, "two releases");
+            assert!(
+                v.iter().all(|s| s.0 >= 0.020),
+                "held >= 20 ms, in seconds: {v:?}"
+            );
+        }
+        other => panic!("use_time: {other:?}"),
+    }
+
+    // Every metric is described, with its unit.
+    for (name, unit) in [
+        (m::CONNECTION_COUNT, Unit::Count),
+        (m::CONNECTION_MAX, Unit::Count),
+        (m::PENDING_REQUESTS, Unit::Count),
+        (m::TIMEOUTS, Unit::Count),
+        (m::WAIT_TIME, Unit::Seconds),
+        (m::USE_TIME, Unit::Seconds),
+        (m::UTILIZATION, Unit::Count),
+        (m::DEMAND, Unit::Count),
+        (m::SATURATION_LEVEL, Unit::Count),
+    ] {
+        let state = (name == m::CONNECTION_COUNT).then_some("used");
+        let (_, _, u, desc, _) = after.get(name, state);
+        assert_eq!(u.as_ref(), Some(&unit), "{name} unit");
+        assert!(
+            desc.as_ref().is_some_and(|d| !d.is_empty()),
+            "{name} described"
+        );
+    }
+}
