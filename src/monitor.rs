@@ -41,9 +41,52 @@ struct Mark {
     hold: Counts,
 }
 
+/// Time-weighted average of the signal over the current tick, integrated
+/// from the values seen at each evaluation (ticks and threshold crossings).
+#[derive(Debug)]
+struct TickAverage {
+    started: Instant,
+    last_at: Instant,
+    last_value: f64,
+    area: f64,
+}
+
+impl TickAverage {
+    fn new(now: Instant) -> Self {
+        Self {
+            started: now,
+            last_at: now,
+            last_value: 0.0,
+            area: 0.0,
+        }
+    }
+
+    /// Adds the value that held since the last call; at the end of a tick
+    /// returns the tick's average and starts the next one.
+    fn advance(&mut self, now: Instant, value: f64, tick: Duration) -> Option<f64> {
+        let dt = now.saturating_duration_since(self.last_at).as_secs_f64();
+        self.area += self.last_value * dt;
+        self.last_at = now;
+        self.last_value = value;
+        let elapsed = now.saturating_duration_since(self.started);
+        if elapsed < tick {
+            return None;
+        }
+        let avg = self.area / elapsed.as_secs_f64();
+        self.area = 0.0;
+        self.started = now;
+        Some(avg)
+    }
+
+    fn tick_ends(&self, tick: Duration) -> Instant {
+        self.started + tick
+    }
+}
+
 #[derive(Debug)]
 struct State {
     tracker: LevelTracker,
+    average: TickAverage,
     marks: VecDeque<Mark>,
 }
 
@@ -97,6 +140,7 @@ impl Core {
             signal: p.policy.signal,
             state: Mutex::new(State {
                 tracker: LevelTracker::new(p.policy, now),
+                average: TickAverage::new(now),
                 marks: VecDeque::from([first]),
             }),
             acct: p.acct,
@@ -155,8 +199,9 @@ impl Core {
         }
     }
 
-    /// One evaluation at `now`; returns when the next hold time runs out.
-    pub(crate) fn evaluate(&self, now: Instant) -> Option<Instant> {
+    /// One evaluation at `now`; returns when the monitor must evaluate next
+    /// (end of the tick, or earlier when a hold time runs out).
+    pub(crate) fn evaluate(&self, now: Instant) -> Instant {
         let c = self.acct.counters();
         let stats = (self.stats)();
         let max = self.acct.max();
@@ -186,9 +231,14 @@ impl Core {
                 st.marks.pop_front();
             }
         }
-        let transition = st.tracker.observe(now, value);
+        let tick_avg = st.average.advance(now, value, self.tick);
+        let transition = st.tracker.observe_with(now, value, tick_avg);
         let level = st.tracker.level();
-        let deadline = st.tracker.next_deadline();
+        let tick_ends = st.average.tick_ends(self.tick);
+        let next = match st.tracker.next_deadline() {
+            Some(deadline) if deadline > now => deadline.min(tick_ends),
+            _ => tick_ends,
+        };
         let event = transition.map(|t| {
             let snapshot = self.build_snapshot(
                 &st,
@@ -231,7 +281,7 @@ impl Core {
             }
             self.hub.publish(Event::Saturation(e));
         }
-        deadline
+        next
     }
 }
 
@@ -247,12 +297,7 @@ fn ratio(n: u32, max: u32) -> f64 {
 pub(crate) fn spawn(core: Arc<Core>, rt: &tokio::runtime::Handle) {
     rt.spawn(async move {
         while !core.acct.is_closed() {
-            let now = Instant::now();
-            let next_tick = now + core.tick;
-            let wake_at = match core.evaluate(now) {
-                Some(deadline) if deadline > now => deadline.min(next_tick),
-                _ => next_tick,
-            };
+            let wake_at = core.evaluate(Instant::now());
             tokio::select! {
                 () = tokio::time::sleep_until(wake_at) => {}
                 () = core.acct.wake.notified() => {}

@@ -1,14 +1,20 @@
 //! Saturation levels: the pure decision, with time passed in.
 //!
-//! [`LevelTracker::observe`] takes the current value of the saturation signal
-//! and the current instant and returns at most one [`Transition`]. It never
+//! `LevelTracker::observe` takes the current value of the saturation signal
+//! and the current instant and returns at most one transition. It never
 //! reads a clock, so the monitor can drive it from tokio's (pausable) clock and
 //! tests can drive it with synthetic instants.
 //!
 //! Semantics (as Prometheus' `for:`): a level is entered when its threshold has
-//! been met *continuously* for its hold time; it is left only when the value
-//! has stayed below the level's recovery threshold for the recovery time
-//! (hysteresis), so a pool hovering at the line does not flap.
+//! been met for its hold time; it is left only when the value has stayed
+//! below the level's recovery threshold for the recovery time (hysteresis),
+//! so a pool hovering at the line does not flap.
+//!
+//! "Met" is judged twice. A crossing of the instantaneous value starts the
+//! hold at once (so a zero hold fires at the crossing, and timing is exact).
+//! What *stops* a hold is the time-weighted average over a whole tick: a busy
+//! pool's in-use count dips for microseconds between each release and the
+//! next acquire, and judging every dip would restart a 5-minute hold forever.
 
 use std::time::Duration;
 use tokio::time::Instant;
@@ -130,18 +136,25 @@ pub(crate) struct LevelTracker {
     critical_since: Option<Instant>,
     below_warn_since: Option<Instant>,
     below_critical_since: Option<Instant>,
+    /// Average over the last whole tick.
+    last_tick: Option<f64>,
 }
 
-fn track(marker: &mut Option<Instant>, holds: bool, now: Instant) {
-    if holds {
-        marker.get_or_insert(now);
-    } else {
+/// Starts a hold when the condition holds now; ends it only when a whole
+/// tick's average says the condition no longer holds.
+fn track(marker: &mut Option<Instant>, now_holds: bool, tick_holds: Option<bool>, now: Instant) {
+    if tick_holds == Some(false) {
         *marker = None;
+    }
+    if now_holds {
+        marker.get_or_insert(now);
     }
 }
 
-fn held(marker: Option<Instant>, hold: Duration, now: Instant) -> bool {
-    marker.is_some_and(|since| now.saturating_duration_since(since) >= hold)
+/// The hold has lasted long enough and the condition is true now or over
+/// the last whole tick.
+fn held(marker: Option<Instant>, hold: Duration, now: Instant, holds: bool) -> bool {
+    holds && marker.is_some_and(|since| now.saturating_duration_since(since) >= hold)
 }
 
 impl LevelTracker {
@@ -154,6 +167,7 @@ impl LevelTracker {
             critical_since: None,
             below_warn_since: None,
             below_critical_since: None,
+            last_tick: None,
         }
     }
 
@@ -161,27 +175,58 @@ impl LevelTracker {
         self.level
     }
 
-    /// Feeds the signal's value at `now`; the value is taken to have held
-    /// since the previous call.
+    /// Feeds a tick: `value` is both the value now and the tick's average.
+    #[cfg(test)]
     pub(crate) fn observe(&mut self, now: Instant, value: f64) -> Option<Transition> {
-        let p = &self.policy;
-        track(&mut self.warn_since, value >= p.warn_at, now);
-        track(&mut self.critical_since, value >= p.critical_at, now);
-        track(
-            &mut self.below_warn_since,
-            value < p.warn_recover_below,
-            now,
-        );
-        track(
-            &mut self.below_critical_since,
-            value < p.critical_recover_below,
-            now,
-        );
+        self.observe_with(now, value, Some(value))
+    }
 
-        let critical = held(self.critical_since, p.critical_for, now);
-        let warning = held(self.warn_since, p.warn_for, now);
-        let cleared_warn = held(self.below_warn_since, p.recover_for, now);
-        let cleared_critical = held(self.below_critical_since, p.recover_for, now);
+    /// Feeds the signal's value at `now` and, at the end of a tick, the
+    /// tick's time-weighted average.
+    pub(crate) fn observe_with(
+        &mut self,
+        now: Instant,
+        value: f64,
+        tick_avg: Option<f64>,
+    ) -> Option<Transition> {
+        if tick_avg.is_some() {
+            self.last_tick = tick_avg;
+        }
+        let p = &self.policy;
+        let last = self.last_tick;
+        let above = |t: f64| {
+            (
+                value >= t,
+                tick_avg.map(|a| a >= t),
+                last.is_some_and(|a| a >= t),
+            )
+        };
+        let below = |t: f64| {
+            (
+                value < t,
+                tick_avg.map(|a| a < t),
+                last.is_some_and(|a| a < t),
+            )
+        };
+
+        let (w_now, w_tick, w_last) = above(p.warn_at);
+        let (c_now, c_tick, c_last) = above(p.critical_at);
+        let (bw_now, bw_tick, bw_last) = below(p.warn_recover_below);
+        let (bc_now, bc_tick, bc_last) = below(p.critical_recover_below);
+        track(&mut self.warn_since, w_now, w_tick, now);
+        track(&mut self.critical_since, c_now, c_tick, now);
+        track(&mut self.below_warn_since, bw_now, bw_tick, now);
+        track(&mut self.below_critical_since, bc_now, bc_tick, now);
+
+        let critical = held(self.critical_since, p.critical_for, now, c_now || c_last);
+        let warning = held(self.warn_since, p.warn_for, now, w_now || w_last);
+        let cleared_warn = held(self.below_warn_since, p.recover_for, now, bw_now || bw_last);
+        let cleared_critical = held(
+            self.below_critical_since,
+            p.recover_for,
+            now,
+            bc_now || bc_last,
+        );
 
         let next = match self.level {
             Level::Normal if critical => Level::Critical,
@@ -295,6 +340,36 @@ mod tests {
         t.observe(t0 + secs(200), 0.10);
         let tr = t.observe(t0 + secs(260), 0.10).unwrap();
         assert_eq!((tr.from, tr.to), (Level::Warning, Level::Normal));
+    }
+
+    #[test]
+    fn short_dips_inside_a_busy_tick_do_not_restart_the_hold() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut t = LevelTracker::new(SaturationPolicy::default(), t0);
+        t.observe_with(t0, 0.92, None);
+        for s in 0..120u64 {
+            let tick = t0 + secs(s);
+            // A dip to 0.88 between a release and the next acquire ...
+            assert_eq!(t.observe_with(tick + ms(500), 0.88, None), None);
+            assert_eq!(t.observe_with(tick + ms(501), 0.92, None), None);
+            // ... while the tick as a whole averaged above 90 %.
+            if s < 119 {
+                assert_eq!(t.observe_with(tick + secs(1), 0.92, Some(0.919)), None);
+            }
+        }
+        let tr = t.observe_with(t0 + secs(120), 0.92, Some(0.919)).unwrap();
+        assert_eq!(tr.to, Level::Critical);
+        // A tick averaging below the line does restart it.
+        let mut t = LevelTracker::new(SaturationPolicy::default(), t0);
+        t.observe_with(t0, 0.92, None);
+        t.observe_with(t0 + secs(60), 0.88, Some(0.89));
+        t.observe_with(t0 + secs(61), 0.92, None);
+        assert_eq!(t.observe_with(t0 + secs(180), 0.92, Some(0.92)), None);
+        assert_eq!(
+            t.observe_with(t0 + secs(181), 0.92, Some(0.92)).unwrap().to,
+            Level::Critical
+        );
     }
 
     #[test]
