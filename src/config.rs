@@ -33,6 +33,8 @@ pub struct PoolGuardBuilder<DB: Database> {
     stats_window: Duration,
     event_capacity: usize,
     callbacks: Vec<Callback>,
+    warn_recover_set: bool,
+    critical_recover_set: bool,
 }
 
 impl<DB: Database> std::fmt::Debug for PoolGuardBuilder<DB> {
@@ -58,6 +60,8 @@ impl<DB: Database> PoolGuardBuilder<DB> {
             stats_window: DEFAULT_STATS_WINDOW,
             event_capacity: DEFAULT_EVENT_CAPACITY,
             callbacks: Vec::new(),
+            warn_recover_set: false,
+            critical_recover_set: false,
         }
     }
 
@@ -91,15 +95,19 @@ impl<DB: Database> PoolGuardBuilder<DB> {
         self
     }
 
-    /// Warning clears only below this ratio (default 0.75).
+    /// Warning clears only below this ratio (default: 5 points under
+    /// `warn_at`, i.e. 0.75).
     pub fn warn_recover_below(mut self, ratio: f64) -> Self {
         self.policy.warn_recover_below = ratio;
+        self.warn_recover_set = true;
         self
     }
 
-    /// Critical clears only below this ratio (default 0.85).
+    /// Critical clears only below this ratio (default: 5 points under
+    /// `critical_at`, i.e. 0.85).
     pub fn critical_recover_below(mut self, ratio: f64) -> Self {
         self.policy.critical_recover_below = ratio;
+        self.critical_recover_set = true;
         self
     }
 
@@ -115,9 +123,11 @@ impl<DB: Database> PoolGuardBuilder<DB> {
         self
     }
 
-    /// Replaces the whole saturation policy.
+    /// Replaces the whole saturation policy (recovery thresholds included).
     pub fn policy(mut self, policy: SaturationPolicy) -> Self {
         self.policy = policy;
+        self.warn_recover_set = true;
+        self.critical_recover_set = true;
         self
     }
 
@@ -233,7 +243,15 @@ impl<DB: Database> PoolGuardBuilder<DB> {
     ///
     /// Must run inside a tokio runtime. Install your `metrics` recorder before
     /// calling it: metric handles are registered here.
-    pub fn build(self) -> Result<PoolGuard<DB>, Error> {
+    pub fn build(mut self) -> Result<PoolGuard<DB>, Error> {
+        // Recovery thresholds not given follow their level down 5 points.
+        let below = |at: f64| if at > 0.1 { at - 0.05 } else { at / 2.0 };
+        if !self.warn_recover_set {
+            self.policy.warn_recover_below = below(self.policy.warn_at);
+        }
+        if !self.critical_recover_set {
+            self.policy.critical_recover_below = below(self.policy.critical_at);
+        }
         self.validate()?;
         let rt = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let max = self.pool.options().get_max_connections();
