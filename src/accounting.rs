@@ -11,7 +11,7 @@
 //! decision is not made here: when a count crosses one of the four level edges
 //! the monitor task is woken through a [`Notify`] (a permit, no allocation).
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,11 +22,21 @@ use crate::histogram::AtomicHistogram;
 use crate::metrics::HotMetrics;
 use crate::saturation::{SaturationPolicy, Signal};
 
+/// One waiter in [`Accounting::slots`] (high half).
+const WAITER: u64 = 1 << 32;
+/// One connection in use in [`Accounting::slots`] (low half).
+const IN_USE: u64 = 1;
+
+fn split(slots: u64) -> (u32, u32) {
+    ((slots & 0xFFFF_FFFF) as u32, (slots >> 32) as u32)
+}
+
 /// Shared counters of one guarded pool.
 #[derive(Debug)]
 pub(crate) struct Accounting {
-    in_use: AtomicU32,
-    waiters: AtomicU32,
+    /// `in_use` (low 32 bits) and `waiters` (high 32 bits) in one word, so a
+    /// waiter becoming a user is one atomic step and every read is consistent.
+    slots: AtomicU64,
     acquires_total: AtomicU64,
     timeouts_total: AtomicU64,
     errors_total: AtomicU64,
@@ -64,8 +74,7 @@ fn edge(ratio: f64, max: u32) -> u32 {
 impl Accounting {
     pub(crate) fn new(max: u32, policy: &SaturationPolicy, metrics: HotMetrics) -> Self {
         Self {
-            in_use: AtomicU32::new(0),
-            waiters: AtomicU32::new(0),
+            slots: AtomicU64::new(0),
             acquires_total: AtomicU64::new(0),
             timeouts_total: AtomicU64::new(0),
             errors_total: AtomicU64::new(0),
@@ -86,9 +95,10 @@ impl Accounting {
     }
 
     pub(crate) fn counters(&self) -> Counters {
+        let (in_use, waiters) = split(self.slots.load(Relaxed));
         Counters {
-            in_use: self.in_use.load(Relaxed),
-            waiters: self.waiters.load(Relaxed),
+            in_use,
+            waiters,
             acquires_total: self.acquires_total.load(Relaxed),
             timeouts_total: self.timeouts_total.load(Relaxed),
             errors_total: self.errors_total.load(Relaxed),
@@ -98,23 +108,31 @@ impl Accounting {
     /// Starts one acquire: counts a waiter until the ticket is resolved or dropped.
     #[inline]
     pub(crate) fn start_wait(self: &Arc<Self>) -> WaitTicket {
-        self.waiters.fetch_add(1, Relaxed);
-        self.check_edges();
+        self.change(WAITER, true);
         WaitTicket {
             acct: Some(Arc::clone(self)),
             started: Instant::now(),
         }
     }
 
+    /// Adds (`up`) or subtracts `delta` and wakes the monitor if the new
+    /// value lies in another band between level edges than the last one seen.
+    /// Two threads racing here can leave a stale band behind; the next change
+    /// or the next tick corrects it, so a wake is at worst one op late.
     #[inline]
-    fn check_edges(&self) {
-        let mut value = self.in_use.load(Relaxed);
-        if self.signal == Signal::Demand {
-            value = value.saturating_add(self.waiters.load(Relaxed));
-        }
+    fn change(&self, delta: u64, up: bool) {
+        let slots = if up {
+            self.slots.fetch_add(delta, Relaxed).wrapping_add(delta)
+        } else {
+            self.slots.fetch_sub(delta, Relaxed).wrapping_sub(delta)
+        };
+        let (in_use, waiters) = split(slots);
+        let value = match self.signal {
+            Signal::Demand => in_use.saturating_add(waiters),
+            _ => in_use,
+        };
         let band = self.edges.iter().filter(|&&e| value >= e).count() as u8;
-        if self.band.load(Relaxed) != band {
-            self.band.store(band, Relaxed);
+        if self.band.load(Relaxed) != band && self.band.swap(band, Relaxed) != band {
             self.wake.notify_one();
         }
     }
@@ -145,40 +163,41 @@ impl WaitTicket {
         let acct = self.acct.take().expect("ticket resolved once");
         let now = Instant::now();
         let waited = now.saturating_duration_since(self.started);
-        // In use first, then one waiter fewer: demand never dips in between.
-        acct.in_use.fetch_add(1, Relaxed);
-        acct.waiters.fetch_sub(1, Relaxed);
+        // One waiter fewer and one more in use, in a single atomic step:
+        // `WAITER - IN_USE` subtracted (wrapping) is exactly that.
+        acct.change(WAITER - IN_USE, false);
         acct.acquires_total.fetch_add(1, Relaxed);
         acct.wait.record(waited);
         acct.metrics.wait_time.record(waited.as_secs_f64());
-        acct.check_edges();
         HoldTicket { acct, since: now }
     }
 
-    /// The acquire timed out; returns how long it waited.
+    /// The acquire timed out; returns how long it waited. The wait goes
+    /// into the guard's own wait percentiles (the longest waits are the ones
+    /// that matter), not into the OTel `wait_time`, which is for acquires
+    /// that obtained a connection.
     pub(crate) fn timed_out(mut self) -> Duration {
         let acct = self.acct.take().expect("ticket resolved once");
+        let waited = self.started.elapsed();
         acct.timeouts_total.fetch_add(1, Relaxed);
         acct.metrics.timeouts.increment(1);
-        acct.waiters.fetch_sub(1, Relaxed);
-        acct.check_edges();
-        self.started.elapsed()
+        acct.wait.record(waited);
+        acct.change(WAITER, false);
+        waited
     }
 
     /// The acquire failed for another reason (connect error, pool closed).
     pub(crate) fn failed(mut self) {
         let acct = self.acct.take().expect("ticket resolved once");
         acct.errors_total.fetch_add(1, Relaxed);
-        acct.waiters.fetch_sub(1, Relaxed);
-        acct.check_edges();
+        acct.change(WAITER, false);
     }
 }
 
 impl Drop for WaitTicket {
     fn drop(&mut self) {
         if let Some(acct) = self.acct.take() {
-            acct.waiters.fetch_sub(1, Relaxed);
-            acct.check_edges();
+            acct.change(WAITER, false);
         }
     }
 }
@@ -200,10 +219,9 @@ impl Drop for HoldTicket {
     #[inline]
     fn drop(&mut self) {
         let held = self.since.elapsed();
-        self.acct.in_use.fetch_sub(1, Relaxed);
+        self.acct.change(IN_USE, false);
         self.acct.hold.record(held);
         self.acct.metrics.use_time.record(held.as_secs_f64());
-        self.acct.check_edges();
     }
 }
 
@@ -219,5 +237,21 @@ mod tests {
         assert_eq!(edge(0.75, 10), 8);
         assert_eq!(edge(0.85, 7), 6);
         assert_eq!(edge(1.0, 3), 3);
+    }
+
+    #[test]
+    fn waiter_becomes_user_in_one_step() {
+        let slots = AtomicU64::new(0);
+        slots.fetch_add(WAITER, Relaxed);
+        slots.fetch_add(WAITER, Relaxed);
+        slots.fetch_add(IN_USE, Relaxed);
+        let after = slots
+            .fetch_sub(WAITER - IN_USE, Relaxed)
+            .wrapping_sub(WAITER - IN_USE);
+        assert_eq!(split(after), (2, 1));
+        slots.fetch_sub(IN_USE, Relaxed);
+        slots.fetch_sub(IN_USE, Relaxed);
+        slots.fetch_sub(WAITER, Relaxed);
+        assert_eq!(split(slots.load(Relaxed)), (0, 0));
     }
 }

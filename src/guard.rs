@@ -171,6 +171,6 @@ impl<DB: Database> PoolGuard<DB> {
     /// Evaluates levels and publishes gauges now, without waiting for the
     /// monitor's next wake (which comes within one tick anyway).
     pub fn evaluate_now(&self) {
-        self.inner.core.evaluate(tokio::time::Instant::now());
+        self.inner.core.evaluate();
     }
 }

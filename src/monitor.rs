@@ -62,8 +62,8 @@ impl TickAverage {
     }
 
     /// Adds the value that held since the last call; at the end of a tick
-    /// returns the tick's average and starts the next one.
-    fn advance(&mut self, now: Instant, value: f64, tick: Duration) -> Option<f64> {
+    /// returns the tick's average and when it started, and starts the next.
+    fn advance(&mut self, now: Instant, value: f64, tick: Duration) -> Option<(f64, Instant)> {
         let dt = now.saturating_duration_since(self.last_at).as_secs_f64();
         self.area += self.last_value * dt;
         self.last_at = now;
@@ -73,13 +73,14 @@ impl TickAverage {
             return None;
         }
         let avg = self.area / elapsed.as_secs_f64();
+        let started = self.started;
         self.area = 0.0;
         self.started = now;
-        Some(avg)
+        Some((avg, started))
     }
 
     fn tick_ends(&self, tick: Duration) -> Instant {
-        self.started + tick
+        self.started.checked_add(tick).unwrap_or(self.started)
     }
 }
 
@@ -199,11 +200,14 @@ impl Core {
         }
     }
 
-    /// One evaluation at `now`; returns when the monitor must evaluate next
-    /// (end of the tick, or earlier when a hold time runs out).
-    pub(crate) fn evaluate(&self, now: Instant) -> Instant {
-        let c = self.acct.counters();
+    /// One evaluation; returns when the monitor must evaluate next (end of
+    /// the tick, or earlier when a hold time runs out). Time and counts are
+    /// read under the lock, so concurrent calls apply in order.
+    pub(crate) fn evaluate(&self) -> Instant {
         let stats = (self.stats)();
+        let mut st = self.state.lock();
+        let now = Instant::now();
+        let c = self.acct.counters();
         let max = self.acct.max();
         let utilization = ratio(c.in_use, max);
         let demand = ratio(c.in_use.saturating_add(c.waiters), max);
@@ -212,7 +216,6 @@ impl Core {
             Signal::Demand => demand,
         };
 
-        let mut st = self.state.lock();
         let slot = self.window / SLOTS;
         let last = st.marks.back().map(|m| m.at);
         if last.is_none_or(|at| now.saturating_duration_since(at) >= slot) {
@@ -256,8 +259,6 @@ impl Core {
                 snapshot,
             }
         });
-        drop(st);
-
         self.gauges.publish(&GaugeValues {
             in_use: c.in_use,
             idle: stats.idle,
@@ -267,6 +268,7 @@ impl Core {
             demand,
             level: level.as_number(),
         });
+        drop(st);
         if let Some(e) = event {
             match e.level {
                 Level::Critical => {
@@ -297,7 +299,7 @@ fn ratio(n: u32, max: u32) -> f64 {
 pub(crate) fn spawn(core: Arc<Core>, rt: &tokio::runtime::Handle) {
     rt.spawn(async move {
         while !core.acct.is_closed() {
-            let wake_at = core.evaluate(Instant::now());
+            let wake_at = core.evaluate();
             tokio::select! {
                 () = tokio::time::sleep_until(wake_at) => {}
                 () = core.acct.wake.notified() => {}
@@ -378,6 +380,35 @@ mod tests {
         let e = next_now(&mut events).expect("recovered");
         assert_eq!((e.previous, e.level), (Level::Critical, Level::Normal));
         assert_eq!(e.snapshot.in_use, 10);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn crossing_in_the_middle_of_a_tick_is_timed_from_the_crossing() {
+        let core = core(20, SaturationPolicy::default());
+        let mut events = core.hub.subscribe();
+        spawn(Arc::clone(&core), &tokio::runtime::Handle::current());
+        settle().await;
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        settle().await; // a tick runs from 1.5 s to 2.5 s
+        tokio::time::advance(Duration::from_millis(500)).await;
+        settle().await;
+        // Crossing at 2 s: the tick ending at 2.5 s averages under 90 %, and
+        // the hold must survive it.
+        let _held: Vec<_> = (0..19).map(|_| core.acct.start_wait().acquired()).collect();
+        settle().await;
+        // Step through time so that every tick is evaluated on its own.
+        for _ in 0..1199 {
+            tokio::time::advance(Duration::from_millis(100)).await;
+            settle().await;
+        }
+        tokio::time::advance(Duration::from_millis(100) - Duration::from_nanos(1)).await;
+        settle().await;
+        assert!(next_now(&mut events).is_none());
+        tokio::time::advance(Duration::from_nanos(1)).await;
+        settle().await;
+        let e = next_now(&mut events).expect("critical 120 s after the crossing");
+        assert_eq!(e.level, Level::Critical);
+        assert_eq!(e.time_in_previous, Duration::from_secs(122));
     }
 
     #[tokio::test(start_paused = true)]

@@ -140,11 +140,19 @@ pub(crate) struct LevelTracker {
     last_tick: Option<f64>,
 }
 
-/// Starts a hold when the condition holds now; ends it only when a whole
-/// tick's average says the condition no longer holds.
-fn track(marker: &mut Option<Instant>, now_holds: bool, tick_holds: Option<bool>, now: Instant) {
-    if tick_holds == Some(false) {
-        *marker = None;
+/// Starts a hold when the condition holds now; ends it only when the
+/// average of a whole tick spent in the hold says the condition no longer
+/// holds (a hold that began inside the tick is judged by the next one).
+fn track(
+    marker: &mut Option<Instant>,
+    now_holds: bool,
+    tick: Option<(bool, Instant)>,
+    now: Instant,
+) {
+    if let Some((false, tick_started)) = tick {
+        if marker.is_some_and(|since| since <= tick_started) {
+            *marker = None;
+        }
     }
     if now_holds {
         marker.get_or_insert(now);
@@ -178,33 +186,33 @@ impl LevelTracker {
     /// Feeds a tick: `value` is both the value now and the tick's average.
     #[cfg(test)]
     pub(crate) fn observe(&mut self, now: Instant, value: f64) -> Option<Transition> {
-        self.observe_with(now, value, Some(value))
+        self.observe_with(now, value, Some((value, now)))
     }
 
     /// Feeds the signal's value at `now` and, at the end of a tick, the
-    /// tick's time-weighted average.
+    /// tick's time-weighted average and when that tick started.
     pub(crate) fn observe_with(
         &mut self,
         now: Instant,
         value: f64,
-        tick_avg: Option<f64>,
+        tick: Option<(f64, Instant)>,
     ) -> Option<Transition> {
-        if tick_avg.is_some() {
-            self.last_tick = tick_avg;
+        if let Some((avg, _)) = tick {
+            self.last_tick = Some(avg);
         }
         let p = &self.policy;
         let last = self.last_tick;
         let above = |t: f64| {
             (
                 value >= t,
-                tick_avg.map(|a| a >= t),
+                tick.map(|(a, s)| (a >= t, s)),
                 last.is_some_and(|a| a >= t),
             )
         };
         let below = |t: f64| {
             (
                 value < t,
-                tick_avg.map(|a| a < t),
+                tick.map(|(a, s)| (a < t, s)),
                 last.is_some_and(|a| a < t),
             )
         };
@@ -254,7 +262,9 @@ impl LevelTracker {
     /// monitor can wake exactly then instead of at its next tick.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let p = &self.policy;
-        let due = |marker: Option<Instant>, hold: Duration| marker.map(|s| s + hold);
+        // `checked_add`: a hold of `Duration::MAX` means "never", not a panic.
+        let due =
+            |marker: Option<Instant>, hold: Duration| marker.and_then(|s| s.checked_add(hold));
         let candidates = match self.level {
             Level::Normal => [
                 due(self.warn_since, p.warn_for),
@@ -355,19 +365,29 @@ mod tests {
             assert_eq!(t.observe_with(tick + ms(501), 0.92, None), None);
             // ... while the tick as a whole averaged above 90 %.
             if s < 119 {
-                assert_eq!(t.observe_with(tick + secs(1), 0.92, Some(0.919)), None);
+                assert_eq!(
+                    t.observe_with(tick + secs(1), 0.92, Some((0.919, tick))),
+                    None
+                );
             }
         }
-        let tr = t.observe_with(t0 + secs(120), 0.92, Some(0.919)).unwrap();
+        let tr = t
+            .observe_with(t0 + secs(120), 0.92, Some((0.919, t0 + secs(119))))
+            .unwrap();
         assert_eq!(tr.to, Level::Critical);
         // A tick averaging below the line does restart it.
         let mut t = LevelTracker::new(SaturationPolicy::default(), t0);
         t.observe_with(t0, 0.92, None);
-        t.observe_with(t0 + secs(60), 0.88, Some(0.89));
+        t.observe_with(t0 + secs(60), 0.88, Some((0.89, t0 + secs(59))));
         t.observe_with(t0 + secs(61), 0.92, None);
-        assert_eq!(t.observe_with(t0 + secs(180), 0.92, Some(0.92)), None);
         assert_eq!(
-            t.observe_with(t0 + secs(181), 0.92, Some(0.92)).unwrap().to,
+            t.observe_with(t0 + secs(180), 0.92, Some((0.92, t0 + secs(179)))),
+            None
+        );
+        assert_eq!(
+            t.observe_with(t0 + secs(181), 0.92, Some((0.92, t0 + secs(180))))
+                .unwrap()
+                .to,
             Level::Critical
         );
     }
