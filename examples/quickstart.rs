@@ -34,7 +34,15 @@ async fn main() -> Result<(), poolguard::Error> {
     let start = Instant::now();
     let mut events = guard.events();
     let printer = tokio::spawn(async move {
-        while let Some(Ok(Event::Saturation(e))) = events.next().await {
+        while let Some(item) = events.next().await {
+            let e = match item {
+                Ok(Event::Saturation(e)) => e,
+                Ok(_) => continue,
+                Err(missed) => {
+                    println!("({missed})");
+                    continue;
+                }
+            };
             let s = &e.snapshot;
             println!(
                 "[{:>5.2}s] {:>8} -> {:<8} after {:>5.2}s  in_use={}/{} waiters={} demand={:.0}% \

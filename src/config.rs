@@ -20,6 +20,10 @@ pub const DEFAULT_TICK: Duration = Duration::from_secs(1);
 pub const DEFAULT_STATS_WINDOW: Duration = Duration::from_secs(60);
 /// Default capacity of the event channel (per stream backlog).
 pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
+/// Largest accepted `event_capacity` (the channel preallocates its slots).
+pub const MAX_EVENT_CAPACITY: usize = 1 << 16;
+/// Longest accepted hold, recovery time, tick or window: one year.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// Configures and builds a [`PoolGuard`]; see [`PoolGuard::builder`].
 ///
@@ -144,7 +148,8 @@ impl<DB: Database> PoolGuardBuilder<DB> {
         self
     }
 
-    /// Events a stream may fall behind before it misses some (default 1024).
+    /// Events a stream may fall behind before it misses some (default 1024,
+    /// at most 65536; rounded up to a power of two by the channel).
     pub fn event_capacity(mut self, capacity: usize) -> Self {
         self.event_capacity = capacity;
         self
@@ -216,6 +221,21 @@ impl<DB: Database> PoolGuardBuilder<DB> {
                 "must not be above critical_recover_below",
             ));
         }
+        for (field, d) in [
+            ("warn_for", p.warn_for),
+            ("critical_for", p.critical_for),
+            ("recover_for", p.recover_for),
+            ("tick", self.tick),
+            ("stats_window", self.stats_window),
+        ] {
+            if d > MAX_DURATION {
+                return Err(Error::config(
+                    field,
+                    format!("{d:?}"),
+                    "must be at most one year",
+                ));
+            }
+        }
         if self.tick.is_zero() {
             return Err(Error::config(
                 "tick",
@@ -230,11 +250,19 @@ impl<DB: Database> PoolGuardBuilder<DB> {
                 "must be at least one tick",
             ));
         }
-        if self.event_capacity == 0 {
-            return Err(Error::config("event_capacity", 0, "must be at least 1"));
+        if self.event_capacity == 0 || self.event_capacity > MAX_EVENT_CAPACITY {
+            return Err(Error::config(
+                "event_capacity",
+                self.event_capacity,
+                "must be in 1..=65536",
+            ));
         }
-        if self.name.is_empty() {
-            return Err(Error::config("name", "\"\"", "must not be empty"));
+        if self.name.is_empty() || self.name.contains('\0') {
+            return Err(Error::config(
+                "name",
+                format!("{:?}", self.name),
+                "must be non-empty, without NUL",
+            ));
         }
         Ok(())
     }

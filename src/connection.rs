@@ -36,6 +36,11 @@ impl<DB: Database> GuardedConnection<DB> {
         self.ticket.held_for()
     }
 
+    /// The sqlx pool connection, for functions that take `&mut PoolConnection<DB>`.
+    pub fn as_pool_connection_mut(&mut self) -> &mut PoolConnection<DB> {
+        &mut self.conn
+    }
+
     /// Closes the connection instead of returning it to the pool.
     pub async fn close(self) -> Result<(), sqlx::Error> {
         let (conn, _ticket) = self.into_parts();
@@ -112,6 +117,12 @@ impl<DB: Database> GuardedTransaction<DB> {
     /// How long the connection has been held.
     pub fn held_for(&self) -> Duration {
         self.ticket.held_for()
+    }
+
+    /// The sqlx transaction, for functions that take `&mut Transaction<'_, DB>`.
+    /// It stays counted as in use: the guard still owns it.
+    pub fn as_transaction_mut(&mut self) -> &mut Transaction<'static, DB> {
+        &mut self.tx
     }
 }
 

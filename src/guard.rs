@@ -115,16 +115,20 @@ impl<DB: Database> PoolGuard<DB> {
             Err(sqlx::Error::PoolTimedOut) => {
                 let c = core.acct.counters();
                 let waited = ticket.timed_out();
+                let state = PoolState {
+                    total: self.inner.pool.size(),
+                    in_use: c.in_use,
+                    idle: u32::try_from(self.inner.pool.num_idle()).unwrap_or(u32::MAX),
+                    max: core.acct.max(),
+                    waiting: c.waiters.saturating_sub(1),
+                    waited,
+                };
+                // Logged here too: the `Executor` path converts the error to
+                // `sqlx::Error::PoolTimedOut`, which cannot carry the state.
+                tracing::warn!(pool = %core.name, %state, "connection acquire timed out");
                 Err(Error::AcquireTimeout {
                     pool: Arc::clone(&core.name),
-                    state: PoolState {
-                        total: self.inner.pool.size(),
-                        in_use: c.in_use,
-                        idle: u32::try_from(self.inner.pool.num_idle()).unwrap_or(u32::MAX),
-                        max: core.acct.max(),
-                        waiting: c.waiters.saturating_sub(1),
-                        waited,
-                    },
+                    state,
                     source: sqlx::Error::PoolTimedOut,
                 })
             }

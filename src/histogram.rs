@@ -6,7 +6,8 @@
 //! bounded and recording never takes a lock or allocates.
 //!
 //! Buckets are log-linear over microseconds: exact below 8 us, then 8 linear
-//! sub-buckets per power of two (at most 12.5 % relative error), up to about
+//! sub-buckets per power of two (buckets 12.5 % wide; a quantile is reported
+//! as its bucket's midpoint, within 6.25 % of the true value), up to about
 //! 2^41 us (25 days); longer values land in the last bucket.
 
 use std::sync::atomic::{AtomicU64, Ordering};

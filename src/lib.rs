@@ -78,6 +78,7 @@ mod snapshot;
 
 pub use config::{
     PoolGuardBuilder, DEFAULT_EVENT_CAPACITY, DEFAULT_NAME, DEFAULT_STATS_WINDOW, DEFAULT_TICK,
+    MAX_DURATION, MAX_EVENT_CAPACITY,
 };
 pub use connection::{GuardedConnection, GuardedTransaction};
 pub use error::{Error, PoolState};

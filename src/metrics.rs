@@ -9,7 +9,6 @@
 
 use metrics::{Counter, Gauge, Histogram, Unit};
 use std::sync::Arc;
-use std::sync::Once;
 
 /// `db.client.connection.count`: connections by state (`idle` or `used`).
 pub const CONNECTION_COUNT: &str = "db.client.connection.count";
@@ -102,9 +101,8 @@ pub(crate) struct GaugeValues {
 }
 
 pub(crate) fn register(pool: &Arc<str>) -> (HotMetrics, Gauges) {
-    // Descriptions go to whatever recorder is installed at the first build.
-    static DESCRIBED: Once = Once::new();
-    DESCRIBED.call_once(describe_all);
+    // Described at every build: the recorder may have changed since the last.
+    describe_all();
     let name = pool.to_string();
     let hot = HotMetrics {
         wait_time: metrics::histogram!(WAIT_TIME, POOL_NAME => name.clone()),

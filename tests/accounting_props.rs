@@ -152,9 +152,12 @@ proptest! {
     })]
 
     #[test]
-    fn counts_return_to_zero(tasks in prop::collection::vec(prop::collection::vec(op(), 1..6), 1..10)) {
+    fn counts_return_to_zero(
+        tasks in prop::collection::vec(prop::collection::vec(op(), 1..6), 1..10),
+        then_hold in 0usize..=3,
+    ) {
         let (rt, guard) = env();
-        let (waiters, in_use, size, idle) = rt.block_on(async {
+        let (waiters, in_use, size, idle, held_in_use) = rt.block_on(async {
             let handles: Vec<_> = tasks
                 .into_iter()
                 .map(|ops| tokio::spawn(run(guard.clone(), ops)))
@@ -165,10 +168,20 @@ proptest! {
             }
             let snap = guard.snapshot();
             common::settle_pool(guard.pool()).await;
-            (snap.waiters, snap.in_use, guard.pool().size(), guard.pool().num_idle())
+            let (size, idle) = (guard.pool().size(), guard.pool().num_idle());
+            // Then the guard and sqlx must agree on a non-zero count too.
+            let mut held = Vec::new();
+            for _ in 0..then_hold {
+                held.push(guard.acquire().await.expect("acquire on an idle pool"));
+            }
+            common::settle_in_use(guard.pool(), then_hold).await;
+            let held_in_use = guard.snapshot().in_use;
+            drop(held);
+            (snap.waiters, snap.in_use, size, idle, held_in_use)
         });
         prop_assert_eq!(waiters, 0);
         prop_assert_eq!(in_use, 0);
         prop_assert_eq!(size as usize - idle, in_use as usize);
+        prop_assert_eq!(held_in_use as usize, then_hold);
     }
 }

@@ -116,6 +116,20 @@ async fn transactions_count_as_in_use_until_they_end() {
     drop(tx); // rolled back
     assert_eq!(guard.snapshot().in_use, 0);
 
+    // Functions written against sqlx's own types still take it.
+    async fn insert(tx: &mut sqlx::Transaction<'_, Sqlite>, v: i64) -> sqlx::Result<()> {
+        sqlx::query("INSERT INTO t (v) VALUES (?)")
+            .bind(v)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+    let mut tx = guard.begin().await.unwrap();
+    insert(tx.as_transaction_mut(), 4).await.unwrap();
+    assert_eq!(guard.snapshot().in_use, 1);
+    tx.rollback().await.unwrap();
+    assert_eq!(guard.snapshot().in_use, 0);
+
     let rows: Vec<i64> = sqlx::query_scalar("SELECT v FROM t")
         .fetch_all(&guard)
         .await
@@ -185,6 +199,18 @@ async fn invalid_configuration_is_a_typed_error_naming_field_and_value() {
             "10ms (tick = 1s)",
         ),
         (b().event_capacity(0), "event_capacity", "0"),
+        (b().event_capacity(1 << 20), "event_capacity", "1048576"),
+        (
+            b().critical_for(Duration::MAX),
+            "critical_for",
+            "18446744073709551615.999999999s",
+        ),
+        (
+            b().tick(Duration::MAX),
+            "tick",
+            "18446744073709551615.999999999s",
+        ),
+        (b().name("a\0b"), "name", "\"a\\0b\""),
         (b().name(""), "name", "\"\""),
     ];
     for (builder, field, value) in cases {

@@ -77,30 +77,45 @@ async fn exported_metrics_follow_otel_names_and_values() {
     let pool = common::sqlite(2, Duration::from_millis(100)).await;
     // Handles are registered at build: only the build needs the recorder.
     let guard = metrics::with_local_recorder(&recorder, || {
-        PoolGuard::builder(pool).name("orders-db").build()
+        PoolGuard::builder(pool)
+            .name("orders-db")
+            .warn_for(Duration::ZERO)
+            .critical_for(Duration::ZERO)
+            .build()
     })
     .unwrap();
 
     let a = guard.acquire().await.unwrap();
     let b = guard.acquire().await.unwrap();
-    let timeout = guard.acquire().await.expect_err("pool of 2 is full");
-    assert!(timeout.is_acquire_timeout());
+    // A third caller waits on the full pool (and will time out).
+    let g = guard.clone();
+    let waiter = tokio::spawn(async move { g.acquire().await.map(drop) });
+    while guard.snapshot().waiters < 1 {
+        tokio::task::yield_now().await;
+    }
     guard.evaluate_now();
     let full = Seen::from(snapshotter.snapshot());
     assert_eq!(full.gauge(m::CONNECTION_COUNT, Some("used")), 2.0);
     assert_eq!(full.gauge(m::CONNECTION_MAX, None), 2.0);
-    assert_eq!(full.gauge(m::PENDING_REQUESTS, None), 0.0);
+    assert_eq!(full.gauge(m::PENDING_REQUESTS, None), 1.0);
     assert_eq!(full.gauge(m::UTILIZATION, None), 1.0);
-    assert_eq!(full.gauge(m::DEMAND, None), 1.0);
-    // Default hold times: 100 % for a moment is not yet critical.
-    assert_eq!(full.gauge(m::SATURATION_LEVEL, None), 0.0);
-    match &full.get(m::TIMEOUTS, None).4 {
-        DebugValue::Counter(n) => assert_eq!(*n, 1),
-        other => panic!("timeouts: {other:?}"),
-    }
+    assert_eq!(full.gauge(m::DEMAND, None), 1.5);
+    // Zero hold times: 100 % is critical at once.
+    assert_eq!(full.gauge(m::SATURATION_LEVEL, None), 2.0);
+    // (Histogram values are drained by each debugging snapshot.)
     match &full.get(m::WAIT_TIME, None).4 {
         DebugValue::Histogram(v) => assert_eq!(v.len(), 2, "two successful acquires"),
         other => panic!("wait_time: {other:?}"),
+    }
+
+    let timeout = waiter.await.unwrap().expect_err("pool of 2 is full");
+    assert!(timeout.is_acquire_timeout());
+    guard.evaluate_now();
+    let full = Seen::from(snapshotter.snapshot());
+    assert_eq!(full.gauge(m::PENDING_REQUESTS, None), 0.0);
+    match &full.get(m::TIMEOUTS, None).4 {
+        DebugValue::Counter(n) => assert_eq!(*n, 1),
+        other => panic!("timeouts: {other:?}"),
     }
 
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -111,6 +126,7 @@ async fn exported_metrics_follow_otel_names_and_values() {
     assert_eq!(after.gauge(m::CONNECTION_COUNT, Some("used")), 0.0);
     assert_eq!(after.gauge(m::CONNECTION_COUNT, Some("idle")), 2.0);
     assert_eq!(after.gauge(m::UTILIZATION, None), 0.0);
+    assert_eq!(after.gauge(m::DEMAND, None), 0.0);
     match &after.get(m::USE_TIME, None).4 {
         DebugValue::Histogram(v) => {
             assert_eq!(v.len(), 2, "two releases");

@@ -29,7 +29,11 @@ fn missing<T>(what: &str, url: &str, e: sqlx::Error) -> Option<T> {
     if in_ci() {
         panic!("{what} is required in CI (CI=true) but {url} did not answer: {e}");
     }
-    eprintln!(
+    // Straight to the process's stderr: libtest captures `eprintln!`, and a
+    // skip must be seen without `--nocapture`.
+    use std::io::Write;
+    let _ = write!(
+        std::io::stderr(),
         "\n==================== SKIPPED ====================\n\
          {what} not reachable at {url}: {e}\n\
          this test did NOT run; start the server or set the URL variable\n\
@@ -89,14 +93,20 @@ pub async fn next_saturation(events: &mut EventStream, within: Duration) -> Satu
 /// Waits (real time, bounded) until sqlx reports every connection idle:
 /// `pool.size()` / `num_idle()` lag a release by sqlx's background ping.
 pub async fn settle_pool<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) {
+    settle_in_use(pool, 0).await;
+}
+
+/// Waits (real time, bounded) until sqlx's `size() - num_idle()` equals
+/// `in_use`; panics with both figures if it never does.
+pub async fn settle_in_use<DB: sqlx::Database>(pool: &sqlx::Pool<DB>, in_use: usize) {
     for _ in 0..400 {
-        if pool.num_idle() == pool.size() as usize {
+        if (pool.size() as usize).checked_sub(pool.num_idle()) == Some(in_use) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     panic!(
-        "pool did not settle: size={} idle={}",
+        "sqlx never agreed on {in_use} in use: size={} idle={}",
         pool.size(),
         pool.num_idle()
     );
