@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use poolguard::{Event, EventStream, SaturationEvent};
-use sqlx::mysql::{MySqlPool, MySqlPoolOptions};
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::mysql::MySqlPool;
+use sqlx::postgres::PgPool;
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 
 pub const PG_DEFAULT: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -51,30 +51,30 @@ pub async fn sqlite(max: u32, acquire_timeout: Duration) -> SqlitePool {
         .expect("in-memory SQLite")
 }
 
-pub async fn postgres(max: u32, acquire_timeout: Duration) -> Option<PgPool> {
-    let url = pg_url();
-    match PgPoolOptions::new()
+/// A pool on a real server, or `None` (after a loud skip) when it is down.
+async fn server<DB: sqlx::Database>(
+    what: &str,
+    url: &str,
+    max: u32,
+    acquire_timeout: Duration,
+) -> Option<sqlx::Pool<DB>> {
+    match sqlx::pool::PoolOptions::<DB>::new()
         .max_connections(max)
         .acquire_timeout(acquire_timeout)
-        .connect(&url)
+        .connect(url)
         .await
     {
         Ok(p) => Some(p),
-        Err(e) => missing("PostgreSQL", &url, e),
+        Err(e) => missing(what, url, e),
     }
 }
 
+pub async fn postgres(max: u32, acquire_timeout: Duration) -> Option<PgPool> {
+    server("PostgreSQL", &pg_url(), max, acquire_timeout).await
+}
+
 pub async fn mysql(max: u32, acquire_timeout: Duration) -> Option<MySqlPool> {
-    let url = mysql_url();
-    match MySqlPoolOptions::new()
-        .max_connections(max)
-        .acquire_timeout(acquire_timeout)
-        .connect(&url)
-        .await
-    {
-        Ok(p) => Some(p),
-        Err(e) => missing("MariaDB/MySQL", &url, e),
-    }
+    server("MariaDB/MySQL", &mysql_url(), max, acquire_timeout).await
 }
 
 /// The next saturation event, waiting at most `within` (real time).
