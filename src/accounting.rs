@@ -11,7 +11,8 @@
 //! decision is not made here: when a count crosses one of the four level edges
 //! the monitor task is woken through a [`Notify`] (a permit, no allocation).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::panic::Location;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,8 +20,11 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::histogram::AtomicHistogram;
+use crate::leak::LeakTable;
 use crate::metrics::HotMetrics;
-use crate::saturation::{SaturationPolicy, Signal};
+use crate::rules::{Comparison, Rule};
+use crate::signals::Signal;
+use crate::window::HistSet;
 
 /// One waiter in [`Accounting::slots`] (high half).
 const WAITER: u64 = 1 << 32;
@@ -40,18 +44,78 @@ pub(crate) struct Accounting {
     acquires_total: AtomicU64,
     timeouts_total: AtomicU64,
     errors_total: AtomicU64,
+    queries_total: AtomicU64,
+    query_errors_total: AtomicU64,
+    requests_total: AtomicU64,
+    requests_5xx_total: AtomicU64,
+    requests_504_total: AtomicU64,
     pub(crate) wait: AtomicHistogram,
     pub(crate) hold: AtomicHistogram,
+    pub(crate) query: AtomicHistogram,
+    pub(crate) request: AtomicHistogram,
     max: u32,
-    signal: Signal,
-    /// Counts at which the saturation decision may change (ascending).
-    edges: [u32; 4],
-    /// Number of edges at or below the signal when last checked.
-    band: AtomicU8,
+    /// Counts at which a rule on an instantaneous signal may change.
+    edges: Edges,
+    /// Edges at or below the counts when last checked (see [`Edges::band`]).
+    band: AtomicU32,
     /// Wakes the monitor (edge crossed, or shutdown).
     pub(crate) wake: Notify,
     closed: AtomicBool,
+    pub(crate) leaks: Option<LeakTable>,
     metrics: HotMetrics,
+}
+
+/// Most edges kept per instantaneous signal; rules past that are still
+/// evaluated, on the tick.
+const MAX_EDGES: usize = 8;
+
+/// The counts at which some rule's condition on `in_use`, `in_use +
+/// waiters` or `waiters` changes, precomputed so the hot path only compares.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Edges {
+    lists: [[u32; MAX_EDGES]; 3],
+    lens: [usize; 3],
+}
+
+impl Edges {
+    /// Edges of every rule on an instantaneous signal (threshold and
+    /// recovery threshold), in whole connections of `max`.
+    pub(crate) fn for_rules(rules: &[Rule], max: u32) -> Self {
+        let mut e = Edges::default();
+        for rule in rules {
+            let (list, scale) = match rule.signal {
+                Signal::Utilization => (0, f64::from(max)),
+                Signal::Demand => (1, f64::from(max)),
+                Signal::Waiters => (2, 1.0),
+                _ => continue,
+            };
+            for t in [rule.threshold, rule.recover_at] {
+                e.add(list, edge(rule.comparison, t * scale));
+            }
+        }
+        e
+    }
+
+    fn add(&mut self, list: usize, n: u32) {
+        let len = self.lens[list];
+        if len < MAX_EDGES && !self.lists[list][..len].contains(&n) {
+            self.lists[list][len] = n;
+            self.lens[list] += 1;
+        }
+    }
+
+    /// A number that changes whenever a count crosses an edge.
+    #[inline]
+    fn band(&self, in_use: u32, waiters: u32) -> u32 {
+        let busy = in_use.saturating_add(waiters);
+        let crossed = |list: usize, v: u32| {
+            self.lists[list][..self.lens[list]]
+                .iter()
+                .filter(|&&e| v >= e)
+                .count() as u32
+        };
+        crossed(0, in_use) + 9 * crossed(1, busy) + 81 * crossed(2, waiters)
+    }
 }
 
 /// Plain copy of the counters.
@@ -62,31 +126,102 @@ pub(crate) struct Counters {
     pub(crate) acquires_total: u64,
     pub(crate) timeouts_total: u64,
     pub(crate) errors_total: u64,
+    pub(crate) queries_total: u64,
+    pub(crate) query_errors_total: u64,
+    pub(crate) requests_total: u64,
+    pub(crate) requests_5xx_total: u64,
+    pub(crate) requests_504_total: u64,
 }
 
-/// Smallest count `n` with `n / max >= ratio`.
-fn edge(ratio: f64, max: u32) -> u32 {
-    let exact = ratio * f64::from(max);
+impl Counters {
+    /// The cumulative totals minus an older copy (counts are copied as is).
+    pub(crate) fn since(&self, o: &Counters) -> Counters {
+        Counters {
+            in_use: self.in_use,
+            waiters: self.waiters,
+            acquires_total: self.acquires_total.saturating_sub(o.acquires_total),
+            timeouts_total: self.timeouts_total.saturating_sub(o.timeouts_total),
+            errors_total: self.errors_total.saturating_sub(o.errors_total),
+            queries_total: self.queries_total.saturating_sub(o.queries_total),
+            query_errors_total: self.query_errors_total.saturating_sub(o.query_errors_total),
+            requests_total: self.requests_total.saturating_sub(o.requests_total),
+            requests_5xx_total: self.requests_5xx_total.saturating_sub(o.requests_5xx_total),
+            requests_504_total: self.requests_504_total.saturating_sub(o.requests_504_total),
+        }
+    }
+}
+
+/// Smallest count `n` at which "`n` compared with `exact`" changes truth:
+/// for `>` and `<=` the first `n > exact`, for `>=` and `<` the first
+/// `n >= exact`.
+fn edge(cmp: Comparison, exact: f64) -> u32 {
     // Tolerate float noise such as 0.8 * 10 = 8.000000000000002.
-    (exact - 1e-9).ceil().max(0.0) as u32
+    let n = match cmp {
+        Comparison::Above | Comparison::AtOrBelow => (exact + 1e-9).floor() + 1.0,
+        _ => (exact - 1e-9).ceil(),
+    };
+    n.clamp(0.0, f64::from(u32::MAX)) as u32
 }
 
 impl Accounting {
-    pub(crate) fn new(max: u32, policy: &SaturationPolicy, metrics: HotMetrics) -> Self {
+    pub(crate) fn new(
+        max: u32,
+        edges: Edges,
+        leak_threshold: Option<Duration>,
+        metrics: HotMetrics,
+    ) -> Self {
         Self {
             slots: AtomicU64::new(0),
             acquires_total: AtomicU64::new(0),
             timeouts_total: AtomicU64::new(0),
             errors_total: AtomicU64::new(0),
+            queries_total: AtomicU64::new(0),
+            query_errors_total: AtomicU64::new(0),
+            requests_total: AtomicU64::new(0),
+            requests_5xx_total: AtomicU64::new(0),
+            requests_504_total: AtomicU64::new(0),
             wait: AtomicHistogram::new(),
             hold: AtomicHistogram::new(),
+            query: AtomicHistogram::new(),
+            request: AtomicHistogram::new(),
             max,
-            signal: policy.signal,
-            edges: policy.edges().map(|r| edge(r, max)),
-            band: AtomicU8::new(0),
+            edges,
+            band: AtomicU32::new(0),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
+            leaks: leak_threshold.map(|t| LeakTable::new(t, max)),
             metrics,
+        }
+    }
+
+    /// Copies of the four histograms (off the hot path; allocates).
+    pub(crate) fn hist_set(&self) -> HistSet {
+        HistSet {
+            wait: self.wait.counts(),
+            hold: self.hold.counts(),
+            query: self.query.counts(),
+            request: self.request.counts(),
+        }
+    }
+
+    /// Records one request outcome the application observed.
+    pub(crate) fn record_request(&self, status: u16, latency: Duration) {
+        self.requests_total.fetch_add(1, Relaxed);
+        if (500..600).contains(&status) {
+            self.requests_5xx_total.fetch_add(1, Relaxed);
+        }
+        if status == 504 {
+            self.requests_504_total.fetch_add(1, Relaxed);
+        }
+        self.request.record(latency);
+    }
+
+    /// Starts timing one query through the guard's executor.
+    #[inline]
+    pub(crate) fn start_query(self: &Arc<Self>) -> QueryTicket {
+        QueryTicket {
+            acct: Arc::clone(self),
+            started: Instant::now(),
         }
     }
 
@@ -102,16 +237,23 @@ impl Accounting {
             acquires_total: self.acquires_total.load(Relaxed),
             timeouts_total: self.timeouts_total.load(Relaxed),
             errors_total: self.errors_total.load(Relaxed),
+            queries_total: self.queries_total.load(Relaxed),
+            query_errors_total: self.query_errors_total.load(Relaxed),
+            requests_total: self.requests_total.load(Relaxed),
+            requests_5xx_total: self.requests_5xx_total.load(Relaxed),
+            requests_504_total: self.requests_504_total.load(Relaxed),
         }
     }
 
-    /// Starts one acquire: counts a waiter until the ticket is resolved or dropped.
+    /// Starts one acquire: counts a waiter until the ticket is resolved or
+    /// dropped. `location` is where the caller acquires (for leak reports).
     #[inline]
-    pub(crate) fn start_wait(self: &Arc<Self>) -> WaitTicket {
+    pub(crate) fn start_wait(self: &Arc<Self>, location: &'static Location<'static>) -> WaitTicket {
         self.change(WAITER, true);
         WaitTicket {
             acct: Some(Arc::clone(self)),
             started: Instant::now(),
+            location,
         }
     }
 
@@ -127,11 +269,7 @@ impl Accounting {
             self.slots.fetch_sub(delta, Relaxed).wrapping_sub(delta)
         };
         let (in_use, waiters) = split(slots);
-        let value = match self.signal {
-            Signal::Demand => in_use.saturating_add(waiters),
-            _ => in_use,
-        };
-        let band = self.edges.iter().filter(|&&e| value >= e).count() as u8;
+        let band = self.edges.band(in_use, waiters);
         if self.band.load(Relaxed) != band && self.band.swap(band, Relaxed) != band {
             self.wake.notify_one();
         }
@@ -154,6 +292,7 @@ impl Accounting {
 pub(crate) struct WaitTicket {
     acct: Option<Arc<Accounting>>,
     started: Instant,
+    location: &'static Location<'static>,
 }
 
 impl WaitTicket {
@@ -169,7 +308,15 @@ impl WaitTicket {
         acct.acquires_total.fetch_add(1, Relaxed);
         acct.wait.record(waited);
         acct.metrics.wait_time.record(waited.as_secs_f64());
-        HoldTicket { acct, since: now }
+        let leak = acct
+            .leaks
+            .as_ref()
+            .and_then(|t| t.claim(now, self.location));
+        HoldTicket {
+            acct,
+            since: now,
+            leak,
+        }
     }
 
     /// The acquire timed out; returns how long it waited. The wait goes
@@ -207,6 +354,8 @@ impl Drop for WaitTicket {
 pub(crate) struct HoldTicket {
     acct: Arc<Accounting>,
     since: Instant,
+    /// Slot in the leak table, when leak detection is on.
+    leak: Option<u32>,
 }
 
 impl HoldTicket {
@@ -222,6 +371,39 @@ impl Drop for HoldTicket {
         self.acct.change(IN_USE, false);
         self.acct.hold.record(held);
         self.acct.metrics.use_time.record(held.as_secs_f64());
+        if let (Some(idx), Some(table)) = (self.leak, &self.acct.leaks) {
+            if table.release(idx, held) {
+                // A reported leak came back: let the monitor say so now.
+                self.acct.wake.notify_one();
+            }
+        }
+    }
+}
+
+/// One query through the guard's executor. Dropped without [`finish`]
+/// (a cancelled future or an abandoned stream) it counts nothing.
+///
+/// [`finish`]: QueryTicket::finish
+#[derive(Debug)]
+pub(crate) struct QueryTicket {
+    acct: Arc<Accounting>,
+    started: Instant,
+}
+
+impl QueryTicket {
+    /// The query completed, successfully or not.
+    #[inline]
+    pub(crate) fn finish(self, ok: bool) {
+        let took = self.started.elapsed();
+        self.acct.queries_total.fetch_add(1, Relaxed);
+        if !ok {
+            self.acct.query_errors_total.fetch_add(1, Relaxed);
+        }
+        self.acct.query.record(took);
+        self.acct
+            .metrics
+            .operation_duration
+            .record(took.as_secs_f64());
     }
 }
 
@@ -230,13 +412,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn edges_round_up_to_whole_connections() {
-        assert_eq!(edge(0.8, 10), 8);
-        assert_eq!(edge(0.9, 10), 9);
-        assert_eq!(edge(0.8, 50), 40);
-        assert_eq!(edge(0.75, 10), 8);
-        assert_eq!(edge(0.85, 7), 6);
-        assert_eq!(edge(1.0, 3), 3);
+    fn edges_are_the_first_count_past_the_line() {
+        use Comparison::*;
+        assert_eq!(edge(AtOrAbove, 0.8 * 10.0), 8);
+        assert_eq!(edge(Above, 0.8 * 10.0), 9, "8 of 10 is not > 80 %");
+        assert_eq!(edge(Above, 0.9 * 50.0), 46);
+        assert_eq!(edge(Below, 0.75 * 10.0), 8, "7 < 7.5, 8 is not");
+        assert_eq!(edge(AtOrBelow, 0.85 * 7.0), 6);
+        assert_eq!(edge(AtOrAbove, 1.0 * 3.0), 3);
+    }
+
+    #[test]
+    fn band_changes_at_every_edge() {
+        let rules = [
+            Rule::new("a", Signal::Utilization, Comparison::Above, 0.8).recover_at(0.75),
+            Rule::new("b", Signal::Demand, Comparison::AtOrAbove, 1.0),
+            Rule::new("c", Signal::Waiters, Comparison::Above, 2.0),
+        ];
+        let e = Edges::for_rules(&rules, 10);
+        let mut last = e.band(0, 0);
+        let mut changes = 0;
+        for in_use in 1..=10 {
+            let b = e.band(in_use, 0);
+            changes += u32::from(b != last);
+            last = b;
+        }
+        assert_eq!(changes, 3, "8 (recovery), 9 (threshold), 10 (demand 1.0)");
+        assert_ne!(e.band(10, 2), e.band(10, 3), "waiters > 2");
     }
 
     #[test]

@@ -5,12 +5,14 @@ use std::time::Duration;
 
 use sqlx::{Database, Pool};
 
-use crate::accounting::Accounting;
+use crate::accounting::{Accounting, Edges};
 use crate::error::Error;
-use crate::events::{Callback, Event, EventHub, SaturationEvent};
+use crate::events::{AlertEvent, Callback, Event, EventHub, SaturationEvent};
 use crate::guard::PoolGuard;
-use crate::monitor::{Core, CoreParts, PoolStats};
-use crate::saturation::{SaturationPolicy, Signal};
+use crate::monitor::{Core, CoreParts, PoolStats, ServerSlot};
+use crate::rules::{default_rules, Rule};
+use crate::saturation::SaturationPolicy;
+use crate::signals::Signal;
 
 /// Default pool name when [`PoolGuardBuilder::name`] is not called.
 pub const DEFAULT_NAME: &str = "default";
@@ -24,11 +26,22 @@ pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
 pub const MAX_EVENT_CAPACITY: usize = 1 << 16;
 /// Longest accepted hold, recovery time, tick or window: one year.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+/// Default window of the exhaustion forecast's trend.
+pub const DEFAULT_FORECAST_WINDOW: Duration = Duration::from_secs(300);
+/// Default utilization the scale hint aims for.
+pub const DEFAULT_SCALE_TARGET: f64 = 0.60;
+
+/// Starts a background task that feeds the server slot (see `server.rs`).
+pub(crate) type ServerTask =
+    Box<dyn FnOnce(ServerSlot, Arc<Accounting>, &tokio::runtime::Handle) + Send>;
 
 /// Configures and builds a [`PoolGuard`]; see [`PoolGuard::builder`].
 ///
-/// Every threshold is a ratio of `max_connections` in `(0, 1]`; defaults are
-/// the post-mortem's alert table ([`SaturationPolicy::default`]).
+/// The pool thresholds are ratios of `max_connections` in `(0, 1)`, crossed
+/// when utilization is strictly *above* them, as in the post-mortem's
+/// "> 80%": with 50 connections, 41 in use warns, 40 does not. Defaults are
+/// the post-mortem's alert table ([`SaturationPolicy::default`] for the pool
+/// rules, [`default_rules`] for the rest).
 pub struct PoolGuardBuilder<DB: Database> {
     pool: Pool<DB>,
     name: Arc<str>,
@@ -39,6 +52,15 @@ pub struct PoolGuardBuilder<DB: Database> {
     callbacks: Vec<Callback>,
     warn_recover_set: bool,
     critical_recover_set: bool,
+    pool_rules: bool,
+    pub(crate) rules: Vec<Rule>,
+    removed: Vec<String>,
+    leak_threshold: Option<Duration>,
+    forecast_window: Duration,
+    scale_target: f64,
+    instances: u32,
+    pub(crate) server_task: Option<ServerTask>,
+    pub(crate) server_interval: Option<Duration>,
 }
 
 impl<DB: Database> std::fmt::Debug for PoolGuardBuilder<DB> {
@@ -50,6 +72,14 @@ impl<DB: Database> std::fmt::Debug for PoolGuardBuilder<DB> {
             .field("stats_window", &self.stats_window)
             .field("event_capacity", &self.event_capacity)
             .field("callbacks", &self.callbacks.len())
+            .field("pool_rules", &self.pool_rules)
+            .field("rules", &self.rules)
+            .field("removed", &self.removed)
+            .field("leak_threshold", &self.leak_threshold)
+            .field("forecast_window", &self.forecast_window)
+            .field("scale_target", &self.scale_target)
+            .field("instances", &self.instances)
+            .field("watch_server", &self.server_task.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -66,7 +96,76 @@ impl<DB: Database> PoolGuardBuilder<DB> {
             callbacks: Vec::new(),
             warn_recover_set: false,
             critical_recover_set: false,
+            pool_rules: true,
+            rules: default_rules(),
+            removed: Vec::new(),
+            leak_threshold: None,
+            forecast_window: DEFAULT_FORECAST_WINDOW,
+            scale_target: DEFAULT_SCALE_TARGET,
+            instances: 1,
+            server_task: None,
+            server_interval: None,
         }
+    }
+
+    #[cfg(feature = "postgres")]
+    pub(crate) fn pool_ref(&self) -> &Pool<DB> {
+        &self.pool
+    }
+
+    /// Adds a rule, replacing a rule of the same name and severity (the
+    /// pool rules included).
+    pub fn rule(mut self, rule: Rule) -> Self {
+        self.rules
+            .retain(|r| !(r.name == rule.name && r.severity == rule.severity));
+        self.removed.retain(|n| **n != *rule.name);
+        self.rules.push(rule);
+        self
+    }
+
+    /// Replaces every rule, the pool rules and the defaults of
+    /// [`default_rules`] included, with `rules`. The guard's [`Level`](crate::Level)
+    /// then follows whatever rules named [`POOL_RULE`](crate::rules::POOL_RULE) are in the list.
+    pub fn rules(mut self, rules: impl IntoIterator<Item = Rule>) -> Self {
+        self.pool_rules = false;
+        self.removed.clear();
+        self.rules = rules.into_iter().collect();
+        self
+    }
+
+    /// Removes every rule of this name (all severities).
+    pub fn without_rule(mut self, name: &str) -> Self {
+        self.rules.retain(|r| &*r.name != name);
+        self.removed.push(name.to_owned());
+        self
+    }
+
+    /// Reports connections held longer than `threshold`, with where they
+    /// were acquired, and again when they come back (off by default;
+    /// HikariCP's `leakDetectionThreshold`).
+    pub fn leak_detection(mut self, threshold: Duration) -> Self {
+        self.leak_threshold = Some(threshold);
+        self
+    }
+
+    /// Window of the exhaustion forecast's trend (default 5 min).
+    pub fn forecast_window(mut self, window: Duration) -> Self {
+        self.forecast_window = window;
+        self
+    }
+
+    /// Utilization the scale hint's recommended size aims for (default 0.60).
+    pub fn scale_target(mut self, ratio: f64) -> Self {
+        self.scale_target = ratio;
+        self
+    }
+
+    /// Application instances sharing the database server (default 1); the
+    /// scale hint multiplies its recommendation by this to compare it with
+    /// the server's capacity.
+    pub fn instances(mut self, n: u32) -> Self {
+        self.instances = n;
+        self
     }
 
     /// Pool name used in metrics labels, events and errors (default `"default"`).
@@ -75,7 +174,8 @@ impl<DB: Database> PoolGuardBuilder<DB> {
         self
     }
 
-    /// Warning threshold as a ratio of `max_connections` (default 0.80).
+    /// Warning when utilization is above this ratio of `max_connections`
+    /// (default 0.80).
     pub fn warn_at(mut self, ratio: f64) -> Self {
         self.policy.warn_at = ratio;
         self
@@ -87,7 +187,7 @@ impl<DB: Database> PoolGuardBuilder<DB> {
         self
     }
 
-    /// Critical threshold as a ratio of `max_connections` (default 0.90).
+    /// Critical when utilization is above this ratio (default 0.90).
     pub fn critical_at(mut self, ratio: f64) -> Self {
         self.policy.critical_at = ratio;
         self
@@ -158,10 +258,17 @@ impl<DB: Database> PoolGuardBuilder<DB> {
     /// Calls `f` for every saturation level change.
     pub fn on_saturation(self, f: impl Fn(&SaturationEvent) + Send + Sync + 'static) -> Self {
         self.on_event(move |e| {
-            // More event kinds are coming; today this is the only one.
-            #[allow(irrefutable_let_patterns)]
             if let Event::Saturation(s) = e {
                 f(s);
+            }
+        })
+    }
+
+    /// Calls `f` for every rule transition (see [`AlertEvent`]).
+    pub fn on_alert(self, f: impl Fn(&AlertEvent) + Send + Sync + 'static) -> Self {
+        self.on_event(move |e| {
+            if let Event::Alert(a) = e {
+                f(a);
             }
         })
     }
@@ -176,11 +283,13 @@ impl<DB: Database> PoolGuardBuilder<DB> {
 
     fn validate(&self) -> Result<(), Error> {
         let p = &self.policy;
+        // The pool rules fire *above* their threshold (the post-mortem's
+        // "> 80%"), so 1.0 could never fire on utilization.
         let ratio = |field, v: f64| {
-            if v.is_finite() && v > 0.0 && v <= 1.0 {
+            if v.is_finite() && v > 0.0 && v < 1.0 {
                 Ok(())
             } else {
-                Err(Error::config(field, v, "must be a ratio in (0, 1]"))
+                Err(Error::config(field, v, "must be a ratio in (0, 1)"))
             }
         };
         ratio("warn_at", p.warn_at)?;
@@ -264,7 +373,85 @@ impl<DB: Database> PoolGuardBuilder<DB> {
                 "must be non-empty, without NUL",
             ));
         }
+        if !matches!(p.signal, Signal::Utilization | Signal::Demand) {
+            return Err(Error::config(
+                "signal",
+                format!("{:?}", p.signal),
+                "the pool rules take Signal::Utilization or Signal::Demand",
+            ));
+        }
+        if !(self.scale_target.is_finite() && self.scale_target > 0.0 && self.scale_target <= 1.0) {
+            return Err(Error::config(
+                "scale_target",
+                self.scale_target,
+                "must be a ratio in (0, 1]",
+            ));
+        }
+        if let Some(i) = self.server_interval {
+            if i.is_zero() || i > MAX_DURATION {
+                return Err(Error::config(
+                    "watch_server",
+                    format!("{i:?}"),
+                    "must be above zero and at most one year",
+                ));
+            }
+        }
+        if self.instances == 0 {
+            return Err(Error::config("instances", 0, "must be at least 1"));
+        }
+        if let Some(t) = self.leak_threshold {
+            if t.is_zero() || t > MAX_DURATION {
+                return Err(Error::config(
+                    "leak_detection",
+                    format!("{t:?}"),
+                    "must be above zero and at most one year",
+                ));
+            }
+        }
+        if self.forecast_window < self.tick * 10 || self.forecast_window > MAX_DURATION {
+            return Err(Error::config(
+                "forecast_window",
+                format!("{:?} (tick = {:?})", self.forecast_window, self.tick),
+                "must span at least 10 ticks and at most one year",
+            ));
+        }
         Ok(())
+    }
+
+    /// The pool rules (unless replaced by [`rules`](Self::rules)), then the
+    /// other rules; a later rule with the same name and severity wins.
+    fn assemble_rules(&mut self) -> Result<Vec<Rule>, Error> {
+        let mut all: Vec<Rule> = Vec::new();
+        if self.pool_rules {
+            all.extend(
+                self.policy
+                    .rules()
+                    .into_iter()
+                    .filter(|r| !self.removed.iter().any(|n| **n == *r.name)),
+            );
+        }
+        // `rule()` replaces; a duplicate here came from one `rules()` list.
+        for (i, r) in self.rules.iter().enumerate() {
+            r.validate(self.tick)?;
+            if self.rules[..i]
+                .iter()
+                .any(|o| o.name == r.name && o.severity == r.severity)
+            {
+                return Err(Error::config(
+                    "rules",
+                    r.key(),
+                    "two rules with the same name and severity",
+                ));
+            }
+        }
+        for rule in std::mem::take(&mut self.rules) {
+            all.retain(|r| !(r.name == rule.name && r.severity == rule.severity));
+            all.push(rule);
+        }
+        for r in &all {
+            r.validate(self.tick)?;
+        }
+        Ok(all)
     }
 
     /// Validates the settings, starts the monitor task and returns the guard.
@@ -281,17 +468,26 @@ impl<DB: Database> PoolGuardBuilder<DB> {
             self.policy.critical_recover_below = below(self.policy.critical_at);
         }
         self.validate()?;
+        let rules = self.assemble_rules()?;
         let rt = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let max = self.pool.options().get_max_connections();
-        let (hot, gauges) = crate::metrics::register(&self.name);
-        let acct = Arc::new(Accounting::new(max, &self.policy, hot));
+        let (hot, gauges) = crate::metrics::register(&self.name, &rules);
+        let acct = Arc::new(Accounting::new(
+            max,
+            Edges::for_rules(&rules, max),
+            self.leak_threshold,
+            hot,
+        ));
         let stats_pool = self.pool.clone();
         let core = Arc::new(Core::new(CoreParts {
             name: self.name,
             acct,
-            policy: self.policy,
+            rules,
             tick: self.tick,
-            window: self.stats_window,
+            stats_window: self.stats_window,
+            forecast_window: self.forecast_window,
+            scale_target: self.scale_target,
+            instances: self.instances,
             gauges,
             hub: EventHub::new(self.event_capacity),
             stats: Box::new(move || PoolStats {
@@ -303,6 +499,9 @@ impl<DB: Database> PoolGuardBuilder<DB> {
             core.hub
                 .spawn_callback(cb, Arc::clone(&core.name))
                 .map_err(Error::CallbackThread)?;
+        }
+        if let Some(task) = self.server_task {
+            task(Arc::clone(&core.server), Arc::clone(&core.acct), &rt);
         }
         crate::monitor::spawn(Arc::clone(&core), &rt);
         Ok(PoolGuard::from_parts(self.pool, core))

@@ -15,15 +15,68 @@ use std::time::{Duration, SystemTime};
 use futures::stream::{BoxStream, Stream, StreamExt};
 use tokio::sync::broadcast;
 
+use crate::forecast::Forecast;
+use crate::rules::{AlertState, Severity};
 use crate::saturation::Level;
+use crate::scale::ScaleHint;
+use crate::signals::Signal;
 use crate::snapshot::Snapshot;
 
 /// Something the guard observed.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Event {
-    /// The saturation level changed.
+    /// The saturation level (the pool rules' summary) changed.
     Saturation(SaturationEvent),
+    /// A rule changed state (every transition, pool rules included).
+    Alert(AlertEvent),
+    /// The scale rule fired: the pool size the load needs.
+    ScaleHint(ScaleHint),
+    /// A connection was held past the leak threshold, or came back after.
+    Leak(LeakEvent),
+}
+
+/// A rule's state changed.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct AlertEvent {
+    /// The rule's name.
+    pub rule: Arc<str>,
+    /// The rule's severity.
+    pub severity: Severity,
+    /// What the rule watches.
+    pub signal: Signal,
+    /// The new state.
+    pub state: AlertState,
+    /// The state before.
+    pub previous: AlertState,
+    /// The signal's value when the state changed (`None`: no value, e.g.
+    /// fewer samples than the rule's minimum).
+    pub value: Option<f64>,
+    /// The rule's threshold.
+    pub threshold: f64,
+    /// How long the rule was in `previous` (for `Firing`: the hold).
+    pub time_in_previous: Duration,
+    /// Wall-clock time of the change.
+    pub at: SystemTime,
+    /// The exhaustion forecast, on rules over [`Signal::ExhaustionEta`].
+    pub forecast: Option<Forecast>,
+    /// The pool when the state changed.
+    pub snapshot: Snapshot,
+}
+
+/// A suspected connection leak (HikariCP's `leakDetectionThreshold`).
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct LeakEvent {
+    /// Where the connection was acquired (`#[track_caller]`).
+    pub acquired_at: &'static std::panic::Location<'static>,
+    /// How long it has been held (when `returned`: how long it was held).
+    pub held_for: Duration,
+    /// `false`: still held past the threshold; `true`: it came back.
+    pub returned: bool,
+    /// Wall-clock time of the observation.
+    pub at: SystemTime,
 }
 
 /// A change of saturation level.

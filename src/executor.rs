@@ -3,9 +3,15 @@
 //!
 //! Each call acquires through the guard (counted like [`PoolGuard::acquire`])
 //! and holds the connection until the returned future or stream finishes or
-//! is dropped. `describe` is always implemented: this crate turns on
+//! is dropped. Queries (`fetch_*`, `execute*`) are timed from after the
+//! acquire to the last row and counted as succeeded or failed for the
+//! latency and error-rate signals; a dropped future or stream counts
+//! nothing. Leak reports for connections taken here name this file: sqlx
+//! calls the trait, so the application's call site is not visible. `describe` is always implemented: this crate turns on
 //! sqlx-core's `offline` feature, which sqlx's default `macros` feature turns
 //! on too, so the trait has the same shape whatever the application enables.
+
+use std::panic::Location;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -32,11 +38,20 @@ where
     {
         let guard = self.clone();
         Box::pin(TryAsyncStream::new(move |yielder| async move {
-            let mut conn = guard.acquire().await?;
+            let mut conn = guard.acquire_at(Location::caller()).await?;
+            let ticket = guard.core().acct.start_query();
             let mut rows = (&mut *conn).fetch_many(query);
-            while let Some(v) = rows.try_next().await? {
-                yielder.r#yield(v).await;
+            loop {
+                match rows.try_next().await {
+                    Ok(Some(v)) => yielder.r#yield(v).await,
+                    Ok(None) => break,
+                    Err(e) => {
+                        ticket.finish(false);
+                        return Err(e);
+                    }
+                }
             }
+            ticket.finish(true);
             Ok(())
         }))
     }
@@ -50,8 +65,11 @@ where
     {
         let guard = self.clone();
         Box::pin(async move {
-            let mut conn = guard.acquire().await?;
-            (&mut *conn).fetch_optional(query).await
+            let mut conn = guard.acquire_at(Location::caller()).await?;
+            let ticket = guard.core().acct.start_query();
+            let result = (&mut *conn).fetch_optional(query).await;
+            ticket.finish(result.is_ok());
+            result
         })
     }
 
@@ -65,7 +83,7 @@ where
     {
         let guard = self.clone();
         Box::pin(async move {
-            let mut conn = guard.acquire().await?;
+            let mut conn = guard.acquire_at(Location::caller()).await?;
             (&mut *conn).prepare_with(sql, parameters).await
         })
     }
@@ -74,7 +92,7 @@ where
     fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<sqlx::Describe<DB>, sqlx::Error>> {
         let guard = self.clone();
         Box::pin(async move {
-            let mut conn = guard.acquire().await?;
+            let mut conn = guard.acquire_at(Location::caller()).await?;
             (&mut *conn).describe(sql).await
         })
     }
@@ -91,13 +109,13 @@ impl<'a, DB: Database> Acquire<'a> for &'_ PoolGuard<DB> {
 
     fn acquire(self) -> BoxFuture<'a, Result<GuardedConnection<DB>, sqlx::Error>> {
         let guard = self.clone();
-        Box::pin(async move { Ok(guard.acquire().await?) })
+        Box::pin(async move { Ok(guard.acquire_at(Location::caller()).await?) })
     }
 
     fn begin(self) -> BoxFuture<'a, Result<Transaction<'a, DB>, sqlx::Error>> {
         let guard = self.clone();
         Box::pin(async move {
-            let (conn, _ticket) = guard.acquire().await?.into_parts();
+            let (conn, _ticket) = guard.acquire_at(Location::caller()).await?.into_parts();
             Transaction::begin(MaybePoolConnection::PoolConnection(conn), None).await
         })
     }

@@ -1,6 +1,9 @@
 //! `PoolGuard`: the handle users hold instead of (or beside) their `Pool`.
 
+use std::future::Future;
+use std::panic::Location;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sqlx::pool::MaybePoolConnection;
 use sqlx::{Database, Pool, Transaction};
@@ -9,9 +12,12 @@ use crate::config::PoolGuardBuilder;
 use crate::connection::{GuardedConnection, GuardedTransaction};
 use crate::error::{Error, PoolState};
 use crate::events::EventStream;
+use crate::forecast::Forecast;
 use crate::monitor::Core;
+use crate::rules::Rule;
 use crate::saturation::Level;
-use crate::snapshot::Snapshot;
+use crate::scale::{ScaleHint, ServerCapacity};
+use crate::snapshot::{AlertStatus, Snapshot};
 
 /// A watched `sqlx::Pool`. Cheap to clone (one `Arc`); all clones share the
 /// same counts, levels and events. The monitor task stops when the last clone
@@ -93,6 +99,10 @@ impl<DB: Database> PoolGuard<DB> {
         }
     }
 
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.inner.core
+    }
+
     /// The wrapped pool. Connections taken from it directly are not counted.
     pub fn pool(&self) -> &Pool<DB> {
         &self.inner.pool
@@ -106,10 +116,19 @@ impl<DB: Database> PoolGuard<DB> {
     /// Acquires a connection like [`Pool::acquire`], counting the wait, the
     /// hold and a timeout. On timeout the error carries the pool state.
     ///
-    /// Cancel-safe: dropping the future removes the waiter.
-    pub async fn acquire(&self) -> Result<GuardedConnection<DB>, Error> {
+    /// Cancel-safe: dropping the future removes the waiter. The caller's
+    /// location is recorded for leak reports (`#[track_caller]`).
+    #[track_caller]
+    pub fn acquire(&self) -> impl Future<Output = Result<GuardedConnection<DB>, Error>> + '_ {
+        self.acquire_at(Location::caller())
+    }
+
+    pub(crate) async fn acquire_at(
+        &self,
+        location: &'static Location<'static>,
+    ) -> Result<GuardedConnection<DB>, Error> {
         let core = &self.inner.core;
-        let ticket = core.acct.start_wait();
+        let ticket = core.acct.start_wait(location);
         match self.inner.pool.acquire().await {
             Ok(conn) => Ok(GuardedConnection::new(conn, ticket.acquired())),
             Err(sqlx::Error::PoolTimedOut) => {
@@ -142,8 +161,9 @@ impl<DB: Database> PoolGuard<DB> {
     /// Takes an idle connection if one is available right now, like
     /// [`Pool::try_acquire`] (which fails often just after a release, while
     /// sqlx pings the returned connection).
+    #[track_caller]
     pub fn try_acquire(&self) -> Option<GuardedConnection<DB>> {
-        let ticket = self.inner.core.acct.start_wait();
+        let ticket = self.inner.core.acct.start_wait(Location::caller());
         // A `None` drops the ticket: no waiter, no outcome counted.
         let conn = self.inner.pool.try_acquire()?;
         Some(GuardedConnection::new(conn, ticket.acquired()))
@@ -151,10 +171,58 @@ impl<DB: Database> PoolGuard<DB> {
 
     /// Acquires a connection and begins a transaction; the connection counts
     /// as in use until the transaction is committed, rolled back or dropped.
-    pub async fn begin(&self) -> Result<GuardedTransaction<DB>, Error> {
-        let (conn, ticket) = self.acquire().await?.into_parts();
-        let tx = Transaction::begin(MaybePoolConnection::PoolConnection(conn), None).await?;
-        Ok(GuardedTransaction::new(tx, ticket))
+    #[track_caller]
+    pub fn begin(&self) -> impl Future<Output = Result<GuardedTransaction<DB>, Error>> + '_ {
+        let location = Location::caller();
+        async move {
+            let (conn, ticket) = self.acquire_at(location).await?.into_parts();
+            let tx = Transaction::begin(MaybePoolConnection::PoolConnection(conn), None).await?;
+            Ok(GuardedTransaction::new(tx, ticket))
+        }
+    }
+
+    /// Records one request the application served, so the request rules
+    /// (5xx rate, 504 count, request P95) run on the app's own numbers.
+    /// Call it once per request, e.g. from a middleware; a few atomic adds.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), poolguard::Error> {
+    /// # let pool = sqlx::sqlite::SqlitePoolOptions::new().connect("sqlite::memory:").await?;
+    /// # let guard = poolguard::PoolGuard::builder(pool).build()?;
+    /// let started = std::time::Instant::now();
+    /// // ... handle the request ...
+    /// guard.record_request(504, started.elapsed());
+    /// # Ok(()) }
+    /// ```
+    pub fn record_request(&self, status: u16, latency: Duration) {
+        self.inner.core.acct.record_request(status, latency);
+    }
+
+    /// Every rule's state, in rule order.
+    pub fn alerts(&self) -> Vec<AlertStatus> {
+        self.inner.core.alerts()
+    }
+
+    /// The rules this guard evaluates.
+    pub fn rules(&self) -> &[Rule] {
+        &self.inner.core.rules
+    }
+
+    /// The exhaustion forecast as of the last tick.
+    pub fn forecast(&self) -> Forecast {
+        self.inner.core.forecast()
+    }
+
+    /// The pool size the current load needs for the scale target.
+    pub fn scale_hint(&self) -> ScaleHint {
+        self.inner.core.scale_hint()
+    }
+
+    /// The server's connection capacity, when watched (PostgreSQL,
+    /// [`watch_server`](crate::PoolGuardBuilder::watch_server)) and read at least once.
+    pub fn server_capacity(&self) -> Option<ServerCapacity> {
+        *self.inner.core.server.lock()
     }
 
     /// The pool now, with percentiles over the recent window.
@@ -162,7 +230,8 @@ impl<DB: Database> PoolGuard<DB> {
         self.inner.core.snapshot()
     }
 
-    /// The current saturation level.
+    /// The current saturation level: the highest severity among the firing
+    /// pool rules.
     pub fn level(&self) -> Level {
         self.inner.core.level()
     }

@@ -6,30 +6,48 @@
 //! like the pool does, and on the way it
 //!
 //! - counts every connection exactly (in use, waiters, acquire wait, hold
-//!   time, timeouts), cancel- and panic-safe;
-//! - raises saturation levels (Normal / Warning / Critical) with hold times
-//!   and hysteresis, defaults from a real incident's alert table;
-//! - delivers each level change to callbacks and [`EventStream`]s;
+//!   time, timeouts, query latency and errors), cancel- and panic-safe;
+//! - evaluates alert [`Rule`]s in-process: the post-mortem's whole alert
+//!   table by default (pool > 80 % / 90 %, error rate, timeouts, P95,
+//!   traffic anomaly), with hold times, hysteresis and keep-firing times;
+//! - forecasts exhaustion ([`Forecast`]: least-squares trend and Little's
+//!   law) and says what size the pool needs ([`ScaleHint`]);
+//! - reports leaked connections with where they were acquired;
+//! - delivers every transition to callbacks and [`EventStream`]s;
 //! - exports OpenTelemetry-named metrics through the `metrics` facade.
 //!
 //! ## Data flow
 //!
 //! ```text
-//!  guard.acquire() ──► accounting  (atomics + histograms; the only hot path)
-//!                        │  count crosses a level edge ─► Notify
-//!                        ▼
-//!                     monitor task (tick / wake / hold deadline)
-//!                        ├─► saturation::LevelTracker (pure decision)
-//!                        ├─► metrics gauges
-//!                        └─► events (broadcast) ─► callbacks, EventStreams
-//!  guard.snapshot() ◄── accounting + monitor window
+//!  guard.acquire() / &guard as Executor / guard.record_request()
+//!        │
+//!        ▼
+//!  accounting  (atomics + histograms; the only hot path)
+//!        │  a count crosses a rule's edge ─► Notify
+//!        ▼
+//!  monitor task (tick / edge wake / timer deadline)
+//!        ├─► window      (bounded marks of counters and histograms)
+//!        ├─► forecast, anomaly baseline   (once per tick)
+//!        ├─► signals ─► rules::RuleTracker (pure state machine, per rule)
+//!        │                └─► saturation::Level (summary of the pool rules)
+//!        ├─► scale hint, leak table scan
+//!        ├─► metrics gauges
+//!        └─► events (broadcast) ─► callbacks, EventStreams
+//!  guard.snapshot() / alerts() / forecast() ◄── accounting + monitor state
 //! ```
 //!
 //! | concern | module |
 //! |---|---|
 //! | hot-path counts | `accounting` |
 //! | latency histograms | `histogram` |
-//! | levels (pure) | [`saturation`] |
+//! | windows over counts | `window` |
+//! | what rules can watch | `signals` |
+//! | rules, defaults, state machine (pure) | [`rules`] |
+//! | pool level | `saturation` |
+//! | exhaustion forecast | `forecast` |
+//! | traffic anomaly | `anomaly` |
+//! | scale hint, server capacity | `scale`, `server` (PostgreSQL) |
+//! | leak detection | `leak` |
 //! | background evaluation | `monitor` |
 //! | event delivery | `events` |
 //! | metric names and handles | [`metrics`] |
@@ -42,6 +60,7 @@
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), poolguard::Error> {
 //! use futures::StreamExt;
+//! use poolguard::{AlertState, Event, Level};
 //! use std::time::Duration;
 //!
 //! let pool = sqlx::sqlite::SqlitePoolOptions::new()
@@ -49,13 +68,16 @@
 //!     .connect("sqlite::memory:")
 //!     .await?;
 //! let guard = poolguard::PoolGuard::builder(pool)
-//!     .warn_at(0.5).warn_for(Duration::ZERO)
-//!     .critical_at(1.0).critical_for(Duration::ZERO)
+//!     .warn_at(0.4).warn_for(Duration::ZERO)
+//!     .critical_at(0.9).critical_for(Duration::ZERO)
 //!     .build()?;
 //! let mut events = guard.events();
-//! let held = guard.acquire().await?;          // 1 of 2: warning
-//! let Some(Ok(poolguard::Event::Saturation(e))) = events.next().await else { panic!() };
-//! assert_eq!(e.level, poolguard::Level::Warning);
+//! let held = guard.acquire().await?;          // 1 of 2 = 50 % > 40 %
+//! // The pool's warning rule fires, then the level changes.
+//! let Some(Ok(Event::Alert(a))) = events.next().await else { panic!() };
+//! assert_eq!((&*a.rule, a.state), ("pool_utilization", AlertState::Firing));
+//! let Some(Ok(Event::Saturation(e))) = events.next().await else { panic!() };
+//! assert_eq!(e.level, Level::Warning);
 //! assert_eq!(e.snapshot.in_use, 1);
 //! drop(held);
 //! # Ok(()) }
@@ -64,25 +86,38 @@
 #![warn(rust_2018_idioms)]
 
 mod accounting;
+mod anomaly;
 mod config;
 mod connection;
 mod error;
 mod events;
 mod executor;
+mod forecast;
 mod guard;
 mod histogram;
+mod leak;
 pub mod metrics;
 mod monitor;
-pub mod saturation;
+pub mod rules;
+mod saturation;
+mod scale;
+#[cfg(feature = "postgres")]
+mod server;
+mod signals;
 mod snapshot;
+mod window;
 
 pub use config::{
-    PoolGuardBuilder, DEFAULT_EVENT_CAPACITY, DEFAULT_NAME, DEFAULT_STATS_WINDOW, DEFAULT_TICK,
-    MAX_DURATION, MAX_EVENT_CAPACITY,
+    PoolGuardBuilder, DEFAULT_EVENT_CAPACITY, DEFAULT_FORECAST_WINDOW, DEFAULT_NAME,
+    DEFAULT_SCALE_TARGET, DEFAULT_STATS_WINDOW, DEFAULT_TICK, MAX_DURATION, MAX_EVENT_CAPACITY,
 };
 pub use connection::{GuardedConnection, GuardedTransaction};
 pub use error::{Error, PoolState};
-pub use events::{Event, EventStream, EventsMissed, SaturationEvent};
+pub use events::{AlertEvent, Event, EventStream, EventsMissed, LeakEvent, SaturationEvent};
+pub use forecast::Forecast;
 pub use guard::PoolGuard;
-pub use saturation::{Level, SaturationPolicy, Signal};
-pub use snapshot::{Percentiles, Snapshot};
+pub use rules::{AlertState, Comparison, Rule, Severity};
+pub use saturation::{Level, SaturationPolicy};
+pub use scale::{ScaleHint, ServerCapacity};
+pub use signals::{Quantile, Signal};
+pub use snapshot::{AlertStatus, Percentiles, Snapshot};

@@ -28,11 +28,30 @@ pub const UTILIZATION: &str = "poolguard.utilization";
 pub const DEMAND: &str = "poolguard.demand";
 /// `poolguard.saturation.level`: 0 normal, 1 warning, 2 critical.
 pub const SATURATION_LEVEL: &str = "poolguard.saturation.level";
+/// `db.client.operation.duration`: seconds per query through the guard's executor.
+pub const OPERATION_DURATION: &str = "db.client.operation.duration";
+/// `poolguard.alert.state`: per rule (labels [`RULE`], [`SEVERITY`]);
+/// 0 inactive or resolved, 1 pending, 2 firing.
+pub const ALERT_STATE: &str = "poolguard.alert.state";
+/// `poolguard.exhaustion.eta`: seconds until demand reaches 100 % (`+Inf`
+/// when no exhaustion is in sight).
+pub const EXHAUSTION_ETA: &str = "poolguard.exhaustion.eta";
+/// `poolguard.scale.recommended_max`: pool size for the scale target.
+pub const SCALE_RECOMMENDED: &str = "poolguard.scale.recommended_max";
+/// `poolguard.server.utilization`: server-wide connection slots in use
+/// (PostgreSQL, with `watch_server`).
+pub const SERVER_UTILIZATION: &str = "poolguard.server.utilization";
+/// `poolguard.leaks`: connections reported held past the leak threshold.
+pub const LEAKS: &str = "poolguard.leaks";
 
 /// Label with the pool's name, on every metric.
 pub const POOL_NAME: &str = "db.client.connection.pool.name";
 /// Label with the connection state on [`CONNECTION_COUNT`].
 pub const STATE: &str = "db.client.connection.state";
+/// Label with the rule's name on [`ALERT_STATE`].
+pub const RULE: &str = "rule";
+/// Label with the rule's severity on [`ALERT_STATE`].
+pub const SEVERITY: &str = "severity";
 
 fn describe_all() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
@@ -69,6 +88,36 @@ fn describe_all() {
         Unit::Count,
         "Saturation level: 0 normal, 1 warning, 2 critical"
     );
+    describe_histogram!(
+        OPERATION_DURATION,
+        Unit::Seconds,
+        "Duration of queries run through the guard's executor"
+    );
+    describe_gauge!(
+        ALERT_STATE,
+        Unit::Count,
+        "Alert rule state: 0 inactive or resolved, 1 pending, 2 firing"
+    );
+    describe_gauge!(
+        EXHAUSTION_ETA,
+        Unit::Seconds,
+        "Forecast time until demand reaches max connections (+Inf: none in sight)"
+    );
+    describe_gauge!(
+        SCALE_RECOMMENDED,
+        Unit::Count,
+        "Pool size that would bring utilization to the scale target"
+    );
+    describe_gauge!(
+        SERVER_UTILIZATION,
+        Unit::Count,
+        "Database server connection slots in use / available (0..=1)"
+    );
+    describe_counter!(
+        LEAKS,
+        Unit::Count,
+        "Connections held longer than the leak detection threshold"
+    );
 }
 
 /// Handles recorded on the hot path (acquire / release).
@@ -76,6 +125,7 @@ pub(crate) struct HotMetrics {
     pub(crate) wait_time: Histogram,
     pub(crate) use_time: Histogram,
     pub(crate) timeouts: Counter,
+    pub(crate) operation_duration: Histogram,
 }
 
 /// Gauges published by the monitor.
@@ -87,6 +137,12 @@ pub(crate) struct Gauges {
     utilization: Gauge,
     demand: Gauge,
     level: Gauge,
+    /// One per rule, in rule order.
+    pub(crate) rules: Vec<Gauge>,
+    pub(crate) eta: Gauge,
+    pub(crate) scale: Gauge,
+    pub(crate) server: Gauge,
+    pub(crate) leaks: Counter,
 }
 
 /// What the monitor publishes each evaluation.
@@ -100,7 +156,7 @@ pub(crate) struct GaugeValues {
     pub(crate) level: u8,
 }
 
-pub(crate) fn register(pool: &Arc<str>) -> (HotMetrics, Gauges) {
+pub(crate) fn register(pool: &Arc<str>, rules: &[crate::rules::Rule]) -> (HotMetrics, Gauges) {
     // Described at every build: the recorder may have changed since the last.
     describe_all();
     let name = pool.to_string();
@@ -108,6 +164,7 @@ pub(crate) fn register(pool: &Arc<str>) -> (HotMetrics, Gauges) {
         wait_time: metrics::histogram!(WAIT_TIME, POOL_NAME => name.clone()),
         use_time: metrics::histogram!(USE_TIME, POOL_NAME => name.clone()),
         timeouts: metrics::counter!(TIMEOUTS, POOL_NAME => name.clone()),
+        operation_duration: metrics::histogram!(OPERATION_DURATION, POOL_NAME => name.clone()),
     };
     let gauges = Gauges {
         used: metrics::gauge!(CONNECTION_COUNT, POOL_NAME => name.clone(), STATE => "used"),
@@ -116,7 +173,18 @@ pub(crate) fn register(pool: &Arc<str>) -> (HotMetrics, Gauges) {
         pending: metrics::gauge!(PENDING_REQUESTS, POOL_NAME => name.clone()),
         utilization: metrics::gauge!(UTILIZATION, POOL_NAME => name.clone()),
         demand: metrics::gauge!(DEMAND, POOL_NAME => name.clone()),
-        level: metrics::gauge!(SATURATION_LEVEL, POOL_NAME => name),
+        level: metrics::gauge!(SATURATION_LEVEL, POOL_NAME => name.clone()),
+        rules: rules
+            .iter()
+            .map(|r| {
+                metrics::gauge!(ALERT_STATE, POOL_NAME => name.clone(),
+                    RULE => r.name.to_string(), SEVERITY => r.severity.as_str())
+            })
+            .collect(),
+        eta: metrics::gauge!(EXHAUSTION_ETA, POOL_NAME => name.clone()),
+        scale: metrics::gauge!(SCALE_RECOMMENDED, POOL_NAME => name.clone()),
+        server: metrics::gauge!(SERVER_UTILIZATION, POOL_NAME => name.clone()),
+        leaks: metrics::counter!(LEAKS, POOL_NAME => name),
     };
     (hot, gauges)
 }

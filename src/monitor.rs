@@ -1,12 +1,12 @@
 //! The monitor: the guard's shared core and its background task.
 //!
 //! The task wakes on a tick (default 1 s), when the hot path reports that a
-//! count crossed a level edge, and exactly when a hold time being timed runs
-//! out. Each wake it reads the counters, rolls the statistics window, feeds
-//! the level tracker, publishes gauges and sends events. It holds the core
-//! strongly but stops as soon as the last `PoolGuard` clone is dropped.
+//! count crossed a rule's edge, and exactly when a timer (a hold, a recovery,
+//! a leak threshold) runs out. Each wake it reads the counters, rolls the
+//! windows, feeds the forecast and the baseline once per tick, evaluates
+//! every rule, publishes gauges and sends events. It holds the core strongly
+//! but stops as soon as the last `PoolGuard` clone is dropped.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -14,11 +14,17 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::accounting::{Accounting, Counters};
-use crate::events::{Event, EventHub, SaturationEvent};
-use crate::histogram::Counts;
+use crate::anomaly::{Baseline, BUCKET};
+use crate::events::{AlertEvent, Event, EventHub, LeakEvent, SaturationEvent};
+use crate::forecast::{Forecast, Forecaster, TickInput};
+use crate::leak::Finding;
 use crate::metrics::{GaugeValues, Gauges};
-use crate::saturation::{Level, LevelTracker, SaturationPolicy, Signal};
-use crate::snapshot::{Percentiles, Snapshot};
+use crate::rules::{AlertState, Rule, RuleTracker, Severity, Transition, POOL_RULE, SCALE_RULE};
+use crate::saturation::Level;
+use crate::scale::{recommend, ScaleHint, ServerCapacity};
+use crate::signals::{Inputs, Instantaneous, Signal};
+use crate::snapshot::{AlertStatus, Percentiles, Snapshot};
+use crate::window::{HistSet, Window};
 
 /// Open and idle connections as sqlx reports them.
 #[derive(Clone, Copy, Debug, Default)]
@@ -29,26 +35,18 @@ pub(crate) struct PoolStats {
 
 pub(crate) type StatsFn = Box<dyn Fn() -> PoolStats + Send + Sync>;
 
-/// Number of cumulative copies the window keeps (window / SLOTS apart).
-const SLOTS: u32 = 6;
+/// The latest server reading, written by the server watcher.
+pub(crate) type ServerSlot = Arc<Mutex<Option<ServerCapacity>>>;
 
-/// A cumulative copy of the counters at one instant.
-#[derive(Debug)]
-struct Mark {
-    at: Instant,
-    counters: Counters,
-    wait: Counts,
-    hold: Counts,
-}
-
-/// Time-weighted average of the signal over the current tick, integrated
-/// from the values seen at each evaluation (ticks and threshold crossings).
+/// Time-weighted average of the instantaneous signals over the current
+/// tick, integrated from the values seen at each evaluation (ticks and edge
+/// crossings).
 #[derive(Debug)]
 struct TickAverage {
     started: Instant,
     last_at: Instant,
-    last_value: f64,
-    area: f64,
+    last: Instantaneous,
+    area: Instantaneous,
 }
 
 impl TickAverage {
@@ -56,25 +54,37 @@ impl TickAverage {
         Self {
             started: now,
             last_at: now,
-            last_value: 0.0,
-            area: 0.0,
+            last: Instantaneous::default(),
+            area: Instantaneous::default(),
         }
     }
 
-    /// Adds the value that held since the last call; at the end of a tick
-    /// returns the tick's average and when it started, and starts the next.
-    fn advance(&mut self, now: Instant, value: f64, tick: Duration) -> Option<(f64, Instant)> {
+    /// Adds the values that held since the last call; at the end of a tick
+    /// returns the tick's averages and when it started, and starts the next.
+    fn advance(
+        &mut self,
+        now: Instant,
+        value: Instantaneous,
+        tick: Duration,
+    ) -> Option<(Instantaneous, Instant)> {
         let dt = now.saturating_duration_since(self.last_at).as_secs_f64();
-        self.area += self.last_value * dt;
+        self.area.utilization += self.last.utilization * dt;
+        self.area.demand += self.last.demand * dt;
+        self.area.waiters += self.last.waiters * dt;
         self.last_at = now;
-        self.last_value = value;
+        self.last = value;
         let elapsed = now.saturating_duration_since(self.started);
         if elapsed < tick {
             return None;
         }
-        let avg = self.area / elapsed.as_secs_f64();
+        let secs = elapsed.as_secs_f64();
+        let avg = Instantaneous {
+            utilization: self.area.utilization / secs,
+            demand: self.area.demand / secs,
+            waiters: self.area.waiters / secs,
+        };
         let started = self.started;
-        self.area = 0.0;
+        self.area = Instantaneous::default();
         self.started = now;
         Some((avg, started))
     }
@@ -86,18 +96,29 @@ impl TickAverage {
 
 #[derive(Debug)]
 struct State {
-    tracker: LevelTracker,
+    trackers: Vec<RuleTracker>,
+    level: Level,
+    level_since: Instant,
     average: TickAverage,
-    marks: VecDeque<Mark>,
+    /// Demand (in connections) averaged over the last whole tick.
+    tick_demand: Option<f64>,
+    window: Window,
+    forecaster: Forecaster,
+    forecast: Forecast,
+    baseline: Baseline,
+    anomaly: Option<(f64, u64)>,
 }
 
 /// Shared by the guard handles and the monitor task.
 pub(crate) struct Core {
     pub(crate) name: Arc<str>,
     pub(crate) acct: Arc<Accounting>,
-    signal: Signal,
+    pub(crate) rules: Vec<Rule>,
     tick: Duration,
-    window: Duration,
+    stats_window: Duration,
+    scale_target: f64,
+    instances: u32,
+    pub(crate) server: ServerSlot,
     state: Mutex<State>,
     gauges: Gauges,
     pub(crate) hub: EventHub,
@@ -109,8 +130,8 @@ impl std::fmt::Debug for Core {
         f.debug_struct("Core")
             .field("name", &self.name)
             .field("acct", &self.acct)
+            .field("rules", &self.rules.len())
             .field("tick", &self.tick)
-            .field("window", &self.window)
             .finish_non_exhaustive()
     }
 }
@@ -119,34 +140,79 @@ impl std::fmt::Debug for Core {
 pub(crate) struct CoreParts {
     pub(crate) name: Arc<str>,
     pub(crate) acct: Arc<Accounting>,
-    pub(crate) policy: SaturationPolicy,
+    pub(crate) rules: Vec<Rule>,
     pub(crate) tick: Duration,
-    pub(crate) window: Duration,
+    pub(crate) stats_window: Duration,
+    pub(crate) forecast_window: Duration,
+    pub(crate) scale_target: f64,
+    pub(crate) instances: u32,
     pub(crate) gauges: Gauges,
     pub(crate) hub: EventHub,
     pub(crate) stats: StatsFn,
 }
 
+/// Events found during one evaluation, sent after the lock is released.
+struct Found {
+    alerts: Vec<(usize, Transition, Option<f64>)>,
+    level: Option<(Level, Level, Duration)>,
+    scale: Option<ScaleHint>,
+    leaks: Vec<Finding>,
+}
+
 impl Core {
     pub(crate) fn new(p: CoreParts) -> Self {
         let now = Instant::now();
-        let first = Mark {
-            at: now,
-            counters: p.acct.counters(),
-            wait: p.acct.wait.counts(),
-            hold: p.acct.hold.counts(),
-        };
+        let counter_span = p
+            .rules
+            .iter()
+            .filter(|r| r.signal.is_windowed())
+            .map(|r| r.window)
+            .chain([p.stats_window, BUCKET])
+            .max()
+            .unwrap_or(BUCKET);
+        let hist_windows = p
+            .rules
+            .iter()
+            .filter(|r| {
+                matches!(
+                    r.signal,
+                    Signal::AcquireWait(_) | Signal::QueryLatency(_) | Signal::RequestLatency(_)
+                )
+            })
+            .map(|r| r.window)
+            .chain([p.stats_window])
+            .fold((p.stats_window, p.stats_window), |(lo, hi), w| {
+                (lo.min(w), hi.max(w))
+            });
+        let c = p.acct.counters();
         Self {
             name: p.name,
-            signal: p.policy.signal,
             state: Mutex::new(State {
-                tracker: LevelTracker::new(p.policy, now),
+                trackers: p.rules.iter().map(|_| RuleTracker::new(now)).collect(),
+                level: Level::Normal,
+                level_since: now,
                 average: TickAverage::new(now),
-                marks: VecDeque::from([first]),
+                tick_demand: None,
+                window: Window::new(
+                    now,
+                    p.tick,
+                    counter_span,
+                    hist_windows,
+                    c,
+                    p.acct.hist_set(),
+                ),
+                forecaster: Forecaster::new(now, p.forecast_window),
+                forecast: Forecast::default(),
+                baseline: Baseline::new(now, c.acquires_total),
+                anomaly: None,
             }),
             acct: p.acct,
+            rules: p.rules,
             tick: p.tick,
-            window: p.window,
+            stats_window: p.stats_window,
+            scale_target: p.scale_target,
+            instances: p.instances,
+            server: Arc::new(Mutex::new(None)),
             gauges: p.gauges,
             hub: p.hub,
             stats: p.stats,
@@ -154,18 +220,69 @@ impl Core {
     }
 
     pub(crate) fn level(&self) -> Level {
-        self.state.lock().tracker.level()
+        self.state.lock().level
     }
 
-    /// The pool now, with window statistics since the oldest kept mark.
+    pub(crate) fn forecast(&self) -> Forecast {
+        self.state.lock().forecast
+    }
+
+    /// Every rule's state, in rule order.
+    pub(crate) fn alerts(&self) -> Vec<AlertStatus> {
+        let now = Instant::now();
+        let st = self.state.lock();
+        self.statuses(&st, now)
+    }
+
+    fn statuses(&self, st: &State, now: Instant) -> Vec<AlertStatus> {
+        self.rules
+            .iter()
+            .zip(&st.trackers)
+            .map(|(r, t)| AlertStatus {
+                rule: Arc::clone(&r.name),
+                severity: r.severity,
+                signal: r.signal,
+                state: t.state(),
+                value: t.value,
+                threshold: r.threshold,
+                in_state_for: now.saturating_duration_since(t.since()),
+            })
+            .collect()
+    }
+
+    /// The scale hint for the load now.
+    pub(crate) fn scale_hint(&self) -> ScaleHint {
+        let server = *self.server.lock();
+        let st = self.state.lock();
+        self.hint(&st, server)
+    }
+
+    /// Needed connections: the last tick's average demand (before the first
+    /// tick: the demand now), or Little's law's offered load if larger.
+    fn hint(&self, st: &State, server: Option<ServerCapacity>) -> ScaleHint {
+        let c = self.acct.counters();
+        let now = f64::from(c.in_use.saturating_add(c.waiters));
+        let needed = st
+            .tick_demand
+            .unwrap_or(now)
+            .max(st.forecast.offered_load.unwrap_or(0.0));
+        recommend(
+            needed,
+            self.scale_target,
+            self.acct.max(),
+            self.instances,
+            server,
+        )
+    }
+
+    /// The pool now, with window statistics.
     pub(crate) fn snapshot(&self) -> Snapshot {
         let now = Instant::now();
         let c = self.acct.counters();
         let stats = (self.stats)();
-        let wait = self.acct.wait.counts();
-        let hold = self.acct.hold.counts();
+        let hist = self.acct.hist_set();
         let st = self.state.lock();
-        self.build_snapshot(&st, now, c, stats, wait, hold)
+        self.build_snapshot(&st, now, c, stats, &hist)
     }
 
     fn build_snapshot(
@@ -174,14 +291,15 @@ impl Core {
         now: Instant,
         c: Counters,
         stats: PoolStats,
-        wait: Counts,
-        hold: Counts,
+        hist: &HistSet,
     ) -> Snapshot {
-        let oldest = st.marks.front().expect("window keeps at least one mark");
+        let (older, covered) = st.window.counters_at(now, self.stats_window);
+        let d = c.since(&older);
+        let old = st.window.hist_at(now, self.stats_window);
         let max = self.acct.max();
         Snapshot {
             pool: Arc::clone(&self.name),
-            level: st.tracker.level(),
+            level: st.level,
             in_use: c.in_use,
             idle: stats.idle,
             size: stats.size,
@@ -189,101 +307,232 @@ impl Core {
             waiters: c.waiters,
             utilization: ratio(c.in_use, max),
             demand: ratio(c.in_use.saturating_add(c.waiters), max),
-            acquire_wait: Percentiles::from_counts(&wait.since(&oldest.wait)),
-            hold_time: Percentiles::from_counts(&hold.since(&oldest.hold)),
-            acquires_in_window: c.acquires_total - oldest.counters.acquires_total,
-            timeouts_in_window: c.timeouts_total - oldest.counters.timeouts_total,
-            window: now.saturating_duration_since(oldest.at),
+            acquire_wait: Percentiles::from_counts(&hist.wait.since(&old.wait)),
+            hold_time: Percentiles::from_counts(&hist.hold.since(&old.hold)),
+            query_latency: Percentiles::from_counts(&hist.query.since(&old.query)),
+            acquires_in_window: d.acquires_total,
+            timeouts_in_window: d.timeouts_total,
+            queries_in_window: d.queries_total,
+            query_errors_in_window: d.query_errors_total,
+            window: covered,
             acquires_total: c.acquires_total,
             timeouts_total: c.timeouts_total,
             acquire_errors_total: c.errors_total,
+            exhaustion_eta: st.forecast.eta,
         }
     }
 
     /// One evaluation; returns when the monitor must evaluate next (end of
-    /// the tick, or earlier when a hold time runs out). Time and counts are
-    /// read under the lock, so concurrent calls apply in order.
+    /// the tick, or earlier when a timer runs out). Time and counts are read
+    /// under the lock, so concurrent calls apply in order.
     pub(crate) fn evaluate(&self) -> Instant {
         let stats = (self.stats)();
-        let mut st = self.state.lock();
+        let server = *self.server.lock();
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
         let now = Instant::now();
         let c = self.acct.counters();
         let max = self.acct.max();
-        let utilization = ratio(c.in_use, max);
-        let demand = ratio(c.in_use.saturating_add(c.waiters), max);
-        let value = match self.signal {
-            Signal::Utilization => utilization,
-            Signal::Demand => demand,
+        let current = Instantaneous {
+            utilization: ratio(c.in_use, max),
+            demand: ratio(c.in_use.saturating_add(c.waiters), max),
+            waiters: f64::from(c.waiters),
         };
+        let hist = self.acct.hist_set();
+        st.window.push(now, c, || hist.clone());
+        let tick = st.average.advance(now, current, self.tick);
 
-        let slot = self.window / SLOTS;
-        let last = st.marks.back().map(|m| m.at);
-        if last.is_none_or(|at| now.saturating_duration_since(at) >= slot) {
-            st.marks.push_back(Mark {
-                at: now,
-                counters: c,
-                wait: self.acct.wait.counts(),
-                hold: self.acct.hold.counts(),
+        if let Some((avg, _)) = tick {
+            st.tick_demand = Some(avg.demand * f64::from(max));
+            // Little's W: the mean hold over the recent (stats) window.
+            let hold = hist
+                .hold
+                .since(&st.window.hist_at(now, self.stats_window).hold);
+            st.forecast = st.forecaster.observe(
+                now,
+                TickInput {
+                    demand: avg.demand,
+                    arrivals_total: c.acquires_total.saturating_add(c.timeouts_total),
+                    mean_hold: hold.mean_secs(),
+                    max,
+                },
+            );
+            let (older, covered) = st.window.counters_at(now, BUCKET);
+            let rate = (covered >= BUCKET).then(|| {
+                c.acquires_total.saturating_sub(older.acquires_total) as f64 / covered.as_secs_f64()
             });
-            while st.marks.len() > 1
-                && st
-                    .marks
-                    .front()
-                    .is_some_and(|m| now.saturating_duration_since(m.at) > self.window)
-            {
-                st.marks.pop_front();
+            st.anomaly = st.baseline.observe(now, c.acquires_total, rate);
+        }
+
+        let inputs = Inputs {
+            now,
+            counters: &c,
+            hist: &hist,
+            window: &st.window,
+            current,
+            tick: tick.map(|t| t.0),
+            anomaly: st.anomaly,
+            eta: st.forecast.eta,
+            server,
+        };
+        let mut found = Found {
+            alerts: Vec::new(),
+            level: None,
+            scale: None,
+            leaks: Vec::new(),
+        };
+        for (i, (rule, tracker)) in self.rules.iter().zip(&mut st.trackers).enumerate() {
+            let (value, tick_value) = inputs.read(rule.signal, rule.window, rule.min_samples);
+            let tick_arg = tick_value.zip(tick.map(|t| t.1));
+            if let Some(t) = tracker.observe_with(rule, now, value, tick_arg) {
+                found.alerts.push((i, t, value));
             }
         }
-        let tick_avg = st.average.advance(now, value, self.tick);
-        let transition = st.tracker.observe_with(now, value, tick_avg);
-        let level = st.tracker.level();
-        let tick_ends = st.average.tick_ends(self.tick);
-        let next = match st.tracker.next_deadline() {
-            Some(deadline) if deadline > now => deadline.min(tick_ends),
-            _ => tick_ends,
+
+        let firing = |severity: Severity| {
+            self.rules.iter().zip(&st.trackers).any(|(r, t)| {
+                &*r.name == POOL_RULE && r.severity == severity && t.state() == AlertState::Firing
+            })
         };
-        let event = transition.map(|t| {
-            let snapshot = self.build_snapshot(
-                &st,
-                now,
-                c,
-                stats,
-                self.acct.wait.counts(),
-                self.acct.hold.counts(),
-            );
-            SaturationEvent {
-                level: t.to,
-                previous: t.from,
-                time_in_previous: t.time_in_previous,
-                at: SystemTime::now(),
-                snapshot,
+        let level = Level::from_firing(firing(Severity::Warning), firing(Severity::Critical));
+        if level != st.level {
+            found.level = Some((
+                st.level,
+                level,
+                now.saturating_duration_since(st.level_since),
+            ));
+            st.level = level;
+            st.level_since = now;
+        }
+        let hint = self.hint(st, server);
+        if found
+            .alerts
+            .iter()
+            .any(|(i, t, _)| &*self.rules[*i].name == SCALE_RULE && t.to == AlertState::Firing)
+        {
+            found.scale = Some(hint);
+        }
+        if let Some(table) = &self.acct.leaks {
+            table.scan(now, |f| found.leaks.push(f));
+        }
+
+        let mut next = st.average.tick_ends(self.tick);
+        let deadlines = self
+            .rules
+            .iter()
+            .zip(&st.trackers)
+            .filter_map(|(r, t)| t.next_deadline(r))
+            .chain(self.acct.leaks.as_ref().and_then(|t| t.next_deadline()));
+        for d in deadlines {
+            if d > now && d < next {
+                next = d;
             }
-        });
+        }
+
         self.gauges.publish(&GaugeValues {
             in_use: c.in_use,
             idle: stats.idle,
             max,
             waiters: c.waiters,
-            utilization,
-            demand,
+            utilization: current.utilization,
+            demand: current.demand,
             level: level.as_number(),
         });
-        drop(st);
-        if let Some(e) = event {
-            match e.level {
-                Level::Critical => {
-                    tracing::error!(pool = %self.name, level = %e.level, previous = %e.previous, in_use = c.in_use, waiters = c.waiters, max, "pool saturation")
+        for (g, t) in self.gauges.rules.iter().zip(&st.trackers) {
+            g.set(f64::from(t.state().as_number()));
+        }
+        self.gauges
+            .eta
+            .set(st.forecast.eta.map_or(f64::INFINITY, |d| d.as_secs_f64()));
+        self.gauges.scale.set(f64::from(hint.recommended_max));
+        if let Some(s) = server {
+            self.gauges.server.set(s.utilization());
+        }
+
+        let snapshot = (!found.alerts.is_empty() || found.level.is_some())
+            .then(|| self.build_snapshot(st, now, c, stats, &hist));
+        let forecast = st.forecast;
+        drop(guard);
+        self.publish(found, snapshot, forecast);
+        next
+    }
+
+    fn publish(&self, found: Found, snapshot: Option<Snapshot>, forecast: Forecast) {
+        let at = SystemTime::now();
+        let name = &self.name;
+        for (i, t, value) in found.alerts {
+            let rule = &self.rules[i];
+            let severity = rule.severity;
+            let (state, previous) = (t.to, t.from);
+            match (t.to, severity) {
+                (AlertState::Firing, Severity::Critical) => {
+                    tracing::error!(pool = %name, rule = %rule.name, %severity, %state, %previous, ?value, threshold = rule.threshold, "alert")
                 }
-                Level::Warning => {
-                    tracing::warn!(pool = %self.name, level = %e.level, previous = %e.previous, in_use = c.in_use, waiters = c.waiters, max, "pool saturation")
+                (AlertState::Firing, Severity::Warning) => {
+                    tracing::warn!(pool = %name, rule = %rule.name, %severity, %state, %previous, ?value, threshold = rule.threshold, "alert")
                 }
-                Level::Normal => {
-                    tracing::info!(pool = %self.name, level = %e.level, previous = %e.previous, in_use = c.in_use, waiters = c.waiters, max, "pool saturation")
+                (AlertState::Firing | AlertState::Resolved, _) => {
+                    tracing::info!(pool = %name, rule = %rule.name, %severity, %state, %previous, ?value, threshold = rule.threshold, "alert")
+                }
+                _ => {
+                    tracing::debug!(pool = %name, rule = %rule.name, %severity, %state, %previous, ?value, threshold = rule.threshold, "alert")
                 }
             }
-            self.hub.publish(Event::Saturation(e));
+            self.hub.publish(Event::Alert(AlertEvent {
+                rule: Arc::clone(&rule.name),
+                severity,
+                signal: rule.signal,
+                state,
+                previous,
+                value,
+                threshold: rule.threshold,
+                time_in_previous: t.time_in_previous,
+                at,
+                forecast: (rule.signal == Signal::ExhaustionEta).then_some(forecast),
+                snapshot: snapshot.clone().expect("snapshot built for alerts"),
+            }));
         }
-        next
+        if let Some((previous, level, time_in_previous)) = found.level {
+            let snap = snapshot.clone().expect("snapshot built for level changes");
+            let (in_use, waiters, max) = (snap.in_use, snap.waiters, snap.max);
+            match level {
+                Level::Critical => {
+                    tracing::error!(pool = %name, %level, %previous, in_use, waiters, max, "pool saturation")
+                }
+                Level::Warning => {
+                    tracing::warn!(pool = %name, %level, %previous, in_use, waiters, max, "pool saturation")
+                }
+                Level::Normal => {
+                    tracing::info!(pool = %name, %level, %previous, in_use, waiters, max, "pool saturation")
+                }
+            }
+            self.hub.publish(Event::Saturation(SaturationEvent {
+                level,
+                previous,
+                time_in_previous,
+                at,
+                snapshot: snap,
+            }));
+        }
+        if let Some(hint) = found.scale {
+            tracing::warn!(pool = %name, current_max = hint.current_max, recommended_max = hint.recommended_max,
+                exceeds_server = hint.exceeds_server, "pool needs scaling");
+            self.hub.publish(Event::ScaleHint(hint));
+        }
+        for f in found.leaks {
+            if f.returned {
+                tracing::info!(pool = %name, acquired_at = %f.location, held_for = ?f.held_for, "leaked connection returned");
+            } else {
+                self.gauges.leaks.increment(1);
+                tracing::warn!(pool = %name, acquired_at = %f.location, held_for = ?f.held_for, "connection leak suspected");
+            }
+            self.hub.publish(Event::Leak(LeakEvent {
+                acquired_at: f.location,
+                held_for: f.held_for,
+                returned: f.returned,
+                at,
+            }));
+        }
     }
 }
 
@@ -309,155 +558,4 @@ pub(crate) fn spawn(core: Arc<Core>, rt: &tokio::runtime::Handle) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::events::EventStream;
-    use futures::StreamExt;
-
-    /// A core over synthetic counts: the rule timing is tested on tokio's
-    /// paused clock with no database I/O to auto-advance it.
-    fn core(max: u32, policy: SaturationPolicy) -> Arc<Core> {
-        let (hot, gauges) = crate::metrics::register(&Arc::from("synthetic"));
-        let acct = Arc::new(Accounting::new(max, &policy, hot));
-        Arc::new(Core::new(CoreParts {
-            name: Arc::from("synthetic"),
-            acct,
-            policy,
-            tick: Duration::from_secs(1),
-            window: Duration::from_secs(60),
-            gauges,
-            hub: EventHub::new(16),
-            stats: Box::new(|| PoolStats { size: 20, idle: 1 }),
-        }))
-    }
-
-    async fn settle() {
-        for _ in 0..10 {
-            tokio::task::yield_now().await;
-        }
-    }
-
-    fn next_now(events: &mut EventStream) -> Option<SaturationEvent> {
-        match events.next().now_or_never() {
-            Some(Some(Ok(Event::Saturation(e)))) => Some(e),
-            _ => None,
-        }
-    }
-
-    use futures::FutureExt;
-
-    #[tokio::test(start_paused = true)]
-    async fn stuck_pool_fires_exactly_when_hold_passes_without_new_acquires() {
-        let core = core(20, SaturationPolicy::default());
-        let mut events = core.hub.subscribe();
-        spawn(Arc::clone(&core), &tokio::runtime::Handle::current());
-        settle().await;
-        // 19 of 20 in use (95 %), then nothing changes.
-        let held: Vec<_> = (0..19).map(|_| core.acct.start_wait().acquired()).collect();
-        settle().await;
-        tokio::time::advance(Duration::from_secs(120) - Duration::from_nanos(1)).await;
-        settle().await;
-        assert_eq!(core.level(), Level::Normal);
-        assert!(next_now(&mut events).is_none());
-        tokio::time::advance(Duration::from_nanos(1)).await;
-        settle().await;
-        let e = next_now(&mut events).expect("critical at exactly 120 s");
-        assert_eq!((e.previous, e.level), (Level::Normal, Level::Critical));
-        assert_eq!(e.time_in_previous, Duration::from_secs(120));
-        assert_eq!(e.snapshot.in_use, 19);
-        assert_eq!(e.snapshot.max, 20);
-        assert!((e.snapshot.utilization - 0.95).abs() < 1e-9);
-
-        // Release to 50 %: critical and warning clear after the 60 s recovery.
-        drop(held);
-        let _five: Vec<_> = (0..10).map(|_| core.acct.start_wait().acquired()).collect();
-        settle().await;
-        tokio::time::advance(Duration::from_secs(59)).await;
-        settle().await;
-        assert_eq!(core.level(), Level::Critical);
-        tokio::time::advance(Duration::from_secs(1)).await;
-        settle().await;
-        let e = next_now(&mut events).expect("recovered");
-        assert_eq!((e.previous, e.level), (Level::Critical, Level::Normal));
-        assert_eq!(e.snapshot.in_use, 10);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn crossing_in_the_middle_of_a_tick_is_timed_from_the_crossing() {
-        let core = core(20, SaturationPolicy::default());
-        let mut events = core.hub.subscribe();
-        spawn(Arc::clone(&core), &tokio::runtime::Handle::current());
-        settle().await;
-        tokio::time::advance(Duration::from_millis(1500)).await;
-        settle().await; // a tick runs from 1.5 s to 2.5 s
-        tokio::time::advance(Duration::from_millis(500)).await;
-        settle().await;
-        // Crossing at 2 s: the tick ending at 2.5 s averages under 90 %, and
-        // the hold must survive it.
-        let _held: Vec<_> = (0..19).map(|_| core.acct.start_wait().acquired()).collect();
-        settle().await;
-        // Step through time so that every tick is evaluated on its own.
-        for _ in 0..1199 {
-            tokio::time::advance(Duration::from_millis(100)).await;
-            settle().await;
-        }
-        tokio::time::advance(Duration::from_millis(100) - Duration::from_nanos(1)).await;
-        settle().await;
-        assert!(next_now(&mut events).is_none());
-        tokio::time::advance(Duration::from_nanos(1)).await;
-        settle().await;
-        let e = next_now(&mut events).expect("critical 120 s after the crossing");
-        assert_eq!(e.level, Level::Critical);
-        assert_eq!(e.time_in_previous, Duration::from_secs(122));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn warning_at_80_percent_waits_five_minutes() {
-        let core = core(50, SaturationPolicy::default());
-        let mut events = core.hub.subscribe();
-        spawn(Arc::clone(&core), &tokio::runtime::Handle::current());
-        let _held: Vec<_> = (0..40).map(|_| core.acct.start_wait().acquired()).collect();
-        settle().await;
-        tokio::time::advance(Duration::from_secs(299)).await;
-        settle().await;
-        assert!(next_now(&mut events).is_none());
-        tokio::time::advance(Duration::from_secs(1)).await;
-        settle().await;
-        let e = next_now(&mut events).expect("warning at 300 s");
-        assert_eq!((e.previous, e.level), (Level::Normal, Level::Warning));
-        assert_eq!(e.time_in_previous, Duration::from_secs(300));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn demand_signal_counts_waiters() {
-        let policy = SaturationPolicy {
-            signal: Signal::Demand,
-            warn_for: Duration::ZERO,
-            critical_for: Duration::ZERO,
-            ..SaturationPolicy::default()
-        };
-        let core = core(10, policy);
-        let mut events = core.hub.subscribe();
-        spawn(Arc::clone(&core), &tokio::runtime::Handle::current());
-        let _held: Vec<_> = (0..7).map(|_| core.acct.start_wait().acquired()).collect();
-        let _waiting: Vec<_> = (0..2).map(|_| core.acct.start_wait()).collect();
-        settle().await;
-        let e = next_now(&mut events).expect("demand 0.9 is critical");
-        assert_eq!(e.level, Level::Critical);
-        assert_eq!((e.snapshot.in_use, e.snapshot.waiters), (7, 2));
-        assert!((e.snapshot.demand - 0.9).abs() < 1e-9);
-        assert!((e.snapshot.utilization - 0.7).abs() < 1e-9);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn monitor_stops_when_closed() {
-        let core = core(10, SaturationPolicy::default());
-        let handle = tokio::runtime::Handle::current();
-        spawn(Arc::clone(&core), &handle);
-        settle().await;
-        assert_eq!(Arc::strong_count(&core), 2);
-        core.acct.close();
-        settle().await;
-        assert_eq!(Arc::strong_count(&core), 1, "monitor task dropped its core");
-    }
-}
+mod tests;

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::rules::{AlertState, Severity};
 use crate::saturation::Level;
+use crate::signals::Signal;
 
 /// The guarded pool at one moment.
 ///
@@ -35,10 +37,16 @@ pub struct Snapshot {
     pub acquire_wait: Percentiles,
     /// Connection hold (use) time over the recent window.
     pub hold_time: Percentiles,
+    /// Query latency through the guard's executor over the recent window.
+    pub query_latency: Percentiles,
     /// Acquires that succeeded within the recent window.
     pub acquires_in_window: u64,
     /// Acquire timeouts within the recent window.
     pub timeouts_in_window: u64,
+    /// Queries through the guard's executor within the recent window.
+    pub queries_in_window: u64,
+    /// Of those, the ones that returned an error.
+    pub query_errors_in_window: u64,
     /// How much time the window actually covers (at most the configured window).
     pub window: Duration,
     /// Successful acquires since the guard was built.
@@ -47,6 +55,28 @@ pub struct Snapshot {
     pub timeouts_total: u64,
     /// Acquires that failed otherwise (connect error, closed pool).
     pub acquire_errors_total: u64,
+    /// Forecast time until demand reaches 100 % (see [`Forecast`](crate::Forecast)).
+    pub exhaustion_eta: Option<Duration>,
+}
+
+/// One rule's state, from [`PoolGuard::alerts`](crate::PoolGuard::alerts).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct AlertStatus {
+    /// The rule's name.
+    pub rule: Arc<str>,
+    /// The rule's severity.
+    pub severity: Severity,
+    /// What the rule watches.
+    pub signal: Signal,
+    /// Where it stands.
+    pub state: AlertState,
+    /// The signal's value at the last evaluation.
+    pub value: Option<f64>,
+    /// The rule's threshold.
+    pub threshold: f64,
+    /// How long the rule has been in `state`.
+    pub in_state_for: Duration,
 }
 
 /// p50 / p95 / p99 of a duration over a window (bucket midpoints, within

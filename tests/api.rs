@@ -18,12 +18,12 @@ async fn guard(max: u32) -> PoolGuard<Sqlite> {
 
 fn zero_hold(pool: sqlx::SqlitePool) -> poolguard::PoolGuardBuilder<Sqlite> {
     PoolGuard::builder(pool)
-        .warn_at(0.5)
+        .warn_at(0.4)
         .warn_for(Duration::ZERO)
-        .critical_at(1.0)
+        .critical_at(0.9)
         .critical_for(Duration::ZERO)
-        .warn_recover_below(0.5)
-        .critical_recover_below(1.0)
+        .warn_recover_below(0.4)
+        .critical_recover_below(0.9)
         .recover_for(Duration::ZERO)
 }
 
@@ -168,6 +168,7 @@ async fn invalid_configuration_is_a_typed_error_naming_field_and_value() {
     let b = || PoolGuard::builder(pool.clone());
     let cases: Vec<(poolguard::PoolGuardBuilder<Sqlite>, &str, &str)> = vec![
         (b().warn_at(1.5), "warn_at", "1.5"),
+        (b().critical_at(1.0), "critical_at", "1"),
         (b().warn_at(0.0), "warn_at", "0"),
         (b().warn_at(f64::NAN), "warn_at", "NaN"),
         (b().critical_at(-0.1), "critical_at", "-0.1"),
@@ -225,7 +226,7 @@ async fn invalid_configuration_is_a_typed_error_naming_field_and_value() {
     }
     let msg = b().warn_at(2.0).build().unwrap_err().to_string();
     assert!(
-        msg.contains("`warn_at` = 2") && msg.contains("(0, 1]"),
+        msg.contains("`warn_at` = 2") && msg.contains("(0, 1)"),
         "{msg}"
     );
 }
@@ -290,15 +291,21 @@ async fn lagging_stream_is_told_how_many_events_it_missed() {
         drop(a);
         common::next_saturation(&mut fast, Duration::from_secs(5)).await;
     }
-    // Six events sent, room for two: the slow stream missed four.
+    // Twelve events sent (per round: the warning rule fires and its level
+    // change, then it resolves and its level change), room for two: the
+    // slow stream missed ten and gets the last two.
     match slow.next().await {
-        Some(Err(missed)) => assert_eq!(missed.missed, 4),
+        Some(Err(missed)) => assert_eq!(missed.missed, 10),
         other => panic!("expected EventsMissed, got {other:?}"),
     }
+    let Some(Ok(Event::Alert(a))) = slow.next().await else {
+        panic!()
+    };
+    assert_eq!(a.state, poolguard::AlertState::Resolved);
     let Some(Ok(Event::Saturation(e))) = slow.next().await else {
         panic!()
     };
-    assert_eq!(e.level, Level::Warning);
+    assert_eq!(e.level, Level::Normal);
 }
 
 #[tokio::test]
@@ -342,9 +349,7 @@ async fn stuck_real_pool_goes_critical_on_the_tick() {
         tokio::task::yield_now().await;
     }
     assert_eq!(guard.level(), Level::Critical);
-    let Some(Ok(Event::Saturation(e))) = events.next().await else {
-        panic!()
-    };
+    let e = common::next_saturation(&mut events, Duration::from_secs(1)).await;
     assert_eq!((e.previous, e.level), (Level::Normal, Level::Critical));
     assert!(e.time_in_previous >= Duration::from_secs(120));
     assert_eq!(e.snapshot.in_use, 19);

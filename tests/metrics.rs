@@ -62,6 +62,24 @@ impl Seen {
         found[0]
     }
 
+    /// The gauge of one rule's state.
+    fn alert(&self, rule: &str, severity: &str) -> f64 {
+        let found: Vec<_> = self
+            .0
+            .iter()
+            .filter(|(n, labels, ..)| {
+                n == m::ALERT_STATE
+                    && labels.contains(&(m::RULE.to_string(), rule.to_string()))
+                    && labels.contains(&(m::SEVERITY.to_string(), severity.to_string()))
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "{rule}/{severity}");
+        match &found[0].4 {
+            DebugValue::Gauge(v) => v.0,
+            other => panic!("not a gauge: {other:?}"),
+        }
+    }
+
     fn gauge(&self, name: &str, state: Option<&str>) -> f64 {
         match &self.get(name, state).4 {
             DebugValue::Gauge(v) => v.0,
@@ -102,6 +120,23 @@ async fn exported_metrics_follow_otel_names_and_values() {
     assert_eq!(full.gauge(m::DEMAND, None), 1.5);
     // Zero hold times: 100 % is critical at once.
     assert_eq!(full.gauge(m::SATURATION_LEVEL, None), 2.0);
+    // Every rule's state is a gauge: the pool rules fire (2), the scale
+    // rule waits out its minute (1), the timeout rules are inactive (0).
+    assert_eq!(full.alert("pool_utilization", "critical"), 2.0);
+    assert_eq!(full.alert("pool_utilization", "warning"), 2.0);
+    assert_eq!(full.alert("scale_up", "info"), 1.0);
+    assert_eq!(full.alert("timeouts", "warning"), 0.0);
+    assert_eq!(
+        full.gauge(m::SCALE_RECOMMENDED, None),
+        f64::from(guard.scale_hint().recommended_max)
+    );
+    assert_eq!(
+        full.gauge(m::EXHAUSTION_ETA, None),
+        guard
+            .forecast()
+            .eta
+            .map_or(f64::INFINITY, |d| d.as_secs_f64())
+    );
     // (Histogram values are drained by each debugging snapshot.)
     match &full.get(m::WAIT_TIME, None).4 {
         DebugValue::Histogram(v) => assert_eq!(v.len(), 2, "two successful acquires"),
@@ -120,6 +155,8 @@ async fn exported_metrics_follow_otel_names_and_values() {
 
     tokio::time::sleep(Duration::from_millis(20)).await;
     drop((a, b));
+    // One query through the guard's executor.
+    sqlx::query("SELECT 1").execute(&guard).await.unwrap();
     common::settle_pool(guard.pool()).await;
     guard.evaluate_now();
     let after = Seen::from(snapshotter.snapshot());
@@ -129,13 +166,17 @@ async fn exported_metrics_follow_otel_names_and_values() {
     assert_eq!(after.gauge(m::DEMAND, None), 0.0);
     match &after.get(m::USE_TIME, None).4 {
         DebugValue::Histogram(v) => {
-            assert_eq!(v.len(), 2, "two releases");
+            assert_eq!(v.len(), 3, "two releases and the query's connection");
             assert!(
-                v.iter().all(|s| s.0 >= 0.020),
-                "held >= 20 ms, in seconds: {v:?}"
+                v.iter().filter(|s| s.0 >= 0.020).count() == 2,
+                "the two held connections >= 20 ms, in seconds: {v:?}"
             );
         }
         other => panic!("use_time: {other:?}"),
+    }
+    match &after.get(m::OPERATION_DURATION, None).4 {
+        DebugValue::Histogram(v) => assert_eq!(v.len(), 1, "one query"),
+        other => panic!("operation duration: {other:?}"),
     }
 
     // Every metric is described, with its unit.
@@ -149,6 +190,9 @@ async fn exported_metrics_follow_otel_names_and_values() {
         (m::UTILIZATION, Unit::Count),
         (m::DEMAND, Unit::Count),
         (m::SATURATION_LEVEL, Unit::Count),
+        (m::OPERATION_DURATION, Unit::Seconds),
+        (m::EXHAUSTION_ETA, Unit::Seconds),
+        (m::SCALE_RECOMMENDED, Unit::Count),
     ] {
         let state = (name == m::CONNECTION_COUNT).then_some("used");
         let (_, _, u, desc, _) = after.get(name, state);

@@ -59,10 +59,14 @@ async fn guard_adds_no_allocation_per_acquire_release() {
         .connect("sqlite::memory:")
         .await
         .unwrap();
-    // A long tick: the monitor's own periodic work is not the hot path.
+    // A long tick: the monitor's own periodic work is not the hot path
+    // (the windowed default rules need windows of at least a tick, so only
+    // the pool rules are kept).
     let guard = PoolGuard::builder(pool.clone())
         .tick(Duration::from_secs(3600))
         .stats_window(Duration::from_secs(3600))
+        .forecast_window(Duration::from_secs(36_000))
+        .rules(poolguard::SaturationPolicy::default().rules())
         .build()
         .unwrap();
 

@@ -1,0 +1,129 @@
+//! Traffic anomaly: the z-score of the acquire rate over the last minute
+//! against the per-minute rates of the last hour (the post-mortem's
+//! "traffic > 2 std dev").
+//!
+//! The baseline learns one completed minute at a time and keeps at most an
+//! hour (bounded memory), but leaves out the most recent 10 minutes: a spike
+//! must not teach the baseline that it is normal before its 5-minute hold
+//! has passed (with no lag a 3x spike's z-score falls under 2 within 5
+//! minutes). The number of minutes in the baseline is the signal's sample
+//! count, so a rule's `min_samples` is its warm-up (10 minutes of baseline
+//! after the 10-minute lag: 20 minutes). The standard
+//! deviation is floored at the Poisson noise of the rate, so perfectly steady
+//! synthetic traffic does not turn every blip into an anomaly.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Length of one baseline bucket and of the "current" rate.
+pub(crate) const BUCKET: Duration = Duration::from_secs(60);
+/// Buckets the baseline uses (one hour).
+const BUCKETS: usize = 60;
+/// Most recent buckets left out of the baseline.
+const LAG: usize = 10;
+
+#[derive(Debug)]
+pub(crate) struct Baseline {
+    rates: VecDeque<f64>,
+    started: Instant,
+    start_count: u64,
+}
+
+impl Baseline {
+    pub(crate) fn new(now: Instant, count: u64) -> Self {
+        Self {
+            rates: VecDeque::with_capacity(BUCKETS + LAG),
+            started: now,
+            start_count: count,
+        }
+    }
+
+    /// Feeds the cumulative count; `current_rate` is the rate over the last
+    /// [`BUCKET`] (when the window covers it). Returns (z, minutes learned).
+    pub(crate) fn observe(
+        &mut self,
+        now: Instant,
+        count: u64,
+        current_rate: Option<f64>,
+    ) -> Option<(f64, u64)> {
+        let elapsed = now.saturating_duration_since(self.started);
+        if elapsed >= BUCKET {
+            let rate = count.saturating_sub(self.start_count) as f64 / elapsed.as_secs_f64();
+            if self.rates.len() == BUCKETS + LAG {
+                self.rates.pop_front();
+            }
+            self.rates.push_back(rate);
+            self.started = now;
+            self.start_count = count;
+        }
+        let n = self.rates.len().saturating_sub(LAG);
+        if n < 2 {
+            return None;
+        }
+        let current = current_rate?;
+        let base = || self.rates.iter().take(n);
+        let nf = n as f64;
+        let mean = base().sum::<f64>() / nf;
+        let var = base().map(|r| (r - mean).powi(2)).sum::<f64>() / (nf - 1.0);
+        let poisson = (mean.max(1.0 / BUCKET.as_secs_f64()) / BUCKET.as_secs_f64()).sqrt();
+        let std = var.sqrt().max(poisson);
+        Some(((current - mean) / std, n as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steady_traffic_scores_near_zero_and_a_3x_spike_scores_high() {
+        let t0 = Instant::now();
+        let mut b = Baseline::new(t0, 0);
+        let mut count = 0u64;
+        let mut last = None;
+        // 30 minutes at 10/s +- 1/s (alternating), evaluated every second.
+        for s in 1..=1800u64 {
+            count += if (s / 60) % 2 == 0 { 11 } else { 9 };
+            last = b.observe(t0 + Duration::from_secs(s), count, Some(10.0));
+        }
+        let (z, n) = last.unwrap();
+        assert_eq!(n, 20, "30 minutes learned, the last 10 left out");
+        assert!(z.abs() < 0.5, "{z}");
+        let (z, _) = b
+            .observe(t0 + Duration::from_secs(1801), count, Some(30.0))
+            .unwrap();
+        assert!(z > 10.0, "3x traffic is far past 2 std dev: {z}");
+    }
+
+    #[test]
+    fn no_score_before_two_minutes_past_the_lag() {
+        let t0 = Instant::now();
+        let mut b = Baseline::new(t0, 0);
+        for m in 1..=11u64 {
+            let at = t0 + Duration::from_secs(60 * m);
+            assert_eq!(b.observe(at, 600 * m, Some(10.0)), None, "minute {m}");
+        }
+        let at = t0 + Duration::from_secs(60 * 12);
+        assert_eq!(b.observe(at, 600 * 12, Some(10.0)).map(|s| s.1), Some(2));
+    }
+
+    #[test]
+    fn a_spike_stays_anomalous_for_the_lag() {
+        let t0 = Instant::now();
+        let mut b = Baseline::new(t0, 0);
+        let mut count = 0;
+        for m in 1..=30u64 {
+            count += if m % 2 == 0 { 660 } else { 540 };
+            b.observe(t0 + Duration::from_secs(60 * m), count, Some(10.0));
+        }
+        for m in 31..=40u64 {
+            count += 1800;
+            let (z, _) = b
+                .observe(t0 + Duration::from_secs(60 * m), count, Some(30.0))
+                .unwrap();
+            assert!(z > 2.0, "minute {m} of the spike: z = {z}");
+        }
+    }
+}

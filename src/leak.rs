@@ -1,0 +1,206 @@
+//! Leak detection, as HikariCP's `leakDetectionThreshold`: a connection held
+//! longer than the threshold is reported with the place it was acquired
+//! (`#[track_caller]`), and reported again when it comes back.
+//!
+//! Off by default. When on, each hold claims one slot of a table allocated
+//! at build time (twice `max_connections`): claiming and releasing are a scan
+//! and a compare-and-swap, with no allocation and no lock. The monitor scans
+//! the table on its tick.
+
+use std::panic::Location;
+use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+const FREE: u8 = 0;
+const HELD: u8 = 1;
+/// Held, and already reported as a suspected leak.
+const REPORTED: u8 = 2;
+/// Came back after being reported; the monitor reports that and frees it.
+const RETURNED: u8 = 3;
+/// Being written by the claiming thread.
+const CLAIMING: u8 = 4;
+
+#[derive(Debug)]
+struct Slot {
+    state: AtomicU8,
+    /// Nanoseconds since the table's origin when acquired.
+    since: AtomicU64,
+    /// Nanoseconds held, once returned.
+    held: AtomicU64,
+    location: AtomicPtr<Location<'static>>,
+}
+
+/// Something the monitor found in the table.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Finding {
+    pub(crate) location: &'static Location<'static>,
+    pub(crate) held_for: Duration,
+    pub(crate) returned: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct LeakTable {
+    origin: Instant,
+    pub(crate) threshold: Duration,
+    slots: Box<[Slot]>,
+}
+
+impl LeakTable {
+    pub(crate) fn new(threshold: Duration, max: u32) -> Self {
+        let n = (max as usize).saturating_mul(2).max(2);
+        Self {
+            origin: Instant::now(),
+            threshold,
+            slots: (0..n)
+                .map(|_| Slot {
+                    state: AtomicU8::new(FREE),
+                    since: AtomicU64::new(0),
+                    held: AtomicU64::new(0),
+                    location: AtomicPtr::new(std::ptr::null_mut()),
+                })
+                .collect(),
+        }
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Claims a slot for a hold starting at `since`; `None` if the table is
+    /// full (not expected: holds are bounded by `max_connections`).
+    pub(crate) fn claim(
+        &self,
+        since: Instant,
+        location: &'static Location<'static>,
+    ) -> Option<u32> {
+        for (i, slot) in self.slots.iter().enumerate() {
+            if slot
+                .state
+                .compare_exchange(FREE, CLAIMING, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                slot.since.store(self.nanos(since), Ordering::Relaxed);
+                slot.location
+                    .store(std::ptr::from_ref(location).cast_mut(), Ordering::Relaxed);
+                slot.state.store(HELD, Ordering::Release);
+                return u32::try_from(i).ok();
+            }
+        }
+        None
+    }
+
+    /// The hold ended; returns whether it had been reported (the monitor
+    /// then reports the return).
+    pub(crate) fn release(&self, idx: u32, held: Duration) -> bool {
+        let slot = &self.slots[idx as usize];
+        if slot
+            .state
+            .compare_exchange(HELD, FREE, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            return false;
+        }
+        slot.held.store(
+            u64::try_from(held.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        slot.state.store(RETURNED, Ordering::Release);
+        true
+    }
+
+    /// Reports holds past the threshold (once each) and returns of reported
+    /// holds, calling `found` for each.
+    pub(crate) fn scan(&self, now: Instant, mut found: impl FnMut(Finding)) {
+        let now_ns = self.nanos(now);
+        let threshold = u64::try_from(self.threshold.as_nanos()).unwrap_or(u64::MAX);
+        for slot in self.slots.iter() {
+            match slot.state.load(Ordering::Acquire) {
+                HELD => {
+                    let held = now_ns.saturating_sub(slot.since.load(Ordering::Relaxed));
+                    if held >= threshold
+                        && slot
+                            .state
+                            .compare_exchange(HELD, REPORTED, Ordering::AcqRel, Ordering::Relaxed)
+                            .is_ok()
+                    {
+                        found(Finding {
+                            location: self.location(slot),
+                            held_for: Duration::from_nanos(held),
+                            returned: false,
+                        });
+                    }
+                }
+                RETURNED => {
+                    let finding = Finding {
+                        location: self.location(slot),
+                        held_for: Duration::from_nanos(slot.held.load(Ordering::Relaxed)),
+                        returned: true,
+                    };
+                    slot.state.store(FREE, Ordering::Release);
+                    found(finding);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// When the oldest unreported hold crosses the threshold.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter(|s| s.state.load(Ordering::Acquire) == HELD)
+            .map(|s| s.since.load(Ordering::Relaxed))
+            .min()
+            .and_then(|ns| {
+                self.origin
+                    .checked_add(Duration::from_nanos(ns))?
+                    .checked_add(self.threshold)
+            })
+    }
+
+    fn location(&self, slot: &Slot) -> &'static Location<'static> {
+        let p = slot.location.load(Ordering::Relaxed);
+        // SAFETY: only ever stored from a `&'static Location<'static>`
+        // before the slot's state was published with Release.
+        unsafe { &*p }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_once_then_reports_the_return() {
+        let t0 = Instant::now();
+        let table = LeakTable::new(Duration::from_secs(30), 2);
+        let here = Location::caller();
+        let a = table.claim(t0, here).unwrap();
+        let b = table.claim(t0, here).unwrap();
+        assert!(
+            !table.release(b, Duration::from_secs(1)),
+            "short hold: nothing to report"
+        );
+        let mut seen = Vec::new();
+        table.scan(t0 + Duration::from_secs(29), |f| seen.push(f));
+        assert!(seen.is_empty());
+        table.scan(t0 + Duration::from_secs(31), |f| seen.push(f));
+        assert_eq!(seen.len(), 1);
+        assert!(!seen[0].returned);
+        assert_eq!(seen[0].location.line(), here.line());
+        table.scan(t0 + Duration::from_secs(40), |f| seen.push(f));
+        assert_eq!(seen.len(), 1, "reported once");
+        assert!(table.release(a, Duration::from_secs(45)));
+        table.scan(t0 + Duration::from_secs(46), |f| seen.push(f));
+        assert_eq!(seen.len(), 2);
+        assert!(seen[1].returned);
+        assert_eq!(seen[1].held_for, Duration::from_secs(45));
+        // Every slot is free again.
+        for _ in 0..4 {
+            assert!(table.claim(t0, here).is_some());
+        }
+        assert!(table.claim(t0, here).is_none());
+    }
+}

@@ -1,0 +1,616 @@
+//! The monitor and every default rule on tokio's paused clock, fed with
+//! synthetic counts (no database I/O that would auto-advance the clock).
+
+use std::panic::Location;
+
+use futures::{FutureExt, StreamExt};
+
+use super::*;
+use crate::accounting::{Edges, HoldTicket};
+use crate::events::EventStream;
+use crate::rules::{default_rules, FORECAST_RULE};
+use crate::saturation::SaturationPolicy;
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+struct Harness {
+    core: Arc<Core>,
+    events: EventStream,
+    alerts: Vec<AlertEvent>,
+    levels: Vec<SaturationEvent>,
+    other: Vec<Event>,
+    held: Vec<HoldTicket>,
+    t0: Instant,
+}
+
+/// Built like the builder builds it, with synthetic pool stats.
+fn harness_with(max: u32, rules: Vec<Rule>, leak: Option<Duration>) -> Harness {
+    let name: Arc<str> = Arc::from("synthetic");
+    let (hot, gauges) = crate::metrics::register(&name, &rules);
+    let acct = Arc::new(Accounting::new(
+        max,
+        Edges::for_rules(&rules, max),
+        leak,
+        hot,
+    ));
+    let core = Arc::new(Core::new(CoreParts {
+        name,
+        acct,
+        rules,
+        tick: secs(1),
+        stats_window: secs(60),
+        forecast_window: secs(300),
+        scale_target: 0.6,
+        instances: 1,
+        gauges,
+        hub: EventHub::new(4096),
+        stats: Box::new(|| PoolStats { size: 20, idle: 1 }),
+    }));
+    let events = core.hub.subscribe();
+    spawn(Arc::clone(&core), &tokio::runtime::Handle::current());
+    Harness {
+        core,
+        events,
+        alerts: Vec::new(),
+        levels: Vec::new(),
+        other: Vec::new(),
+        held: Vec::new(),
+        t0: Instant::now(),
+    }
+}
+
+/// The default rule set, as `build()` assembles it.
+fn all_default_rules() -> Vec<Rule> {
+    let mut rules: Vec<Rule> = SaturationPolicy::default().rules().into();
+    rules.extend(default_rules());
+    rules
+}
+
+fn harness(max: u32, rules: Vec<Rule>) -> Harness {
+    harness_with(max, rules, None)
+}
+
+async fn settle() {
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+}
+
+impl Harness {
+    fn acct(&self) -> &Arc<Accounting> {
+        &self.core.acct
+    }
+
+    fn drain(&mut self) {
+        while let Some(Some(e)) = self.events.next().now_or_never() {
+            match e.expect("no lag") {
+                Event::Alert(a) => self.alerts.push(a),
+                Event::Saturation(s) => self.levels.push(s),
+                other => self.other.push(other),
+            }
+        }
+    }
+
+    /// Moves the clock by `d` in steps of at most 100 ms, so every tick is
+    /// evaluated on its own.
+    async fn advance(&mut self, d: Duration) {
+        // Let the monitor see what the test just changed, at this instant.
+        settle().await;
+        let step = Duration::from_millis(100);
+        let mut left = d;
+        while !left.is_zero() {
+            let s = left.min(step);
+            tokio::time::advance(s).await;
+            settle().await;
+            left -= s;
+        }
+        self.drain();
+    }
+
+    fn elapsed(&self) -> Duration {
+        Instant::now() - self.t0
+    }
+
+    /// Holds exactly `n` connections.
+    fn hold(&mut self, n: usize) {
+        self.held.truncate(n);
+        while self.held.len() < n {
+            let t = self.acct().start_wait(Location::caller()).acquired();
+            self.held.push(t);
+        }
+    }
+
+    fn queries(&self, ok: u32, failed: u32) {
+        for i in 0..ok + failed {
+            self.acct().start_query().finish(i < ok);
+        }
+    }
+
+    fn transitions(&self, rule: &Rule) -> Vec<&AlertEvent> {
+        self.alerts
+            .iter()
+            .filter(|a| a.rule == rule.name && a.severity == rule.severity)
+            .collect()
+    }
+
+    fn state(&self, rule: &Rule) -> AlertState {
+        self.core
+            .alerts()
+            .into_iter()
+            .find(|a| a.rule == rule.name && a.severity == rule.severity)
+            .expect("rule exists")
+            .state
+    }
+}
+
+/// How strongly to drive a rule's signal for one second.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Drive {
+    /// Past the threshold.
+    High,
+    /// Clearly recovered.
+    Low,
+    /// Past the threshold, but with fewer samples than the rule's minimum.
+    Sparse,
+}
+
+/// One simulated second of input that drives `rule`'s signal.
+async fn second(h: &mut Harness, rule: &Rule, drive: Drive, t: u64) {
+    let crit = rule.severity == Severity::Critical;
+    let high = drive != Drive::Low;
+    match rule.signal {
+        Signal::Utilization => {
+            // max 50: 43 = 86 % (> 80 %), 48 = 96 % (> 90 %), 40 = 80 % (> 75 %).
+            let n = match (&*rule.name, crit, high) {
+                (SCALE_RULE, _, true) => 40,
+                (_, false, true) => 43,
+                (_, true, true) => 48,
+                (_, _, false) => 20,
+            };
+            h.hold(n);
+        }
+        Signal::QueryErrorRate | Signal::RequestErrorRate => {
+            // 100 calls a second, 2 % or 5 % failing; sparse: one failing
+            // call every 2 s (30 in the window, below the minimum of 50).
+            let failing = match (high, crit) {
+                (false, _) => 0,
+                (true, false) => 2,
+                (true, true) => 5,
+            };
+            let (ok, bad) = match drive {
+                Drive::Sparse => (0, u32::from(t.is_multiple_of(2))),
+                _ => (100 - failing, failing),
+            };
+            if rule.signal == Signal::QueryErrorRate {
+                h.queries(ok, bad);
+            } else {
+                for i in 0..ok + bad {
+                    let status = if i < ok { 200 } else { 503 };
+                    h.acct().record_request(status, Duration::from_millis(5));
+                }
+            }
+        }
+        Signal::Timeouts => {
+            if high {
+                let _ = h.acct().start_wait(Location::caller()).timed_out();
+            }
+        }
+        Signal::GatewayTimeouts => {
+            if high {
+                h.acct().record_request(504, secs(30));
+            }
+        }
+        Signal::QueryLatency(_) | Signal::RequestLatency(_) => {
+            let took = Duration::from_millis(match (high, crit) {
+                (false, _) => 50,
+                (true, false) => 450,
+                (true, true) => 650,
+            });
+            let n = match drive {
+                Drive::Sparse => u32::from(t.is_multiple_of(4)),
+                _ => 30,
+            };
+            if matches!(rule.signal, Signal::RequestLatency(_)) {
+                for _ in 0..n {
+                    h.acct().record_request(200, took);
+                }
+            } else {
+                // Real (paused-clock) query durations.
+                let tickets: Vec<_> = (0..n).map(|_| h.acct().start_query()).collect();
+                h.advance(took).await;
+                for q in tickets {
+                    q.finish(true);
+                }
+                h.advance(secs(1) - took).await;
+                return;
+            }
+        }
+        Signal::TrafficAnomaly => {
+            // 10 acquires a second (alternating 9 and 11 by the minute) to
+            // warm up; 30 a second is the spike.
+            let n = if high {
+                30
+            } else if (t / 60).is_multiple_of(2) {
+                11
+            } else {
+                9
+            };
+            for _ in 0..n {
+                drop(h.acct().start_wait(Location::caller()).acquired());
+            }
+        }
+        Signal::ExhaustionEta => {
+            // max 50: one more connection every 40 s from 10 (full after
+            // 1600 s); low: flat at 10.
+            let n = if high { 10 + (t / 40) as usize } else { 10 };
+            h.hold(n.min(50));
+        }
+        other => panic!("no driver for {other:?}"),
+    }
+    h.advance(secs(1)).await;
+}
+
+/// Warm-up some rules need before their signal has a value.
+fn warm_up(rule: &Rule) -> u64 {
+    match rule.signal {
+        Signal::TrafficAnomaly => 22 * 60,
+        _ => 0,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_default_rule_fires_exactly_when_its_hold_passes() {
+    for rule in all_default_rules() {
+        let mut h = harness(50, all_default_rules());
+        let mut t = 0;
+        for _ in 0..warm_up(&rule) {
+            second(&mut h, &rule, Drive::Low, t).await;
+            t += 1;
+        }
+        assert_eq!(h.state(&rule), AlertState::Inactive, "{}", rule.key());
+        let start = h.elapsed();
+        let limit = rule.hold + secs(20 * 60);
+        while h.state(&rule) != AlertState::Firing {
+            assert!(h.elapsed() - start < limit, "{} never fired", rule.key());
+            second(&mut h, &rule, Drive::High, t).await;
+            t += 1;
+        }
+        let tr = h.transitions(&rule);
+        let fired = tr.last().unwrap();
+        assert_eq!(fired.state, AlertState::Firing, "{}", rule.key());
+        if rule.hold.is_zero() {
+            assert_eq!(fired.previous, AlertState::Inactive, "{}", rule.key());
+        } else {
+            assert_eq!(fired.previous, AlertState::Pending, "{}", rule.key());
+            assert_eq!(
+                fired.time_in_previous,
+                rule.hold,
+                "{} fired after {:?} pending",
+                rule.key(),
+                fired.time_in_previous
+            );
+        }
+        assert_eq!(fired.threshold, rule.threshold);
+        let v = fired.value.expect("a firing rule has a value");
+        assert!(rule.met(v), "{}: {v}", rule.key());
+        if rule.signal == Signal::ExhaustionEta {
+            let f = fired.forecast.expect("forecast on the event");
+            assert_eq!(f.eta.map(|d| d.as_secs_f64()), Some(v));
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn ratio_and_percentile_rules_do_not_fire_below_their_minimum_samples() {
+    let sparse = all_default_rules()
+        .into_iter()
+        .filter(|r| r.min_samples > 0 && r.signal != Signal::TrafficAnomaly);
+    let mut n = 0;
+    for rule in sparse {
+        n += 1;
+        let mut h = harness(50, all_default_rules());
+        for t in 0..(rule.hold + secs(300)).as_secs() {
+            second(&mut h, &rule, Drive::Sparse, t).await;
+        }
+        assert_eq!(h.state(&rule), AlertState::Inactive, "{}", rule.key());
+        assert!(h.transitions(&rule).is_empty(), "{}", rule.key());
+        let status = h
+            .core
+            .alerts()
+            .into_iter()
+            .find(|a| a.rule == rule.name)
+            .unwrap();
+        assert_eq!(
+            status.value,
+            None,
+            "{}: too few samples, no value",
+            rule.key()
+        );
+    }
+    assert_eq!(n, 8, "error rates, request error rates, two P95 pairs");
+}
+
+#[tokio::test(start_paused = true)]
+async fn traffic_anomaly_waits_for_its_warm_up() {
+    let rule = all_default_rules()
+        .into_iter()
+        .find(|r| r.signal == Signal::TrafficAnomaly)
+        .unwrap();
+    let mut h = harness(50, all_default_rules());
+    // A spike after 3 minutes of baseline: not enough history to judge.
+    for t in 0..180 {
+        second(&mut h, &rule, Drive::Low, t).await;
+    }
+    for t in 180..(180 + 6 * 60) {
+        second(&mut h, &rule, Drive::High, t).await;
+        let status = h
+            .core
+            .alerts()
+            .into_iter()
+            .find(|a| a.rule == rule.name)
+            .unwrap();
+        assert_eq!(status.value, None, "no z-score during warm-up, t={t}");
+    }
+    assert!(h.transitions(&rule).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn flapping_within_keep_firing_does_not_resolve_pool_and_scale_rules() {
+    for rule in all_default_rules()
+        .into_iter()
+        .filter(|r| r.signal == Signal::Utilization)
+    {
+        let mut h = harness(50, all_default_rules());
+        let mut t = 0;
+        while h.state(&rule) != AlertState::Firing {
+            second(&mut h, &rule, Drive::High, t).await;
+            t += 1;
+        }
+        // 30 s recovered, 10 s past the threshold, for 10 minutes.
+        for k in 0..(10 * 60) {
+            let drive = if k % 40 < 30 { Drive::Low } else { Drive::High };
+            second(&mut h, &rule, drive, t).await;
+            t += 1;
+            assert_eq!(
+                h.state(&rule),
+                AlertState::Firing,
+                "{} at +{k} s",
+                rule.key()
+            );
+        }
+        // The last high second just ended; stay low.
+        let last_high = h.elapsed();
+        while h.state(&rule) == AlertState::Firing {
+            second(&mut h, &rule, Drive::Low, t).await;
+            t += 1;
+            assert!(
+                h.elapsed() - last_high <= secs(61),
+                "{} did not resolve",
+                rule.key()
+            );
+        }
+        let resolved = h.transitions(&rule).last().cloned().unwrap();
+        assert_eq!(resolved.state, AlertState::Resolved);
+        assert_eq!(
+            h.elapsed() - last_high,
+            rule.keep_firing_for.max(rule.recover_for),
+            "{} resolves exactly when the keep-firing time has passed",
+            rule.key()
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn pool_warning_hysteresis_holds_between_the_lines() {
+    let rules = all_default_rules();
+    let warn = rules[0].clone();
+    assert_eq!((warn.threshold, warn.recover_at), (0.80, 0.75));
+    let mut h = harness(50, rules);
+    h.hold(41); // 82 %
+    h.advance(secs(300)).await;
+    assert_eq!(h.state(&warn), AlertState::Firing);
+    assert_eq!(h.core.level(), Level::Warning);
+    // 78 %: below the threshold, above the recovery line, for 10 minutes.
+    h.hold(39);
+    h.advance(secs(600)).await;
+    assert_eq!(h.state(&warn), AlertState::Firing);
+    // 74 %: recovered after exactly one minute.
+    h.hold(37);
+    h.advance(secs(60) - Duration::from_millis(100)).await;
+    assert_eq!(h.state(&warn), AlertState::Firing);
+    h.advance(Duration::from_millis(100)).await;
+    assert_eq!(h.state(&warn), AlertState::Resolved);
+    assert_eq!(h.core.level(), Level::Normal);
+    let changes: Vec<_> = h.levels.iter().map(|e| (e.previous, e.level)).collect();
+    assert_eq!(
+        changes,
+        [
+            (Level::Normal, Level::Warning),
+            (Level::Warning, Level::Normal)
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn stuck_pool_goes_critical_at_exactly_120_s_without_new_acquires() {
+    let mut h = harness(20, all_default_rules());
+    settle().await;
+    // 19 of 20 in use (95 %), then nothing changes.
+    h.hold(19);
+    settle().await;
+    tokio::time::advance(secs(120) - Duration::from_nanos(1)).await;
+    settle().await;
+    h.drain();
+    assert_eq!(h.core.level(), Level::Normal);
+    assert!(h.levels.is_empty());
+    tokio::time::advance(Duration::from_nanos(1)).await;
+    settle().await;
+    h.drain();
+    let e = h.levels.last().expect("critical at exactly 120 s");
+    assert_eq!((e.previous, e.level), (Level::Normal, Level::Critical));
+    assert_eq!(e.time_in_previous, secs(120));
+    assert_eq!((e.snapshot.in_use, e.snapshot.max), (19, 20));
+    assert!((e.snapshot.utilization - 0.95).abs() < 1e-9);
+}
+
+#[tokio::test(start_paused = true)]
+async fn crossing_in_the_middle_of_a_tick_is_timed_from_the_crossing() {
+    let mut h = harness(20, all_default_rules());
+    h.advance(Duration::from_millis(2500)).await;
+    // Crossing at 2.5 s: the tick [2 s, 3 s) averages 47.5 %, under 90 %,
+    // and the hold must survive it.
+    h.hold(19);
+    settle().await;
+    h.advance(secs(120) - Duration::from_millis(100)).await;
+    tokio::time::advance(Duration::from_millis(100) - Duration::from_nanos(1)).await;
+    settle().await;
+    h.drain();
+    assert!(h.levels.is_empty());
+    tokio::time::advance(Duration::from_nanos(1)).await;
+    settle().await;
+    h.drain();
+    let e = h.levels.last().expect("critical 120 s after the crossing");
+    assert_eq!(e.level, Level::Critical);
+    assert_eq!(e.time_in_previous, Duration::from_millis(122_500));
+}
+
+#[tokio::test(start_paused = true)]
+async fn demand_signal_counts_waiters() {
+    let policy = SaturationPolicy {
+        signal: Signal::Demand,
+        warn_for: Duration::ZERO,
+        critical_for: Duration::ZERO,
+        ..SaturationPolicy::default()
+    };
+    let mut h = harness(10, policy.rules().into());
+    h.hold(8);
+    let _waiting: Vec<_> = (0..2)
+        .map(|_| h.acct().start_wait(Location::caller()))
+        .collect();
+    settle().await;
+    h.drain();
+    let e = h.levels.last().expect("demand 1.0 is critical");
+    assert_eq!(e.level, Level::Critical);
+    assert_eq!((e.snapshot.in_use, e.snapshot.waiters), (8, 2));
+    assert!((e.snapshot.demand - 1.0).abs() < 1e-9);
+    assert!((e.snapshot.utilization - 0.8).abs() < 1e-9);
+}
+
+#[tokio::test(start_paused = true)]
+async fn forecast_eta_on_the_event_is_within_ten_percent_of_the_truth() {
+    let rule = all_default_rules()
+        .into_iter()
+        .find(|r| &*r.name == FORECAST_RULE)
+        .unwrap();
+    let mut h = harness(50, all_default_rules());
+    let mut t = 0;
+    while h.state(&rule) != AlertState::Firing {
+        second(&mut h, &rule, Drive::High, t).await;
+        t += 1;
+        assert!(t < 1600, "no forecast before exhaustion");
+    }
+    let e = h.transitions(&rule).last().cloned().unwrap();
+    let eta = e.forecast.unwrap().trend_eta.unwrap().as_secs_f64();
+    // In use grows by one connection every 40 s: the true ETA is 40 s per
+    // connection left (measured from the middle of the current step).
+    let now_exact = 10.0 + (t - 1) as f64 / 40.0;
+    let truth = (50.0 - now_exact) * 40.0;
+    assert!(truth < 900.0, "fires under 15 min of truth: {truth}");
+    assert!(
+        (eta - truth).abs() <= 0.10 * truth,
+        "eta {eta:.0} s vs truth {truth:.0} s"
+    );
+    assert_eq!(h.core.snapshot().exhaustion_eta, h.core.forecast().eta);
+}
+
+#[tokio::test(start_paused = true)]
+async fn flat_load_never_fires_the_forecast() {
+    let rule = all_default_rules()
+        .into_iter()
+        .find(|r| &*r.name == FORECAST_RULE)
+        .unwrap();
+    let mut h = harness(50, all_default_rules());
+    for t in 0..1800 {
+        // 30 +- 3 connections, steady.
+        h.hold(30 + [0, 3, 1, 0, 2, 3, 0, 1][t % 8] - 1);
+        h.advance(secs(1)).await;
+    }
+    assert!(h.transitions(&rule).is_empty());
+    assert!(h.core.forecast().eta.is_none_or(|e| e > secs(1800)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn scale_hint_recommends_the_size_for_60_percent() {
+    let mut h = harness(50, all_default_rules());
+    h.hold(40);
+    let _waiting: Vec<_> = (0..5)
+        .map(|_| h.acct().start_wait(Location::caller()))
+        .collect();
+    h.advance(secs(61)).await;
+    let hint = h
+        .other
+        .iter()
+        .find_map(|e| match e {
+            Event::ScaleHint(s) => Some(*s),
+            _ => None,
+        })
+        .expect("scale hint after a minute above 75 %");
+    // 45 connections needed (40 in use + 5 waiting) / 0.6 = 75.
+    assert_eq!(hint.current_max, 50);
+    assert!((hint.needed - 45.0).abs() < 1e-9, "{}", hint.needed);
+    assert_eq!(hint.recommended_max, 75);
+    assert_eq!(hint.server, None);
+    assert!(!hint.exceeds_server);
+    assert_eq!(h.core.scale_hint().recommended_max, 75);
+}
+
+#[tokio::test(start_paused = true)]
+async fn leaks_are_reported_with_the_place_of_acquire_and_again_on_return() {
+    let mut h = harness_with(10, all_default_rules(), Some(secs(30)));
+    let line = line!() + 1;
+    let leaked = h.acct().start_wait(Location::caller()).acquired();
+    let short = h.acct().start_wait(Location::caller()).acquired();
+    h.advance(secs(5)).await;
+    drop(short);
+    h.advance(secs(25) - Duration::from_millis(100)).await;
+    assert!(h.other.is_empty(), "not before 30 s");
+    h.advance(Duration::from_millis(100)).await;
+    let leak = match h.other.as_slice() {
+        [Event::Leak(l)] => *l,
+        other => panic!("one leak report, got {other:?}"),
+    };
+    assert!(!leak.returned);
+    assert_eq!(leak.held_for, secs(30));
+    assert_eq!(
+        (leak.acquired_at.file(), leak.acquired_at.line()),
+        (file!(), line)
+    );
+    h.advance(secs(10)).await;
+    drop(leaked);
+    settle().await;
+    h.drain();
+    match h.other.as_slice() {
+        [_, Event::Leak(back)] => {
+            assert!(back.returned);
+            assert_eq!(back.held_for, secs(40));
+            assert_eq!(back.acquired_at.line(), line);
+        }
+        other => panic!("a return report, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn monitor_stops_when_closed() {
+    let h = harness(10, all_default_rules());
+    settle().await;
+    assert_eq!(Arc::strong_count(&h.core), 2);
+    h.core.acct.close();
+    settle().await;
+    assert_eq!(
+        Arc::strong_count(&h.core),
+        1,
+        "monitor task dropped its core"
+    );
+}

@@ -1,0 +1,214 @@
+//! Signals: what a rule can watch, and how each value is computed from the
+//! counts, the window, the forecast and the baseline (off the hot path).
+
+use std::time::Duration;
+
+use crate::accounting::Counters;
+use crate::histogram::Counts;
+use crate::scale::ServerCapacity;
+use crate::window::{HistSet, Window};
+
+/// A quantile of a latency distribution.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Quantile {
+    /// Median.
+    P50,
+    /// 95th percentile.
+    P95,
+    /// 99th percentile.
+    P99,
+}
+
+impl Quantile {
+    /// The quantile as a fraction (0.5, 0.95, 0.99).
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Quantile::P50 => 0.50,
+            Quantile::P95 => 0.95,
+            Quantile::P99 => 0.99,
+        }
+    }
+}
+
+/// What a rule watches. Units: ratios are 0..=1 (demand may exceed 1),
+/// latencies and the ETA are seconds, rates are per second.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum Signal {
+    /// `in_use / max_connections`, time-weighted over each tick: the
+    /// post-mortem's "DB connection pool %".
+    #[default]
+    Utilization,
+    /// `(in_use + waiters) / max_connections`: keeps rising once the pool is
+    /// full, so it also measures how far past full the demand is.
+    Demand,
+    /// Acquires waiting for a connection (a count).
+    Waiters,
+    /// Acquire wait over the rule's window, seconds (timed-out waits included).
+    AcquireWait(Quantile),
+    /// Query latency through the guard's `Executor`, seconds, over the window.
+    QueryLatency(Quantile),
+    /// Failed / all queries through the guard's `Executor` in the window.
+    QueryErrorRate,
+    /// Acquire timeouts in the window (what became 504s in INC-EX3).
+    Timeouts,
+    /// Successful acquires per second over the window.
+    AcquireRate,
+    /// z-score of the acquire rate over the last minute against the last
+    /// hour's per-minute rates, the latest 10 minutes left out; samples =
+    /// baseline minutes (warm-up).
+    TrafficAnomaly,
+    /// Seconds until demand reaches 100 % (the guard's [`Forecast`](crate::Forecast)); no
+    /// value when no exhaustion is in sight, 0 when exhausted now.
+    ExhaustionEta,
+    /// 5xx / all requests the app recorded in the window.
+    RequestErrorRate,
+    /// 504 responses the app recorded in the window.
+    GatewayTimeouts,
+    /// Request latency the app recorded, seconds, over the window.
+    RequestLatency(Quantile),
+    /// Server-wide connection slots in use (PostgreSQL, with
+    /// [`watch_server`](crate::PoolGuardBuilder::watch_server)).
+    ServerUtilization,
+}
+
+impl Signal {
+    /// Whether the signal is computed over the rule's window.
+    pub fn is_windowed(self) -> bool {
+        matches!(
+            self,
+            Signal::AcquireWait(_)
+                | Signal::QueryLatency(_)
+                | Signal::QueryErrorRate
+                | Signal::Timeouts
+                | Signal::AcquireRate
+                | Signal::RequestErrorRate
+                | Signal::GatewayTimeouts
+                | Signal::RequestLatency(_)
+        )
+    }
+
+    /// Stable lower-case name (used in logs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Signal::Utilization => "utilization",
+            Signal::Demand => "demand",
+            Signal::Waiters => "waiters",
+            Signal::AcquireWait(_) => "acquire_wait",
+            Signal::QueryLatency(_) => "query_latency",
+            Signal::QueryErrorRate => "query_error_rate",
+            Signal::Timeouts => "timeouts",
+            Signal::AcquireRate => "acquire_rate",
+            Signal::TrafficAnomaly => "traffic_anomaly",
+            Signal::ExhaustionEta => "exhaustion_eta",
+            Signal::RequestErrorRate => "request_error_rate",
+            Signal::GatewayTimeouts => "gateway_timeouts",
+            Signal::RequestLatency(_) => "request_latency",
+            Signal::ServerUtilization => "server_utilization",
+        }
+    }
+}
+
+/// The three instantaneous values, in this order.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub(crate) struct Instantaneous {
+    pub(crate) utilization: f64,
+    pub(crate) demand: f64,
+    pub(crate) waiters: f64,
+}
+
+/// Everything a signal can be computed from at one evaluation.
+pub(crate) struct Inputs<'a> {
+    pub(crate) now: tokio::time::Instant,
+    pub(crate) counters: &'a Counters,
+    pub(crate) hist: &'a HistSet,
+    pub(crate) window: &'a Window,
+    pub(crate) current: Instantaneous,
+    /// Time-weighted averages of the tick that just ended, if one did.
+    pub(crate) tick: Option<Instantaneous>,
+    /// (z-score, baseline minutes), when a baseline exists.
+    pub(crate) anomaly: Option<(f64, u64)>,
+    pub(crate) eta: Option<Duration>,
+    pub(crate) server: Option<ServerCapacity>,
+}
+
+fn quantile_secs(c: &Counts, q: Quantile, min: u64) -> Option<f64> {
+    if c.total() < min.max(1) {
+        return None;
+    }
+    c.quantile(q.as_f64()).map(|d| d.as_secs_f64())
+}
+
+fn ratio(part: u64, whole: u64, min: u64) -> Option<f64> {
+    if whole == 0 || whole < min {
+        None
+    } else {
+        Some(part as f64 / whole as f64)
+    }
+}
+
+/// The value now and, when a tick ended, the tick's value.
+pub(crate) type Reading = (Option<f64>, Option<Option<f64>>);
+
+impl Inputs<'_> {
+    /// Computes `signal` with the rule's window and minimum sample count.
+    pub(crate) fn read(&self, signal: Signal, window: Duration, min_samples: u64) -> Reading {
+        let instantaneous = |pick: fn(&Instantaneous) -> f64| {
+            (Some(pick(&self.current)), self.tick.map(|t| Some(pick(&t))))
+        };
+        let value = match signal {
+            Signal::Utilization => return instantaneous(|i| i.utilization),
+            Signal::Demand => return instantaneous(|i| i.demand),
+            Signal::Waiters => return instantaneous(|i| i.waiters),
+            Signal::AcquireWait(q) => self.percentile(window, q, min_samples, |h| &h.wait),
+            Signal::QueryLatency(q) => self.percentile(window, q, min_samples, |h| &h.query),
+            Signal::RequestLatency(q) => self.percentile(window, q, min_samples, |h| &h.request),
+            Signal::QueryErrorRate => {
+                let d = self.delta(window);
+                ratio(d.query_errors_total, d.queries_total, min_samples)
+            }
+            Signal::RequestErrorRate => {
+                let d = self.delta(window);
+                ratio(d.requests_5xx_total, d.requests_total, min_samples)
+            }
+            Signal::Timeouts => Some(self.delta(window).timeouts_total as f64),
+            Signal::GatewayTimeouts => Some(self.delta(window).requests_504_total as f64),
+            Signal::AcquireRate => {
+                let (older, covered) = self.window.counters_at(self.now, window);
+                let secs = covered.as_secs_f64();
+                (secs > 0.0 && covered >= window.mul_f64(0.5)).then(|| {
+                    self.counters
+                        .acquires_total
+                        .saturating_sub(older.acquires_total) as f64
+                        / secs
+                })
+            }
+            Signal::TrafficAnomaly => self
+                .anomaly
+                .filter(|&(_, n)| n >= min_samples)
+                .map(|(z, _)| z),
+            Signal::ExhaustionEta => self.eta.map(|d| d.as_secs_f64()),
+            Signal::ServerUtilization => self.server.map(|s| s.utilization()),
+        };
+        // Windowed and derived signals have one value per evaluation; at the
+        // end of a tick that value is also the tick's.
+        (value, self.tick.map(|_| value))
+    }
+
+    fn delta(&self, window: Duration) -> Counters {
+        let (older, _) = self.window.counters_at(self.now, window);
+        self.counters.since(&older)
+    }
+
+    fn percentile(
+        &self,
+        window: Duration,
+        q: Quantile,
+        min: u64,
+        pick: fn(&HistSet) -> &Counts,
+    ) -> Option<f64> {
+        let older = self.window.hist_at(self.now, window);
+        quantile_secs(&pick(self.hist).since(pick(older)), q, min)
+    }
+}

@@ -1,0 +1,203 @@
+//! Bucketed windows with bounded memory.
+//!
+//! The hot path only adds to cumulative counters and histograms. The monitor
+//! keeps cumulative copies ("marks") at fixed spacing and answers "how much
+//! in the last W" by subtracting the newest mark at or before `now - W` from
+//! the current counts, so memory is bounded by `span / spacing` marks and a
+//! read costs one binary search and one subtraction.
+//!
+//! Counters are marked every tick (exact to one tick), or every
+//! 1/3600 of the longest window if that is coarser; histograms, which are
+//! ~2.5 KB each, every twelfth of the shortest histogram window (at most 240
+//! marks over the longest).
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::accounting::Counters;
+use crate::histogram::Counts;
+
+/// Most counter marks a window keeps.
+const MAX_MARKS: u32 = 3600;
+/// Histogram marks per shortest histogram window (a window of W covers
+/// W to W + W/12) ...
+const HIST_SLOTS: u32 = 12;
+/// ... but at most this many over the longest.
+const MAX_HIST_MARKS: u32 = 240;
+
+/// The four latency histograms at one instant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct HistSet {
+    pub(crate) wait: Counts,
+    pub(crate) hold: Counts,
+    pub(crate) query: Counts,
+    pub(crate) request: Counts,
+}
+
+#[derive(Debug)]
+struct Ring<T> {
+    marks: VecDeque<(Instant, T)>,
+    spacing: Duration,
+    span: Duration,
+}
+
+impl<T> Ring<T> {
+    fn new(now: Instant, first: T, spacing: Duration, span: Duration) -> Self {
+        Self {
+            marks: VecDeque::from([(now, first)]),
+            spacing,
+            span,
+        }
+    }
+
+    fn due(&self, now: Instant) -> bool {
+        self.marks
+            .back()
+            .is_none_or(|(at, _)| now.saturating_duration_since(*at) >= self.spacing)
+    }
+
+    fn push(&mut self, now: Instant, value: T) {
+        self.marks.push_back((now, value));
+        // Keep one mark at or before `now - span`, drop the older ones.
+        if let Some(target) = now.checked_sub(self.span) {
+            while self.marks.len() > 1 && self.marks[1].0 <= target {
+                self.marks.pop_front();
+            }
+        }
+    }
+
+    /// The newest mark at or before `now - w` (the oldest if the window is
+    /// not yet full), and how long ago it was taken.
+    fn at(&self, now: Instant, w: Duration) -> (&T, Duration) {
+        let idx = match now.checked_sub(w) {
+            Some(target) => self.marks.partition_point(|(at, _)| *at <= target),
+            None => 0,
+        };
+        let (at, v) = &self.marks[idx.saturating_sub(1)];
+        (v, now.saturating_duration_since(*at))
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.marks.len()
+    }
+}
+
+/// Counter and histogram marks.
+#[derive(Debug)]
+pub(crate) struct Window {
+    counters: Ring<Counters>,
+    hists: Ring<HistSet>,
+}
+
+impl Window {
+    /// `span`: longest counter window; `hist_windows`: shortest and longest
+    /// histogram window.
+    pub(crate) fn new(
+        now: Instant,
+        tick: Duration,
+        span: Duration,
+        hist_windows: (Duration, Duration),
+        counters: Counters,
+        hist: HistSet,
+    ) -> Self {
+        // Half a tick: an evaluation a hair early still marks its tick.
+        let spacing = (tick / 2).max(span / MAX_MARKS);
+        let (shortest, hist_span) = hist_windows;
+        let hist_spacing = (shortest / HIST_SLOTS)
+            .max(hist_span / MAX_HIST_MARKS)
+            .max(tick / 2);
+        Self {
+            counters: Ring::new(now, counters, spacing, span),
+            hists: Ring::new(now, hist, hist_spacing, hist_span),
+        }
+    }
+
+    /// Adds marks when due; `hist` is only called when a histogram mark is.
+    pub(crate) fn push(&mut self, now: Instant, c: Counters, hist: impl FnOnce() -> HistSet) {
+        if self.counters.due(now) {
+            self.counters.push(now, c);
+        }
+        if self.hists.due(now) {
+            self.hists.push(now, hist());
+        }
+    }
+
+    pub(crate) fn counters_at(&self, now: Instant, w: Duration) -> (Counters, Duration) {
+        let (c, covered) = self.counters.at(now, w);
+        (*c, covered)
+    }
+
+    pub(crate) fn hist_at(&self, now: Instant, w: Duration) -> &HistSet {
+        self.hists.at(now, w).0
+    }
+
+    /// Marks kept (memory is bounded by this).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> (usize, usize) {
+        (self.counters.len(), self.hists.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hist() -> HistSet {
+        HistSet {
+            wait: Counts::empty(),
+            hold: Counts::empty(),
+            query: Counts::empty(),
+            request: Counts::empty(),
+        }
+    }
+
+    fn c(timeouts: u64) -> Counters {
+        Counters {
+            timeouts_total: timeouts,
+            ..Counters::default()
+        }
+    }
+
+    #[test]
+    fn counts_in_a_window_are_exact_to_a_tick_and_memory_is_bounded() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut w = Window::new(t0, s(1), s(300), (s(60), s(60)), c(0), hist());
+        // One timeout per second for an hour.
+        for i in 1..=3600u64 {
+            w.push(t0 + s(i), c(i), hist);
+        }
+        let now = t0 + s(3600);
+        let (older, covered) = w.counters_at(now, s(300));
+        assert_eq!(3600 - older.timeouts_total, 300);
+        assert_eq!(covered, s(300));
+        let (counters, hists) = w.len();
+        assert!(counters <= 302, "{counters} counter marks");
+        assert!(hists <= 14, "{hists} histogram marks");
+        // A window longer than what is kept covers what is kept.
+        let (older, covered) = w.counters_at(now, s(10_000));
+        assert!(covered <= s(301) && covered >= s(300), "{covered:?}");
+        assert!(older.timeouts_total >= 3299);
+        // A long window with a short tick stays bounded too.
+        let mut w = Window::new(t0, s(1) / 10, s(86_400), (s(60), s(3600)), c(0), hist());
+        for i in 1..=100_000u64 {
+            w.push(t0 + s(i), c(i), hist);
+        }
+        let (counters, hists) = w.len();
+        assert!(counters <= 3602, "{counters} counter marks");
+        assert!(hists <= 242, "{hists} histogram marks");
+    }
+
+    #[test]
+    fn young_window_covers_what_exists() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut w = Window::new(t0, s(1), s(300), (s(60), s(60)), c(0), hist());
+        w.push(t0 + s(1), c(3), hist);
+        let (older, covered) = w.counters_at(t0 + s(2), s(300));
+        assert_eq!((older.timeouts_total, covered), (0, s(2)));
+    }
+}
