@@ -1,18 +1,19 @@
 //! Drives an in-memory SQLite pool into saturation and prints each level
-//! change as it happens. Needs nothing installed:
+//! change, each alert that fires or resolves, and the scale hint as they
+//! happen. Needs nothing installed:
 //!
 //! ```text
 //! cargo run --example quickstart
 //! ```
 //!
-//! Hold times are shortened (warning 80 % for 1 s, critical 90 % for 1 s,
-//! recovery after 1 s) so the run takes a few seconds; the defaults are the
-//! post-mortem's 5 min / 2 min.
+//! Hold times are shortened (warning above 80 % for 1 s, critical above 90 %
+//! for 1 s, recovery after 1 s, scale hint above 75 % for 1 s) so the run
+//! takes a few seconds; the defaults are the post-mortem's 5 min / 2 min / 1 min.
 
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use poolguard::{Event, PoolGuard};
+use poolguard::{AlertState, Comparison, Event, PoolGuard, Rule, Severity, Signal};
 use sqlx::sqlite::SqlitePoolOptions;
 
 #[tokio::main]
@@ -29,14 +30,38 @@ async fn main() -> Result<(), poolguard::Error> {
         .critical_at(0.90)
         .critical_for(Duration::from_secs(1))
         .recover_for(Duration::from_secs(1))
+        .rule(
+            Rule::new("scale_up", Signal::Utilization, Comparison::Above, 0.75)
+                .severity(Severity::Info)
+                .hold(Duration::from_secs(1))
+                .recover_for(Duration::from_secs(1))
+                .keep_firing_for(Duration::from_secs(1)),
+        )
         .build()?;
 
     let start = Instant::now();
     let mut events = guard.events();
     let printer = tokio::spawn(async move {
         while let Some(item) = events.next().await {
+            let at = start.elapsed().as_secs_f64();
             let e = match item {
                 Ok(Event::Saturation(e)) => e,
+                Ok(Event::Alert(a)) => {
+                    if matches!(a.state, AlertState::Firing | AlertState::Resolved) {
+                        println!(
+                            "[{at:>5.2}s]   alert {}/{} {} (value {:.2?}, threshold {})",
+                            a.rule, a.severity, a.state, a.value, a.threshold
+                        );
+                    }
+                    continue;
+                }
+                Ok(Event::ScaleHint(h)) => {
+                    println!(
+                        "[{at:>5.2}s]   scale hint: {:.1} connections needed -> max_connections {} (now {})",
+                        h.needed, h.recommended_max, h.current_max
+                    );
+                    continue;
+                }
                 Ok(_) => continue,
                 Err(missed) => {
                     println!("({missed})");
@@ -123,6 +148,16 @@ async fn main() -> Result<(), poolguard::Error> {
         "final: level={} acquires={} timeouts={} hold p50={:?}",
         snap.level, snap.acquires_total, snap.timeouts_total, snap.hold_time.p50
     );
+    for a in guard
+        .alerts()
+        .iter()
+        .filter(|a| a.state != AlertState::Inactive)
+    {
+        println!(
+            "rule {}/{}: {} for {:.1?}",
+            a.rule, a.severity, a.state, a.in_state_for
+        );
+    }
     drop(guard); // ends the event stream
     printer.await.expect("printer");
     Ok(())
