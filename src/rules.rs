@@ -865,6 +865,91 @@ mod tests {
         }
     }
 
+    /// A value that meets the rule and one that has clearly recovered.
+    fn met_and_cleared(r: &Rule) -> (f64, f64) {
+        let margin = r.threshold.abs().max(1.0) * 0.1;
+        if r.comparison.is_upward() {
+            (r.threshold + margin, r.recover_at - margin)
+        } else {
+            (r.threshold - margin, r.recover_at + margin)
+        }
+    }
+
+    #[test]
+    fn every_default_rule_keeps_firing_through_flapping_and_resolves_on_time() {
+        let policy = crate::SaturationPolicy::default();
+        for r in policy
+            .rules()
+            .iter()
+            .chain(&default_rules())
+            .chain(&server_rules())
+        {
+            let (met, cleared) = met_and_cleared(r);
+            assert!(r.met(met) && r.cleared(cleared), "{}", r.key());
+            let t0 = Instant::now();
+            let mut t = RuleTracker::new(t0);
+            let mut now = t0;
+            t.observe(r, now, Some(met));
+            // Fires exactly when the hold passes, not a second before.
+            if !r.hold.is_zero() {
+                now += r.hold - secs(1);
+                assert_eq!(t.observe(r, now, Some(met)), None, "{}", r.key());
+                now += secs(1);
+            }
+            assert_eq!(
+                t.state(),
+                if r.hold.is_zero() {
+                    AlertState::Firing
+                } else {
+                    AlertState::Pending
+                }
+            );
+            t.observe(r, now, Some(met));
+            assert_eq!(t.state(), AlertState::Firing, "{}", r.key());
+            // Flapping: recovered for less than the keep-firing time, then
+            // met again, for an hour.
+            let gap = r.keep_firing_for.max(r.recover_for) - secs(1);
+            assert!(!gap.is_zero(), "{} has a keep-firing time", r.key());
+            for _ in 0..(3600 / gap.as_secs().max(1)) {
+                now += secs(1);
+                t.observe(r, now, Some(cleared));
+                now += gap - secs(1);
+                assert_eq!(t.observe(r, now, Some(cleared)), None, "{}", r.key());
+                now += secs(1);
+                assert_eq!(t.observe(r, now, Some(met)), None, "{}", r.key());
+            }
+            // Recovered for good: resolves exactly then.
+            let last_met = now;
+            t.observe(r, now + secs(1), Some(cleared));
+            let due = last_met + r.keep_firing_for.max(r.recover_for + secs(1));
+            assert_eq!(t.next_deadline(r), Some(due), "{}", r.key());
+            assert_eq!(
+                t.observe(r, due - secs(1), Some(cleared)),
+                None,
+                "{}",
+                r.key()
+            );
+            let tr = t.observe(r, due, Some(cleared)).unwrap();
+            assert_eq!(tr.to, AlertState::Resolved, "{}", r.key());
+        }
+    }
+
+    #[test]
+    fn pool_rules_hold_in_the_hysteresis_band() {
+        for r in crate::SaturationPolicy::default().rules() {
+            let band = (r.threshold + r.recover_at) / 2.0;
+            assert!(!r.met(band) && !r.cleared(band), "{}", r.key());
+            let t0 = Instant::now();
+            let mut t = RuleTracker::new(t0);
+            t.observe(&r, t0, Some(1.0));
+            t.observe(&r, t0 + r.hold, Some(1.0));
+            assert_eq!(t.state(), AlertState::Firing);
+            for m in 1..=60 {
+                assert_eq!(t.observe(&r, t0 + r.hold + secs(60 * m), Some(band)), None);
+            }
+        }
+    }
+
     impl Rule {
         fn threshold_nan(mut self) -> Self {
             self.threshold = f64::NAN;
