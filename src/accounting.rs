@@ -41,10 +41,12 @@ pub(crate) struct Accounting {
     /// `in_use` (low 32 bits) and `waiters` (high 32 bits) in one word, so a
     /// waiter becoming a user is one atomic step and every read is consistent.
     slots: AtomicU64,
+    attempts_total: AtomicU64,
     acquires_total: AtomicU64,
     timeouts_total: AtomicU64,
     errors_total: AtomicU64,
     queries_total: AtomicU64,
+    query_timeouts_total: AtomicU64,
     query_errors_total: AtomicU64,
     requests_total: AtomicU64,
     requests_5xx_total: AtomicU64,
@@ -123,10 +125,13 @@ impl Edges {
 pub(crate) struct Counters {
     pub(crate) in_use: u32,
     pub(crate) waiters: u32,
+    /// Acquires started, rejected ones included (the offered traffic).
+    pub(crate) attempts_total: u64,
     pub(crate) acquires_total: u64,
     pub(crate) timeouts_total: u64,
     pub(crate) errors_total: u64,
     pub(crate) queries_total: u64,
+    pub(crate) query_timeouts_total: u64,
     pub(crate) query_errors_total: u64,
     pub(crate) requests_total: u64,
     pub(crate) requests_5xx_total: u64,
@@ -139,7 +144,11 @@ impl Counters {
         Counters {
             in_use: self.in_use,
             waiters: self.waiters,
+            attempts_total: self.attempts_total.saturating_sub(o.attempts_total),
             acquires_total: self.acquires_total.saturating_sub(o.acquires_total),
+            query_timeouts_total: self
+                .query_timeouts_total
+                .saturating_sub(o.query_timeouts_total),
             timeouts_total: self.timeouts_total.saturating_sub(o.timeouts_total),
             errors_total: self.errors_total.saturating_sub(o.errors_total),
             queries_total: self.queries_total.saturating_sub(o.queries_total),
@@ -172,6 +181,8 @@ impl Accounting {
     ) -> Self {
         Self {
             slots: AtomicU64::new(0),
+            attempts_total: AtomicU64::new(0),
+            query_timeouts_total: AtomicU64::new(0),
             acquires_total: AtomicU64::new(0),
             timeouts_total: AtomicU64::new(0),
             errors_total: AtomicU64::new(0),
@@ -216,6 +227,17 @@ impl Accounting {
         self.request.record(latency);
     }
 
+    /// An acquire refused before it waited (open breaker, load shedding):
+    /// still offered traffic.
+    pub(crate) fn rejected_attempt(&self) {
+        self.attempts_total.fetch_add(1, Relaxed);
+    }
+
+    /// A query ran past its timeout.
+    pub(crate) fn query_timed_out(&self) {
+        self.query_timeouts_total.fetch_add(1, Relaxed);
+    }
+
     /// Starts timing one query through the guard's executor.
     #[inline]
     pub(crate) fn start_query(self: &Arc<Self>) -> QueryTicket {
@@ -234,8 +256,10 @@ impl Accounting {
         Counters {
             in_use,
             waiters,
+            attempts_total: self.attempts_total.load(Relaxed),
             acquires_total: self.acquires_total.load(Relaxed),
             timeouts_total: self.timeouts_total.load(Relaxed),
+            query_timeouts_total: self.query_timeouts_total.load(Relaxed),
             errors_total: self.errors_total.load(Relaxed),
             queries_total: self.queries_total.load(Relaxed),
             query_errors_total: self.query_errors_total.load(Relaxed),
@@ -249,6 +273,7 @@ impl Accounting {
     /// dropped. `location` is where the caller acquires (for leak reports).
     #[inline]
     pub(crate) fn start_wait(self: &Arc<Self>, location: &'static Location<'static>) -> WaitTicket {
+        self.attempts_total.fetch_add(1, Relaxed);
         self.change(WAITER, true);
         WaitTicket {
             acct: Some(Arc::clone(self)),
@@ -355,7 +380,7 @@ pub(crate) struct HoldTicket {
     acct: Arc<Accounting>,
     since: Instant,
     /// Slot in the leak table, when leak detection is on.
-    leak: Option<u32>,
+    leak: Option<crate::leak::Claim>,
 }
 
 impl HoldTicket {
@@ -371,8 +396,8 @@ impl Drop for HoldTicket {
         self.acct.change(IN_USE, false);
         self.acct.hold.record(held);
         self.acct.metrics.use_time.record(held.as_secs_f64());
-        if let (Some(idx), Some(table)) = (self.leak, &self.acct.leaks) {
-            if table.release(idx, held) {
+        if let (Some(claim), Some(table)) = (self.leak, &self.acct.leaks) {
+            if table.release(claim, held) {
                 // A reported leak came back: let the monitor say so now.
                 self.acct.wake.notify_one();
             }

@@ -118,7 +118,6 @@ impl<DB: Database> PoolGuardBuilder<DB> {
     pub fn rule(mut self, rule: Rule) -> Self {
         self.rules
             .retain(|r| !(r.name == rule.name && r.severity == rule.severity));
-        self.removed.retain(|n| **n != *rule.name);
         self.rules.push(rule);
         self
     }
@@ -133,7 +132,8 @@ impl<DB: Database> PoolGuardBuilder<DB> {
         self
     }
 
-    /// Removes every rule of this name (all severities).
+    /// Removes every rule of this name (all severities), including the
+    /// pool rules; a later [`rule`](Self::rule) of that name adds just itself.
     pub fn without_rule(mut self, name: &str) -> Self {
         self.rules.retain(|r| &*r.name != name);
         self.removed.push(name.to_owned());
@@ -450,6 +450,13 @@ impl<DB: Database> PoolGuardBuilder<DB> {
         }
         for r in &all {
             r.validate(self.tick)?;
+            if r.signal == Signal::ServerUtilization && self.server_task.is_none() {
+                return Err(Error::config(
+                    "rule.signal",
+                    format!("rule `{}`: {:?}", r.key(), r.signal),
+                    "needs watch_server (PostgreSQL): without it the signal never has a value",
+                ));
+            }
         }
         Ok(all)
     }

@@ -4,6 +4,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::breaker::BreakerState;
+
 /// Everything a guard can refuse or report.
 ///
 /// Convert into [`sqlx::Error`] with `?` or `.into()` where your code speaks
@@ -43,9 +45,117 @@ pub enum Error {
         source: sqlx::Error,
     },
 
+    /// The circuit breaker rejected the call without touching the pool.
+    #[error("pool `{pool}` circuit breaker is {state}: failing fast{}", retry_text(*retry_in))]
+    CircuitOpen {
+        /// Name of the guarded pool.
+        pool: Arc<str>,
+        /// `Open`, `HalfOpen` (trial calls taken) or `ForcedOpen`.
+        state: BreakerState,
+        /// When the breaker lets a trial call through (`None`: forced open,
+        /// until changed by hand).
+        retry_in: Option<Duration>,
+    },
+
+    /// Load shedding rejected the acquire: waiting would have been hopeless.
+    #[error("pool `{pool}` shed the acquire: {reason}")]
+    LoadShed {
+        /// Name of the guarded pool.
+        pool: Arc<str>,
+        /// Why, with the numbers.
+        reason: ShedReason,
+    },
+
+    /// A query ran past its timeout. The statement was cancelled on the
+    /// server where the backend allows it (see `server`), and the connection
+    /// was returned clean or closed.
+    #[error("query on pool `{pool}` timed out after {limit:?} ({server})")]
+    QueryTimeout {
+        /// Name of the guarded pool.
+        pool: Arc<str>,
+        /// The limit that passed.
+        limit: Duration,
+        /// What happened to the statement and the connection.
+        server: Cancelled,
+    },
+
     /// An error from sqlx (connect failure, closed pool, query error, ...).
     #[error(transparent)]
     Sqlx(#[from] sqlx::Error),
+}
+
+fn retry_text(retry_in: Option<Duration>) -> String {
+    match retry_in {
+        Some(d) => format!(", retrying in {d:?}"),
+        None => ", forced open until changed".to_owned(),
+    }
+}
+
+/// What happened on the server when a query timed out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Cancelled {
+    /// The server cancelled the statement and the connection went back to
+    /// the pool clean (the cancellation's error was consumed).
+    Clean,
+    /// The statement was cancelled or its session ended, and the connection
+    /// was closed, not reused.
+    Closed,
+    /// The backend offers no server-side cancel (SQLite, or the crate's
+    /// `postgres`/`mysql` feature is off): the connection was closed; the
+    /// statement may run on to its end.
+    NotSupported,
+}
+
+impl fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Cancelled::Clean => "cancelled on the server, connection reused",
+            Cancelled::Closed => "cancelled on the server, connection closed",
+            Cancelled::NotSupported => "no server-side cancel, connection closed",
+        })
+    }
+}
+
+/// Why load shedding rejected an acquire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ShedReason {
+    /// As many acquires were already waiting as allowed.
+    TooManyWaiters {
+        /// Acquires waiting.
+        waiters: u32,
+        /// The cap.
+        limit: u32,
+    },
+    /// The pool is full and the wait, estimated from the queue and the
+    /// recent hold times (Little's law), exceeds what the caller has left.
+    HopelessWait {
+        /// Acquires waiting ahead of this one.
+        waiters: u32,
+        /// `(waiters + 1) x mean hold / max_connections`.
+        estimated_wait: Duration,
+        /// The caller's remaining acquire deadline.
+        deadline: Duration,
+    },
+}
+
+impl fmt::Display for ShedReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ShedReason::TooManyWaiters { waiters, limit } => {
+                write!(f, "{waiters} acquires waiting, limit {limit}")
+            }
+            ShedReason::HopelessWait {
+                waiters,
+                estimated_wait,
+                deadline,
+            } => write!(
+                f,
+                "pool full with {waiters} waiting: estimated wait {estimated_wait:?} exceeds the {deadline:?} left"
+            ),
+        }
+    }
 }
 
 impl Error {
@@ -61,8 +171,42 @@ impl Error {
     pub fn as_sqlx(&self) -> Option<&sqlx::Error> {
         match self {
             Error::AcquireTimeout { source, .. } | Error::Sqlx(source) => Some(source),
-            Error::InvalidConfig { .. } | Error::NoRuntime | Error::CallbackThread(_) => None,
+            _ => None,
         }
+    }
+
+    /// The guard's own error inside an `sqlx::Error` returned through the
+    /// `Executor` path (query timeouts, open breaker, load shedding travel as
+    /// `sqlx::Error::Io` carrying this error).
+    ///
+    /// ```
+    /// # async fn f(guard: &poolguard::PoolGuard<sqlx::Sqlite>) {
+    /// match sqlx::query("SELECT 1").execute(guard).await {
+    ///     Err(e) => match poolguard::Error::from_sqlx(&e) {
+    ///         Some(poolguard::Error::QueryTimeout { limit, .. }) => eprintln!("slow: {limit:?}"),
+    ///         Some(poolguard::Error::CircuitOpen { retry_in, .. }) => eprintln!("open: {retry_in:?}"),
+    ///         _ => eprintln!("{e}"),
+    ///     },
+    ///     Ok(_) => {}
+    /// }
+    /// # }
+    /// ```
+    pub fn from_sqlx(err: &sqlx::Error) -> Option<&Error> {
+        match err {
+            sqlx::Error::Io(io) => io.get_ref()?.downcast_ref::<Error>(),
+            _ => None,
+        }
+    }
+
+    /// True for [`Error::QueryTimeout`].
+    pub fn is_query_timeout(&self) -> bool {
+        matches!(self, Error::QueryTimeout { .. })
+    }
+
+    /// True for a call the guard refused without waiting:
+    /// [`Error::CircuitOpen`] or [`Error::LoadShed`].
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, Error::CircuitOpen { .. } | Error::LoadShed { .. })
     }
 
     /// True for [`Error::AcquireTimeout`].
@@ -83,10 +227,19 @@ impl Error {
     }
 }
 
+/// An acquire timeout becomes `PoolTimedOut` and an sqlx error itself; a
+/// query timeout becomes `Io(TimedOut)`, an open breaker or a shed acquire
+/// `Io(ConnectionRefused)`, each carrying this error ([`Error::from_sqlx`]
+/// gets it back).
 impl From<Error> for sqlx::Error {
     fn from(e: Error) -> Self {
+        use std::io::{Error as IoError, ErrorKind};
         match e {
             Error::AcquireTimeout { source, .. } | Error::Sqlx(source) => source,
+            e @ Error::QueryTimeout { .. } => sqlx::Error::Io(IoError::new(ErrorKind::TimedOut, e)),
+            e @ (Error::CircuitOpen { .. } | Error::LoadShed { .. }) => {
+                sqlx::Error::Io(IoError::new(ErrorKind::ConnectionRefused, e))
+            }
             other => sqlx::Error::Configuration(Box::new(other)),
         }
     }

@@ -5,26 +5,48 @@
 //! Off by default. When on, each hold claims one slot of a table allocated
 //! at build time (twice `max_connections`): claiming and releasing are a scan
 //! and a compare-and-swap, with no allocation and no lock. The monitor scans
-//! the table on its tick.
+//! the table on its tick. Each slot's state shares one atomic word with a
+//! generation that every claim bumps, so a scan that read hold A can never
+//! mark hold B, which reused the slot in between (no ABA).
 
 use std::panic::Location;
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-const FREE: u8 = 0;
-const HELD: u8 = 1;
+const FREE: u64 = 0;
+const HELD: u64 = 1;
 /// Held, and already reported as a suspected leak.
-const REPORTED: u8 = 2;
+const REPORTED: u64 = 2;
 /// Came back after being reported; the monitor reports that and frees it.
-const RETURNED: u8 = 3;
+const RETURNED: u64 = 3;
 /// Being written by the claiming thread.
-const CLAIMING: u8 = 4;
+const CLAIMING: u64 = 4;
+
+/// `generation << 3 | state` in one word.
+fn word(generation: u64, state: u64) -> u64 {
+    (generation << 3) | state
+}
+
+fn state_of(w: u64) -> u64 {
+    w & 7
+}
+
+fn generation_of(w: u64) -> u64 {
+    w >> 3
+}
+
+/// A claimed slot: its index and the generation of this claim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Claim {
+    idx: u32,
+    generation: u64,
+}
 
 #[derive(Debug)]
 struct Slot {
-    state: AtomicU8,
+    state: AtomicU64,
     /// Nanoseconds since the table's origin when acquired.
     since: AtomicU64,
     /// Nanoseconds held, once returned.
@@ -55,7 +77,7 @@ impl LeakTable {
             threshold,
             slots: (0..n)
                 .map(|_| Slot {
-                    state: AtomicU8::new(FREE),
+                    state: AtomicU64::new(FREE),
                     since: AtomicU64::new(0),
                     held: AtomicU64::new(0),
                     location: AtomicPtr::new(std::ptr::null_mut()),
@@ -74,18 +96,31 @@ impl LeakTable {
         &self,
         since: Instant,
         location: &'static Location<'static>,
-    ) -> Option<u32> {
+    ) -> Option<Claim> {
         for (i, slot) in self.slots.iter().enumerate() {
+            let w = slot.state.load(Ordering::Relaxed);
+            if state_of(w) != FREE {
+                continue;
+            }
+            let generation = generation_of(w).wrapping_add(1) & (u64::MAX >> 3);
             if slot
                 .state
-                .compare_exchange(FREE, CLAIMING, Ordering::Acquire, Ordering::Relaxed)
+                .compare_exchange(
+                    w,
+                    word(generation, CLAIMING),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
                 .is_ok()
             {
                 slot.since.store(self.nanos(since), Ordering::Relaxed);
                 slot.location
                     .store(std::ptr::from_ref(location).cast_mut(), Ordering::Relaxed);
-                slot.state.store(HELD, Ordering::Release);
-                return u32::try_from(i).ok();
+                slot.state.store(word(generation, HELD), Ordering::Release);
+                return Some(Claim {
+                    idx: u32::try_from(i).ok()?,
+                    generation,
+                });
             }
         }
         None
@@ -93,20 +128,31 @@ impl LeakTable {
 
     /// The hold ended; returns whether it had been reported (the monitor
     /// then reports the return).
-    pub(crate) fn release(&self, idx: u32, held: Duration) -> bool {
-        let slot = &self.slots[idx as usize];
+    pub(crate) fn release(&self, claim: Claim, held: Duration) -> bool {
+        let slot = &self.slots[claim.idx as usize];
         if slot
             .state
-            .compare_exchange(HELD, FREE, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(
+                word(claim.generation, HELD),
+                word(claim.generation, FREE),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
             .is_ok()
         {
+            return false;
+        }
+        // Reported: the word stays (generation, REPORTED) until this claim's
+        // owner moves it on; anything else means the claim is stale.
+        if slot.state.load(Ordering::Acquire) != word(claim.generation, REPORTED) {
             return false;
         }
         slot.held.store(
             u64::try_from(held.as_nanos()).unwrap_or(u64::MAX),
             Ordering::Relaxed,
         );
-        slot.state.store(RETURNED, Ordering::Release);
+        slot.state
+            .store(word(claim.generation, RETURNED), Ordering::Release);
         true
     }
 
@@ -116,17 +162,27 @@ impl LeakTable {
         let now_ns = self.nanos(now);
         let threshold = u64::try_from(self.threshold.as_nanos()).unwrap_or(u64::MAX);
         for slot in self.slots.iter() {
-            match slot.state.load(Ordering::Acquire) {
+            let w = slot.state.load(Ordering::Acquire);
+            match state_of(w) {
                 HELD => {
+                    let location = self.location(slot);
                     let held = now_ns.saturating_sub(slot.since.load(Ordering::Relaxed));
+                    // The CAS on the exact word fails if the slot was
+                    // released or claimed again since `w` was read, so the
+                    // values read above belong to this hold when it succeeds.
                     if held >= threshold
                         && slot
                             .state
-                            .compare_exchange(HELD, REPORTED, Ordering::AcqRel, Ordering::Relaxed)
+                            .compare_exchange(
+                                w,
+                                word(generation_of(w), REPORTED),
+                                Ordering::AcqRel,
+                                Ordering::Relaxed,
+                            )
                             .is_ok()
                     {
                         found(Finding {
-                            location: self.location(slot),
+                            location,
                             held_for: Duration::from_nanos(held),
                             returned: false,
                         });
@@ -138,7 +194,8 @@ impl LeakTable {
                         held_for: Duration::from_nanos(slot.held.load(Ordering::Relaxed)),
                         returned: true,
                     };
-                    slot.state.store(FREE, Ordering::Release);
+                    slot.state
+                        .store(word(generation_of(w), FREE), Ordering::Release);
                     found(finding);
                 }
                 _ => {}
@@ -150,7 +207,7 @@ impl LeakTable {
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.slots
             .iter()
-            .filter(|s| s.state.load(Ordering::Acquire) == HELD)
+            .filter(|s| state_of(s.state.load(Ordering::Acquire)) == HELD)
             .map(|s| s.since.load(Ordering::Relaxed))
             .min()
             .and_then(|ns| {
@@ -162,8 +219,11 @@ impl LeakTable {
 
     fn location(&self, slot: &Slot) -> &'static Location<'static> {
         let p = slot.location.load(Ordering::Relaxed);
-        // SAFETY: only ever stored from a `&'static Location<'static>`
-        // before the slot's state was published with Release.
+        // SAFETY: the pointer is null only before a slot's first claim, and
+        // this is only called on slots that were claimed (HELD, REPORTED or
+        // RETURNED, read with Acquire after the claimer's Release store); every
+        // value stored is a `&'static Location<'static>`, valid forever. A
+        // stale read between claims still yields some valid `'static` location.
         unsafe { &*p }
     }
 }
@@ -183,6 +243,11 @@ mod tests {
             !table.release(b, Duration::from_secs(1)),
             "short hold: nothing to report"
         );
+        // The slot of `b` is reused; a stale release of the old claim is a no-op.
+        let b2 = table.claim(t0 + Duration::from_secs(20), here).unwrap();
+        assert_ne!(b, b2);
+        assert!(!table.release(b, Duration::from_secs(1)));
+        assert!(!table.release(b2, Duration::from_secs(1)));
         let mut seen = Vec::new();
         table.scan(t0 + Duration::from_secs(29), |f| seen.push(f));
         assert!(seen.is_empty());

@@ -87,6 +87,7 @@
 
 mod accounting;
 mod anomaly;
+pub mod breaker;
 mod config;
 mod connection;
 mod error;
@@ -103,21 +104,25 @@ mod saturation;
 mod scale;
 #[cfg(feature = "postgres")]
 mod server;
+mod shed;
 mod signals;
 mod snapshot;
+mod timeout;
 mod window;
 
+pub use breaker::{BreakerConfig, BreakerState, Outcome};
 pub use config::{
     PoolGuardBuilder, DEFAULT_EVENT_CAPACITY, DEFAULT_FORECAST_WINDOW, DEFAULT_NAME,
     DEFAULT_SCALE_TARGET, DEFAULT_STATS_WINDOW, DEFAULT_TICK, MAX_DURATION, MAX_EVENT_CAPACITY,
 };
 pub use connection::{GuardedConnection, GuardedTransaction};
-pub use error::{Error, PoolState};
+pub use error::{Cancelled, Error, PoolState, ShedReason};
 pub use events::{AlertEvent, Event, EventStream, EventsMissed, LeakEvent, SaturationEvent};
 pub use forecast::Forecast;
 pub use guard::PoolGuard;
 pub use rules::{AlertState, Comparison, Rule, Severity};
 pub use saturation::{Level, SaturationPolicy};
 pub use scale::{ScaleHint, ServerCapacity};
+pub use shed::ShedConfig;
 pub use signals::{Quantile, Signal};
 pub use snapshot::{AlertStatus, Percentiles, Snapshot};

@@ -170,7 +170,7 @@ impl Core {
             .chain([p.stats_window, BUCKET])
             .max()
             .unwrap_or(BUCKET);
-        let hist_windows = p
+        let hist_windows: Vec<Duration> = p
             .rules
             .iter()
             .filter(|r| {
@@ -181,9 +181,7 @@ impl Core {
             })
             .map(|r| r.window)
             .chain([p.stats_window])
-            .fold((p.stats_window, p.stats_window), |(lo, hi), w| {
-                (lo.min(w), hi.max(w))
-            });
+            .collect();
         let c = p.acct.counters();
         Self {
             name: p.name,
@@ -197,13 +195,13 @@ impl Core {
                     now,
                     p.tick,
                     counter_span,
-                    hist_windows,
+                    &hist_windows,
                     c,
                     p.acct.hist_set(),
                 ),
                 forecaster: Forecaster::new(now, p.forecast_window),
                 forecast: Forecast::default(),
-                baseline: Baseline::new(now, c.acquires_total),
+                baseline: Baseline::new(now, c.attempts_total),
                 anomaly: None,
             }),
             acct: p.acct,
@@ -338,21 +336,29 @@ impl Core {
             demand: ratio(c.in_use.saturating_add(c.waiters), max),
             waiters: f64::from(c.waiters),
         };
-        let hist = self.acct.hist_set();
-        st.window.push(now, c, || hist.clone());
         let tick = st.average.advance(now, current, self.tick);
+        // Windowed signals move with the window, which moves on ticks; the
+        // wakes in between (a count crossed a line, a timer ran out) only
+        // re-judge the instantaneous signals and the timers, and copy no
+        // histograms, so a pool hovering at a line costs little.
+        let hist = tick.map(|_| self.acct.hist_set());
+        if let Some(h) = &hist {
+            st.window.push(now, c, || h.clone());
+        }
 
         if let Some((avg, _)) = tick {
             st.tick_demand = Some(avg.demand * f64::from(max));
             // Little's W: the mean hold over the recent (stats) window.
             let hold = hist
+                .as_ref()
+                .expect("histograms are copied on ticks")
                 .hold
                 .since(&st.window.hist_at(now, self.stats_window).hold);
             st.forecast = st.forecaster.observe(
                 now,
                 TickInput {
                     demand: avg.demand,
-                    arrivals_total: c.acquires_total.saturating_add(c.timeouts_total),
+                    arrivals_total: c.attempts_total,
                     mean_hold: hold.mean_secs(),
                     max,
                 },
@@ -367,7 +373,7 @@ impl Core {
         let inputs = Inputs {
             now,
             counters: &c,
-            hist: &hist,
+            hist: hist.as_ref(),
             window: &st.window,
             current,
             tick: tick.map(|t| t.0),
@@ -382,7 +388,11 @@ impl Core {
             leaks: Vec::new(),
         };
         for (i, (rule, tracker)) in self.rules.iter().zip(&mut st.trackers).enumerate() {
-            let (value, tick_value) = inputs.read(rule.signal, rule.window, rule.min_samples);
+            let (value, tick_value) = if tick.is_some() || !rule.signal.is_windowed() {
+                inputs.read(rule.signal, rule.window, rule.min_samples)
+            } else {
+                (tracker.value, None)
+            };
             let tick_arg = tick_value.zip(tick.map(|t| t.1));
             if let Some(t) = tracker.observe_with(rule, now, value, tick_arg) {
                 found.alerts.push((i, t, value));
@@ -449,11 +459,14 @@ impl Core {
             self.gauges.server.set(s.utilization());
         }
 
-        let snapshot = (!found.alerts.is_empty() || found.level.is_some())
-            .then(|| self.build_snapshot(st, now, c, stats, &hist));
-        let forecast = st.forecast;
+        let snapshot = (!found.alerts.is_empty() || found.level.is_some()).then(|| {
+            let hist = hist.unwrap_or_else(|| self.acct.hist_set());
+            self.build_snapshot(st, now, c, stats, &hist)
+        });
+        // Published under the lock: an `evaluate_now()` racing the monitor
+        // task cannot deliver a later transition before an earlier one.
+        self.publish(found, snapshot, st.forecast);
         drop(guard);
-        self.publish(found, snapshot, forecast);
         next
     }
 

@@ -180,7 +180,8 @@ pub struct Rule {
     /// Below this many samples in the window the signal has no value (the
     /// condition is not met); for ratios, rates and percentiles.
     pub min_samples: u64,
-    /// Window of windowed signals (rates, counts, percentiles, ETA trend).
+    /// Window of windowed signals (rates, counts, percentiles); the ETA
+    /// uses the builder's `forecast_window`, the anomaly its own baseline.
     pub window: Duration,
 }
 
@@ -344,8 +345,9 @@ fn mins(m: u64) -> Duration {
     Duration::from_secs(60 * m)
 }
 
-/// The post-mortem's alert table (INC-EX3) as rules, apart from the two
-/// pool rules, which come from [`SaturationPolicy`](crate::SaturationPolicy):
+/// The rest of the post-mortem's alert table (INC-EX3) as rules: the two
+/// pool rules come from [`SaturationPolicy`](crate::SaturationPolicy) and
+/// are added by the builder in front of these:
 ///
 /// - error rate > 1 % for 3 min (warning) / > 2.5 % for 2 min (critical),
 ///   on the guard's query errors and on the requests the app records;
@@ -356,12 +358,14 @@ fn mins(m: u64) -> Duration {
 /// - traffic > 2 std dev for 5 min (acquire rate against an hour's baseline
 ///   that leaves out the last 10 minutes; 20 minutes of warm-up);
 /// - the forecast: exhaustion ETA < 15 min, held 1 min;
-/// - the scale hint: utilization > 75 % for 1 min (the post-mortem's
-///   auto-scaling trigger).
+/// - the scale hint: utilization > 75 %, at once (the post-mortem's
+///   auto-scaling trigger "> 75% -> scale").
 ///
 /// Every default rule keeps firing for 1 min after its condition last held
-/// (flapping does not resolve it), and the rules with a hold also need 1 min
-/// of recovered values.
+/// (flapping does not resolve it); the rules with a hold also need 1 min of
+/// recovered values. Error rates and latencies recover 20 % below their
+/// threshold (0.8 % / 2 %, 320 ms / 480 ms), the scale hint below 70 %; the
+/// timeout counts recover when the 5-minute window drops to the threshold.
 pub fn default_rules() -> Vec<Rule> {
     let mut rules = Vec::new();
     for (name, signal) in [
@@ -371,6 +375,7 @@ pub fn default_rules() -> Vec<Rule> {
         rules.push(
             Rule::new(name, signal, Comparison::Above, 0.01)
                 .hold(mins(3))
+                .recover_at(0.008)
                 .recover_for(mins(1))
                 .min_samples(50),
         );
@@ -378,6 +383,7 @@ pub fn default_rules() -> Vec<Rule> {
             Rule::new(name, signal, Comparison::Above, 0.025)
                 .severity(Severity::Critical)
                 .hold(mins(2))
+                .recover_at(0.02)
                 .recover_for(mins(1))
                 .min_samples(50),
         );
@@ -400,6 +406,7 @@ pub fn default_rules() -> Vec<Rule> {
         rules.push(
             Rule::new(name, signal, Comparison::Above, 0.400)
                 .hold(mins(5))
+                .recover_at(0.320)
                 .recover_for(mins(1))
                 .min_samples(20),
         );
@@ -407,6 +414,7 @@ pub fn default_rules() -> Vec<Rule> {
             Rule::new(name, signal, Comparison::Above, 0.600)
                 .severity(Severity::Critical)
                 .hold(mins(3))
+                .recover_at(0.480)
                 .recover_for(mins(1))
                 .min_samples(20),
         );
@@ -435,7 +443,7 @@ pub fn default_rules() -> Vec<Rule> {
     rules.push(
         Rule::new(SCALE_RULE, Signal::Utilization, Comparison::Above, 0.75)
             .severity(Severity::Info)
-            .hold(mins(1))
+            .recover_at(0.70)
             .recover_for(mins(1)),
     );
     rules
@@ -935,18 +943,37 @@ mod tests {
     }
 
     #[test]
-    fn pool_rules_hold_in_the_hysteresis_band() {
-        for r in crate::SaturationPolicy::default().rules() {
+    fn default_rules_with_a_band_keep_firing_inside_it() {
+        let policy = crate::SaturationPolicy::default();
+        let with_band: Vec<Rule> = policy
+            .rules()
+            .into_iter()
+            .chain(default_rules())
+            .chain(server_rules())
+            .filter(|r| r.recover_at != r.threshold)
+            .collect();
+        assert_eq!(
+            with_band.len(),
+            2 + 8 + 1 + 2,
+            "pool, rates, latencies, scale, server"
+        );
+        for r in with_band {
             let band = (r.threshold + r.recover_at) / 2.0;
             assert!(!r.met(band) && !r.cleared(band), "{}", r.key());
+            let (met, cleared) = met_and_cleared(&r);
             let t0 = Instant::now();
             let mut t = RuleTracker::new(t0);
-            t.observe(&r, t0, Some(1.0));
-            t.observe(&r, t0 + r.hold, Some(1.0));
-            assert_eq!(t.state(), AlertState::Firing);
+            t.observe(&r, t0, Some(met));
+            t.observe(&r, t0 + r.hold, Some(met));
+            assert_eq!(t.state(), AlertState::Firing, "{}", r.key());
             for m in 1..=60 {
-                assert_eq!(t.observe(&r, t0 + r.hold + secs(60 * m), Some(band)), None);
+                let at = t0 + r.hold + secs(60 * m);
+                assert_eq!(t.observe(&r, at, Some(band)), None, "{}", r.key());
             }
+            let out = t0 + r.hold + secs(3601);
+            t.observe(&r, out, Some(cleared));
+            let tr = t.observe(&r, out + r.recover_for, Some(cleared)).unwrap();
+            assert_eq!(tr.to, AlertState::Resolved, "{}", r.key());
         }
     }
 

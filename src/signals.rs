@@ -51,13 +51,15 @@ pub enum Signal {
     QueryLatency(Quantile),
     /// Failed / all queries through the guard's `Executor` in the window.
     QueryErrorRate,
-    /// Acquire timeouts in the window (what became 504s in INC-EX3).
+    /// Acquire timeouts plus query timeouts in the window (what became 504s
+    /// in INC-EX3).
     Timeouts,
     /// Successful acquires per second over the window.
     AcquireRate,
-    /// z-score of the acquire rate over the last minute against the last
-    /// hour's per-minute rates, the latest 10 minutes left out; samples =
-    /// baseline minutes (warm-up).
+    /// z-score of the acquire *attempt* rate (offered traffic, rejected and
+    /// timed-out attempts included, so a saturated pool still shows a spike)
+    /// over the last minute against the last hour's per-minute rates, the
+    /// latest 10 minutes left out; samples = baseline minutes (warm-up).
     TrafficAnomaly,
     /// Seconds until demand reaches 100 % (the guard's [`Forecast`](crate::Forecast)); no
     /// value when no exhaustion is in sight, 0 when exhausted now.
@@ -122,7 +124,8 @@ pub(crate) struct Instantaneous {
 pub(crate) struct Inputs<'a> {
     pub(crate) now: tokio::time::Instant,
     pub(crate) counters: &'a Counters,
-    pub(crate) hist: &'a HistSet,
+    /// Copies of the histograms (ticks only).
+    pub(crate) hist: Option<&'a HistSet>,
     pub(crate) window: &'a Window,
     pub(crate) current: Instantaneous,
     /// Time-weighted averages of the tick that just ended, if one did.
@@ -172,17 +175,20 @@ impl Inputs<'_> {
                 let d = self.delta(window);
                 ratio(d.requests_5xx_total, d.requests_total, min_samples)
             }
-            Signal::Timeouts => Some(self.delta(window).timeouts_total as f64),
+            Signal::Timeouts => {
+                let d = self.delta(window);
+                Some(d.timeouts_total.saturating_add(d.query_timeouts_total) as f64)
+            }
             Signal::GatewayTimeouts => Some(self.delta(window).requests_504_total as f64),
             Signal::AcquireRate => {
                 let (older, covered) = self.window.counters_at(self.now, window);
                 let secs = covered.as_secs_f64();
-                (secs > 0.0 && covered >= window.mul_f64(0.5)).then(|| {
-                    self.counters
-                        .acquires_total
-                        .saturating_sub(older.acquires_total) as f64
-                        / secs
-                })
+                let n = self
+                    .counters
+                    .acquires_total
+                    .saturating_sub(older.acquires_total);
+                (secs > 0.0 && covered >= window.mul_f64(0.5) && n >= min_samples)
+                    .then(|| n as f64 / secs)
             }
             Signal::TrafficAnomaly => self
                 .anomaly
@@ -209,6 +215,6 @@ impl Inputs<'_> {
         pick: fn(&HistSet) -> &Counts,
     ) -> Option<f64> {
         let older = self.window.hist_at(self.now, window);
-        quantile_secs(&pick(self.hist).since(pick(older)), q, min)
+        quantile_secs(&pick(self.hist?).since(pick(older)), q, min)
     }
 }

@@ -6,10 +6,11 @@
 //! the current counts, so memory is bounded by `span / spacing` marks and a
 //! read costs one binary search and one subtraction.
 //!
-//! Counters are marked every tick (exact to one tick), or every
-//! 1/3600 of the longest window if that is coarser; histograms, which are
-//! ~2.5 KB each, every twelfth of the shortest histogram window (at most 240
-//! marks over the longest).
+//! Counters are marked every tick (a window is exact to the tick), or every
+//! 1/3600 of the longest window if that is coarser. Histograms, ~2.5 KB
+//! each, keep one ring per distinct window length, marked every twelfth of
+//! that window, so a window of W covers W to W + W/12 and a long window never
+//! coarsens a short one.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -21,11 +22,8 @@ use crate::histogram::Counts;
 
 /// Most counter marks a window keeps.
 const MAX_MARKS: u32 = 3600;
-/// Histogram marks per shortest histogram window (a window of W covers
-/// W to W + W/12) ...
+/// Histogram marks per window (a window of W covers W to W + W/12).
 const HIST_SLOTS: u32 = 12;
-/// ... but at most this many over the longest.
-const MAX_HIST_MARKS: u32 = 240;
 
 /// The four latency histograms at one instant.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,39 +87,47 @@ impl<T> Ring<T> {
 #[derive(Debug)]
 pub(crate) struct Window {
     counters: Ring<Counters>,
-    hists: Ring<HistSet>,
+    /// One ring per distinct histogram window, shortest first.
+    hists: Vec<(Duration, Ring<HistSet>)>,
 }
 
 impl Window {
-    /// `span`: longest counter window; `hist_windows`: shortest and longest
-    /// histogram window.
+    /// `span`: longest counter window; `hist_windows`: every histogram
+    /// window in use.
     pub(crate) fn new(
         now: Instant,
         tick: Duration,
         span: Duration,
-        hist_windows: (Duration, Duration),
+        hist_windows: &[Duration],
         counters: Counters,
         hist: HistSet,
     ) -> Self {
         // Half a tick: an evaluation a hair early still marks its tick.
         let spacing = (tick / 2).max(span / MAX_MARKS);
-        let (shortest, hist_span) = hist_windows;
-        let hist_spacing = (shortest / HIST_SLOTS)
-            .max(hist_span / MAX_HIST_MARKS)
-            .max(tick / 2);
+        let mut windows = hist_windows.to_vec();
+        windows.sort();
+        windows.dedup();
         Self {
             counters: Ring::new(now, counters, spacing, span),
-            hists: Ring::new(now, hist, hist_spacing, hist_span),
+            hists: windows
+                .into_iter()
+                .map(|w| {
+                    let ring = Ring::new(now, hist.clone(), (w / HIST_SLOTS).max(tick / 2), w);
+                    (w, ring)
+                })
+                .collect(),
         }
     }
 
     /// Adds marks when due; `hist` is only called when a histogram mark is.
-    pub(crate) fn push(&mut self, now: Instant, c: Counters, hist: impl FnOnce() -> HistSet) {
+    pub(crate) fn push(&mut self, now: Instant, c: Counters, hist: impl Fn() -> HistSet) {
         if self.counters.due(now) {
             self.counters.push(now, c);
         }
-        if self.hists.due(now) {
-            self.hists.push(now, hist());
+        for (_, ring) in &mut self.hists {
+            if ring.due(now) {
+                ring.push(now, hist());
+            }
         }
     }
 
@@ -130,14 +136,24 @@ impl Window {
         (*c, covered)
     }
 
+    /// From the ring of the shortest window at least `w` long (the longest
+    /// if none is).
     pub(crate) fn hist_at(&self, now: Instant, w: Duration) -> &HistSet {
-        self.hists.at(now, w).0
+        let ring = self
+            .hists
+            .iter()
+            .find(|(len, _)| *len >= w)
+            .or(self.hists.last())
+            .map(|(_, r)| r)
+            .expect("at least the stats window");
+        ring.at(now, w).0
     }
 
     /// Marks kept (memory is bounded by this).
     #[cfg(test)]
     pub(crate) fn len(&self) -> (usize, usize) {
-        (self.counters.len(), self.hists.len())
+        let hists = self.hists.iter().map(|(_, r)| r.len()).sum();
+        (self.counters.len(), hists)
     }
 }
 
@@ -165,7 +181,7 @@ mod tests {
     fn counts_in_a_window_are_exact_to_a_tick_and_memory_is_bounded() {
         let t0 = Instant::now();
         let s = Duration::from_secs;
-        let mut w = Window::new(t0, s(1), s(300), (s(60), s(60)), c(0), hist());
+        let mut w = Window::new(t0, s(1), s(300), &[s(60)], c(0), hist());
         // One timeout per second for an hour.
         for i in 1..=3600u64 {
             w.push(t0 + s(i), c(i), hist);
@@ -182,20 +198,20 @@ mod tests {
         assert!(covered <= s(301) && covered >= s(300), "{covered:?}");
         assert!(older.timeouts_total >= 3299);
         // A long window with a short tick stays bounded too.
-        let mut w = Window::new(t0, s(1) / 10, s(86_400), (s(60), s(3600)), c(0), hist());
+        let mut w = Window::new(t0, s(1) / 10, s(86_400), &[s(60), s(3600)], c(0), hist());
         for i in 1..=100_000u64 {
             w.push(t0 + s(i), c(i), hist);
         }
         let (counters, hists) = w.len();
         assert!(counters <= 3602, "{counters} counter marks");
-        assert!(hists <= 242, "{hists} histogram marks");
+        assert!(hists <= 2 * 14, "{hists} histogram marks");
     }
 
     #[test]
     fn young_window_covers_what_exists() {
         let t0 = Instant::now();
         let s = Duration::from_secs;
-        let mut w = Window::new(t0, s(1), s(300), (s(60), s(60)), c(0), hist());
+        let mut w = Window::new(t0, s(1), s(300), &[s(60)], c(0), hist());
         w.push(t0 + s(1), c(3), hist);
         let (older, covered) = w.counters_at(t0 + s(2), s(300));
         assert_eq!((older.timeouts_total, covered), (0, s(2)));

@@ -154,6 +154,8 @@ enum Drive {
     Low,
     /// Past the threshold, but with fewer samples than the rule's minimum.
     Sparse,
+    /// Past the threshold, with a few more samples than the minimum.
+    Enough,
 }
 
 /// One simulated second of input that drives `rule`'s signal.
@@ -180,7 +182,10 @@ async fn second(h: &mut Harness, rule: &Rule, drive: Drive, t: u64) {
                 (true, true) => 5,
             };
             let (ok, bad) = match drive {
+                // 30 a window, under the minimum of 50.
                 Drive::Sparse => (0, u32::from(t.is_multiple_of(2))),
+                // 60 a window.
+                Drive::Enough => (0, 1),
                 _ => (100 - failing, failing),
             };
             if rule.signal == Signal::QueryErrorRate {
@@ -209,7 +214,10 @@ async fn second(h: &mut Harness, rule: &Rule, drive: Drive, t: u64) {
                 (true, true) => 650,
             });
             let n = match drive {
+                // 15 a window, under the minimum of 20.
                 Drive::Sparse => u32::from(t.is_multiple_of(4)),
+                // 30 a window.
+                Drive::Enough => u32::from(t.is_multiple_of(2)),
                 _ => 30,
             };
             if matches!(rule.signal, Signal::RequestLatency(_)) {
@@ -272,11 +280,29 @@ async fn every_default_rule_fires_exactly_when_its_hold_passes() {
         assert_eq!(h.state(&rule), AlertState::Inactive, "{}", rule.key());
         let start = h.elapsed();
         let limit = rule.hold + secs(20 * 60);
+        let mut pending_at = None;
         while h.state(&rule) != AlertState::Firing {
             assert!(h.elapsed() - start < limit, "{} never fired", rule.key());
             second(&mut h, &rule, Drive::High, t).await;
             t += 1;
+            if pending_at.is_none() && h.state(&rule) == AlertState::Pending {
+                pending_at = Some(h.elapsed());
+            }
         }
+        // The condition is met within seconds of the input (the forecast
+        // first needs half its window of history; the anomaly a few seconds
+        // of the spike in its one-minute rate; the timeout counts six).
+        let reacts_within = match rule.signal {
+            Signal::ExhaustionEta => secs(20 * 60),
+            _ => secs(12),
+        };
+        let condition_at = pending_at.unwrap_or(h.elapsed());
+        assert!(
+            condition_at - start <= reacts_within,
+            "{}: condition met {:?} after the input started",
+            rule.key(),
+            condition_at - start
+        );
         let tr = h.transitions(&rule);
         let fired = tr.last().unwrap();
         assert_eq!(fired.state, AlertState::Firing, "{}", rule.key());
@@ -304,28 +330,46 @@ async fn every_default_rule_fires_exactly_when_its_hold_passes() {
 
 #[tokio::test(start_paused = true)]
 async fn ratio_and_percentile_rules_do_not_fire_below_their_minimum_samples() {
-    let sparse = all_default_rules()
+    let with_minimum = all_default_rules()
         .into_iter()
         .filter(|r| r.min_samples > 0 && r.signal != Signal::TrafficAnomaly);
     let mut n = 0;
-    for rule in sparse {
+    for rule in with_minimum {
         n += 1;
+        let status = |h: &Harness| {
+            h.core
+                .alerts()
+                .into_iter()
+                .find(|a| a.rule == rule.name && a.severity == rule.severity)
+                .unwrap()
+        };
         let mut h = harness(50, all_default_rules());
         for t in 0..(rule.hold + secs(300)).as_secs() {
             second(&mut h, &rule, Drive::Sparse, t).await;
         }
         assert_eq!(h.state(&rule), AlertState::Inactive, "{}", rule.key());
         assert!(h.transitions(&rule).is_empty(), "{}", rule.key());
-        let status = h
-            .core
-            .alerts()
-            .into_iter()
-            .find(|a| a.rule == rule.name)
-            .unwrap();
         assert_eq!(
-            status.value,
+            status(&h).value,
             None,
             "{}: too few samples, no value",
+            rule.key()
+        );
+        // The same signal with just enough samples fires.
+        let mut h = harness(50, all_default_rules());
+        let mut t = 0;
+        while h.state(&rule) != AlertState::Firing {
+            assert!(
+                t < (rule.hold + secs(300)).as_secs(),
+                "{} never fired",
+                rule.key()
+            );
+            second(&mut h, &rule, Drive::Enough, t).await;
+            t += 1;
+        }
+        assert!(
+            status(&h).value.is_some_and(|v| rule.met(v)),
+            "{}",
             rule.key()
         );
     }
@@ -338,22 +382,45 @@ async fn traffic_anomaly_waits_for_its_warm_up() {
         .into_iter()
         .find(|r| r.signal == Signal::TrafficAnomaly)
         .unwrap();
-    let mut h = harness(50, all_default_rules());
-    // A spike after 3 minutes of baseline: not enough history to judge.
-    for t in 0..180 {
-        second(&mut h, &rule, Drive::Low, t).await;
-    }
-    for t in 180..(180 + 6 * 60) {
-        second(&mut h, &rule, Drive::High, t).await;
-        let status = h
-            .core
+    let value = |h: &Harness| {
+        h.core
             .alerts()
             .into_iter()
             .find(|a| a.rule == rule.name)
-            .unwrap();
-        assert_eq!(status.value, None, "no z-score during warm-up, t={t}");
+            .unwrap()
+            .value
+    };
+    let mut h = harness(50, all_default_rules());
+    // The baseline leaves out the latest 10 minutes and needs 10 more: no
+    // value before minute 20 of steady traffic, a calm one after.
+    let mut t = 0;
+    while t < 21 * 60 {
+        second(&mut h, &rule, Drive::Low, t).await;
+        if t < 20 * 60 - 1 {
+            assert_eq!(value(&h), None, "no z-score during warm-up, t={t}");
+        }
+        t += 1;
     }
+    assert!(value(&h).is_some_and(|z| z.abs() < 2.0), "{:?}", value(&h));
     assert!(h.transitions(&rule).is_empty());
+    // 3x traffic: pending within seconds, firing exactly 5 minutes later.
+    let spike = t;
+    while h.state(&rule) != AlertState::Pending {
+        second(&mut h, &rule, Drive::High, t).await;
+        t += 1;
+        assert!(t - spike <= 12, "pending within seconds of the spike");
+    }
+    let pending_at = h.elapsed();
+    while h.state(&rule) != AlertState::Firing {
+        second(&mut h, &rule, Drive::High, t).await;
+        t += 1;
+        assert!(t - spike <= 12 + 300, "{:?}", h.state(&rule));
+    }
+    assert_eq!(
+        h.elapsed() - pending_at,
+        rule.hold,
+        "fires exactly after the hold"
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,0 +1,773 @@
+//! Circuit breaker, in the manner of Resilience4j: Closed / Open / HalfOpen,
+//! plus ForcedOpen, Disabled and MetricsOnly, over a time-based sliding
+//! window of fixed buckets with subtract-on-evict (recording and reading are
+//! O(1)). The decision is pure: every call takes the instant, so tests drive
+//! it with synthetic time.
+//!
+//! - **Closed**: calls pass; once the window holds at least `minimum_calls`
+//!   and the failure rate or the slow-call rate reaches its threshold, Open.
+//! - **Open**: calls are rejected without touching the pool until the wait
+//!   passes: `base_wait * multiplier^(n-1)` for the n-th consecutive opening,
+//!   capped at `max_wait`, with +-`jitter` randomness; then HalfOpen.
+//! - **HalfOpen**: `half_open_calls` trial calls pass, others are rejected;
+//!   when all trials have finished, their rates decide: Closed (the backoff
+//!   resets) or Open again (the backoff grows).
+//! - **ForcedOpen** rejects everything, **Disabled** passes everything and
+//!   records nothing, **MetricsOnly** records and runs the state machine in
+//!   the shadow (its transitions are events marked `shadow`) but never rejects.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::config::MAX_DURATION;
+use crate::error::Error;
+
+/// The breaker's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum BreakerState {
+    /// Calls pass and are recorded.
+    Closed,
+    /// Calls are rejected until the wait passes.
+    Open,
+    /// A fixed number of trial calls pass.
+    HalfOpen,
+    /// Rejects every call until changed by hand.
+    ForcedOpen,
+    /// Passes every call and records nothing.
+    Disabled,
+}
+
+impl BreakerState {
+    /// For the `poolguard.breaker.state` metric: 0 closed, 1 open, 2 half-open,
+    /// 3 forced open, 4 disabled.
+    pub fn as_number(self) -> u8 {
+        match self {
+            BreakerState::Closed => 0,
+            BreakerState::Open => 1,
+            BreakerState::HalfOpen => 2,
+            BreakerState::ForcedOpen => 3,
+            BreakerState::Disabled => 4,
+        }
+    }
+
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+            BreakerState::ForcedOpen => "forced_open",
+            BreakerState::Disabled => "disabled",
+        }
+    }
+}
+
+impl std::fmt::Display for BreakerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How one call ended, for the breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The database answered (a constraint violation or a missing row is an
+    /// answer too).
+    Success,
+    /// The database could not be reached or did not answer in time.
+    Failure,
+    /// Not counted (a cancelled call).
+    Ignored,
+}
+
+/// The default outcome of an sqlx error: connection, I/O, TLS and protocol
+/// errors, pool timeouts and closures, query timeouts, and the database
+/// errors whose SQLSTATE class says the server is unavailable (08
+/// connection, 53 insufficient resources, 57 operator intervention, 58
+/// system error) are failures; every other answer from the database
+/// (constraint violation, syntax error, row not found, decode error) is a
+/// success.
+///
+/// ```
+/// use poolguard::{breaker::classify, Outcome};
+/// assert_eq!(classify(&sqlx::Error::RowNotFound), Outcome::Success);
+/// assert_eq!(classify(&sqlx::Error::PoolTimedOut), Outcome::Failure);
+/// ```
+pub fn classify(err: &sqlx::Error) -> Outcome {
+    use sqlx::Error as E;
+    match err {
+        E::Io(_)
+        | E::Tls(_)
+        | E::Protocol(_)
+        | E::PoolTimedOut
+        | E::PoolClosed
+        | E::WorkerCrashed => Outcome::Failure,
+        E::Database(db) => match db.code() {
+            Some(code) if ["08", "53", "57", "58"].iter().any(|c| code.starts_with(c)) => {
+                Outcome::Failure
+            }
+            _ => Outcome::Success,
+        },
+        _ => Outcome::Success,
+    }
+}
+
+/// Settings of the breaker (validated by the guard's builder).
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct BreakerConfig {
+    /// Start in MetricsOnly (shadow) mode instead of Closed.
+    pub metrics_only: bool,
+    /// Length of the sliding window ...
+    pub window: Duration,
+    /// ... made of this many fixed buckets.
+    pub buckets: u32,
+    /// No decision before the window holds this many calls.
+    pub minimum_calls: u32,
+    /// Open when failures / calls reaches this ratio.
+    pub failure_rate: f64,
+    /// A call slower than this is slow ...
+    pub slow_call_duration: Duration,
+    /// ... and the breaker opens when slow / calls reaches this ratio.
+    pub slow_call_rate: f64,
+    /// Wait in Open before the first half-open trial ...
+    pub base_wait: Duration,
+    /// ... multiplied by this for each consecutive opening ...
+    pub multiplier: f64,
+    /// ... up to this.
+    pub max_wait: Duration,
+    /// Randomness of the wait: +-this fraction.
+    pub jitter: f64,
+    /// Trial calls allowed in HalfOpen.
+    pub half_open_calls: u32,
+}
+
+impl Default for BreakerConfig {
+    /// Window 10 s in 10 buckets, at least 20 calls, open at 50 % failures or
+    /// 80 % calls slower than 2 s; wait 5 s doubling up to 60 s with +-20 %
+    /// jitter; 5 trial calls.
+    fn default() -> Self {
+        Self {
+            metrics_only: false,
+            window: Duration::from_secs(10),
+            buckets: 10,
+            minimum_calls: 20,
+            failure_rate: 0.5,
+            slow_call_duration: Duration::from_secs(2),
+            slow_call_rate: 0.8,
+            base_wait: Duration::from_secs(5),
+            multiplier: 2.0,
+            max_wait: Duration::from_secs(60),
+            jitter: 0.2,
+            half_open_calls: 5,
+        }
+    }
+}
+
+impl BreakerConfig {
+    pub(crate) fn validate(&self) -> Result<(), Error> {
+        let bad = |field, value: String, reason| Err(Error::config(field, value, reason));
+        let rate = |field, v: f64| {
+            if v.is_finite() && v > 0.0 && v <= 1.0 {
+                Ok(())
+            } else {
+                bad(field, v.to_string(), "must be a ratio in (0, 1]")
+            }
+        };
+        rate("breaker.failure_rate", self.failure_rate)?;
+        rate("breaker.slow_call_rate", self.slow_call_rate)?;
+        if !(self.jitter.is_finite() && (0.0..1.0).contains(&self.jitter)) {
+            return bad(
+                "breaker.jitter",
+                self.jitter.to_string(),
+                "must be in [0, 1)",
+            );
+        }
+        if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
+            return bad(
+                "breaker.multiplier",
+                self.multiplier.to_string(),
+                "must be at least 1",
+            );
+        }
+        if self.buckets == 0 || self.buckets > 1000 {
+            return bad(
+                "breaker.buckets",
+                self.buckets.to_string(),
+                "must be in 1..=1000",
+            );
+        }
+        if self.window < Duration::from_millis(u64::from(self.buckets))
+            || self.window > MAX_DURATION
+        {
+            return bad(
+                "breaker.window",
+                format!("{:?} ({} buckets)", self.window, self.buckets),
+                "must be at least 1 ms per bucket and at most one year",
+            );
+        }
+        if self.minimum_calls == 0 {
+            return bad("breaker.minimum_calls", "0".into(), "must be at least 1");
+        }
+        if self.half_open_calls == 0 {
+            return bad("breaker.half_open_calls", "0".into(), "must be at least 1");
+        }
+        for (field, d) in [
+            ("breaker.base_wait", self.base_wait),
+            ("breaker.max_wait", self.max_wait),
+            ("breaker.slow_call_duration", self.slow_call_duration),
+        ] {
+            if d > MAX_DURATION {
+                return bad(field, format!("{d:?}"), "must be at most one year");
+            }
+        }
+        if self.base_wait.is_zero() || self.max_wait < self.base_wait {
+            return bad(
+                "breaker.base_wait",
+                format!("{:?} (max_wait {:?})", self.base_wait, self.max_wait),
+                "must be above zero and at most max_wait",
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Calls, failures and slow calls in one bucket or the whole window.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Tally {
+    pub(crate) calls: u32,
+    pub(crate) failures: u32,
+    pub(crate) slow: u32,
+}
+
+impl Tally {
+    fn add(&mut self, o: Tally) {
+        self.calls += o.calls;
+        self.failures += o.failures;
+        self.slow += o.slow;
+    }
+
+    fn sub(&mut self, o: Tally) {
+        self.calls -= o.calls;
+        self.failures -= o.failures;
+        self.slow -= o.slow;
+    }
+
+    fn rates(&self) -> (f64, f64) {
+        if self.calls == 0 {
+            return (0.0, 0.0);
+        }
+        let n = f64::from(self.calls);
+        (f64::from(self.failures) / n, f64::from(self.slow) / n)
+    }
+}
+
+/// Fixed buckets over a ring; the total is kept by adding on record and
+/// subtracting on evict.
+#[derive(Debug, Clone)]
+pub(crate) struct SlidingWindow {
+    buckets: Vec<Tally>,
+    /// Index (in bucket units since `origin`) of the newest bucket.
+    head: u64,
+    width: Duration,
+    origin: Instant,
+    total: Tally,
+}
+
+impl SlidingWindow {
+    pub(crate) fn new(window: Duration, buckets: u32, origin: Instant) -> Self {
+        Self {
+            buckets: vec![Tally::default(); buckets as usize],
+            head: 0,
+            width: window / buckets,
+            origin,
+            total: Tally::default(),
+        }
+    }
+
+    /// Moves the window to `now`, evicting buckets that fell out.
+    fn roll(&mut self, now: Instant) {
+        let idx = (now.saturating_duration_since(self.origin).as_nanos()
+            / self.width.as_nanos().max(1)) as u64;
+        if idx <= self.head {
+            return;
+        }
+        let n = self.buckets.len() as u64;
+        // At most `n` buckets to clear, however long the gap.
+        let steps = (idx - self.head).min(n);
+        for k in 1..=steps {
+            let slot = ((self.head + k) % n) as usize;
+            let old = std::mem::take(&mut self.buckets[slot]);
+            self.total.sub(old);
+        }
+        self.head = idx;
+    }
+
+    pub(crate) fn record(&mut self, now: Instant, failure: bool, slow: bool) {
+        self.roll(now);
+        let slot = (self.head % self.buckets.len() as u64) as usize;
+        let t = Tally {
+            calls: 1,
+            failures: u32::from(failure),
+            slow: u32::from(slow),
+        };
+        self.buckets[slot].add(t);
+        self.total.add(t);
+    }
+
+    pub(crate) fn total(&mut self, now: Instant) -> Tally {
+        self.roll(now);
+        self.total
+    }
+
+    fn clear(&mut self) {
+        self.buckets.iter_mut().for_each(|b| *b = Tally::default());
+        self.total = Tally::default();
+    }
+}
+
+/// A state change, for events.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Change {
+    pub(crate) from: BreakerState,
+    pub(crate) to: BreakerState,
+    pub(crate) failure_rate: f64,
+    pub(crate) slow_call_rate: f64,
+    pub(crate) calls: u32,
+    /// When Open: how long until the half-open trial.
+    pub(crate) retry_in: Option<Duration>,
+    /// Happened in MetricsOnly mode: nothing was rejected.
+    pub(crate) shadow: bool,
+}
+
+/// What `try_acquire_permission` decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Permit {
+    /// Go ahead; `trial` calls hold one of the half-open permits.
+    Granted { trial: bool },
+    /// Rejected; the breaker retries after this long (None: forced open).
+    Rejected { retry_in: Option<Duration> },
+}
+
+/// The state machine.
+#[derive(Debug, Clone)]
+pub(crate) struct Breaker {
+    config: BreakerConfig,
+    state: BreakerState,
+    metrics_only: bool,
+    window: SlidingWindow,
+    open_until: Instant,
+    openings: u32,
+    trials_started: u32,
+    trials: Tally,
+    rng: u64,
+}
+
+impl Breaker {
+    pub(crate) fn new(config: BreakerConfig, now: Instant, seed: u64) -> Self {
+        Self {
+            window: SlidingWindow::new(config.window, config.buckets, now),
+            metrics_only: config.metrics_only,
+            config,
+            state: BreakerState::Closed,
+            open_until: now,
+            openings: 0,
+            trials_started: 0,
+            trials: Tally::default(),
+            rng: seed | 1,
+        }
+    }
+
+    pub(crate) fn state(&self) -> BreakerState {
+        self.state
+    }
+
+    pub(crate) fn metrics_only(&self) -> bool {
+        self.metrics_only
+    }
+
+    pub(crate) fn tally(&mut self, now: Instant) -> Tally {
+        self.window.total(now)
+    }
+
+    fn next_random(&mut self) -> f64 {
+        // xorshift64*: jitter needs spread, not secrecy.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        (self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// The wait of the `openings`-th consecutive opening, with jitter.
+    pub(crate) fn wait(&mut self) -> Duration {
+        let c = &self.config;
+        let exp = self.openings.saturating_sub(1).min(64) as i32;
+        let raw = c.base_wait.as_secs_f64() * c.multiplier.powi(exp);
+        let capped = raw.min(c.max_wait.as_secs_f64());
+        let jitter = c.jitter * (2.0 * self.next_random() - 1.0);
+        Duration::from_secs_f64((capped * (1.0 + jitter)).max(0.0))
+    }
+
+    fn change(&mut self, to: BreakerState, now: Instant, rates: Tally) -> Change {
+        let from = self.state;
+        self.state = to;
+        let retry_in = match to {
+            BreakerState::Open => {
+                self.openings = self.openings.saturating_add(1);
+                let wait = self.wait();
+                self.open_until = now + wait;
+                Some(wait)
+            }
+            _ => None,
+        };
+        if to == BreakerState::HalfOpen {
+            self.trials_started = 0;
+            self.trials = Tally::default();
+        }
+        if to == BreakerState::Closed {
+            self.openings = 0;
+            self.window.clear();
+        }
+        let (failure_rate, slow_call_rate) = rates.rates();
+        Change {
+            from,
+            to,
+            failure_rate,
+            slow_call_rate,
+            calls: rates.calls,
+            retry_in,
+            shadow: self.metrics_only,
+        }
+    }
+
+    /// Open -> HalfOpen once the wait has passed.
+    fn advance(&mut self, now: Instant) -> Option<Change> {
+        (self.state == BreakerState::Open && now >= self.open_until)
+            .then(|| self.change(BreakerState::HalfOpen, now, Tally::default()))
+    }
+
+    /// Decides whether a call may proceed.
+    pub(crate) fn try_acquire_permission(&mut self, now: Instant) -> (Permit, Option<Change>) {
+        let change = self.advance(now);
+        let permit = match self.state {
+            BreakerState::Closed | BreakerState::Disabled => Permit::Granted { trial: false },
+            BreakerState::HalfOpen if self.trials_started < self.config.half_open_calls => {
+                self.trials_started += 1;
+                Permit::Granted { trial: true }
+            }
+            BreakerState::HalfOpen => Permit::Rejected {
+                retry_in: Some(Duration::ZERO),
+            },
+            BreakerState::Open => Permit::Rejected {
+                retry_in: Some(self.open_until.saturating_duration_since(now)),
+            },
+            BreakerState::ForcedOpen => Permit::Rejected { retry_in: None },
+        };
+        let permit = match permit {
+            Permit::Rejected { .. } if self.metrics_only => Permit::Granted { trial: false },
+            p => p,
+        };
+        (permit, change)
+    }
+
+    /// A trial call was cancelled: its permit is free again.
+    pub(crate) fn release_trial(&mut self) {
+        if self.state == BreakerState::HalfOpen {
+            self.trials_started = self.trials_started.saturating_sub(1);
+        }
+    }
+
+    /// Records a finished call.
+    pub(crate) fn on_result(
+        &mut self,
+        now: Instant,
+        trial: bool,
+        outcome: Outcome,
+        took: Duration,
+    ) -> Option<Change> {
+        if outcome == Outcome::Ignored {
+            if trial {
+                self.release_trial();
+            }
+            return None;
+        }
+        let failure = outcome == Outcome::Failure;
+        let slow = took >= self.config.slow_call_duration;
+        match self.state {
+            BreakerState::Disabled | BreakerState::ForcedOpen => None,
+            BreakerState::HalfOpen if trial => {
+                self.trials.add(Tally {
+                    calls: 1,
+                    failures: u32::from(failure),
+                    slow: u32::from(slow),
+                });
+                if self.trials.calls < self.config.half_open_calls {
+                    return None;
+                }
+                let t = self.trials;
+                let to = if self.trips(t) {
+                    BreakerState::Open
+                } else {
+                    BreakerState::Closed
+                };
+                Some(self.change(to, now, t))
+            }
+            BreakerState::Closed => {
+                self.window.record(now, failure, slow);
+                let t = self.window.total(now);
+                (t.calls >= self.config.minimum_calls && self.trips(t))
+                    .then(|| self.change(BreakerState::Open, now, t))
+            }
+            // Calls admitted before the breaker opened (or shadow calls
+            // while open) do not change the decision.
+            _ => None,
+        }
+    }
+
+    fn trips(&self, t: Tally) -> bool {
+        let (failure, slow) = t.rates();
+        failure >= self.config.failure_rate || slow >= self.config.slow_call_rate
+    }
+
+    /// Manual control: moves to `to` (Closed resets the window and backoff).
+    pub(crate) fn transition(&mut self, to: BreakerState, now: Instant) -> Option<Change> {
+        if to == self.state {
+            return None;
+        }
+        let t = self.window.total(now);
+        Some(self.change(to, now, t))
+    }
+
+    /// Switches shadow mode on or off (no state change).
+    pub(crate) fn set_metrics_only(&mut self, on: bool) {
+        self.metrics_only = on;
+    }
+
+    /// Back to Closed with an empty window and no backoff.
+    pub(crate) fn reset(&mut self, now: Instant) -> Option<Change> {
+        self.openings = 0;
+        self.window.clear();
+        self.transition(BreakerState::Closed, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn config() -> BreakerConfig {
+        BreakerConfig {
+            minimum_calls: 4,
+            jitter: 0.0,
+            base_wait: ms(1000),
+            max_wait: ms(8000),
+            half_open_calls: 2,
+            ..BreakerConfig::default()
+        }
+    }
+
+    #[test]
+    fn opens_at_the_failure_rate_once_enough_calls_are_seen() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(config(), t0, 1);
+        for i in 0..3 {
+            assert_eq!(
+                b.on_result(t0, false, Outcome::Failure, ms(1)),
+                None,
+                "call {i}"
+            );
+        }
+        let c = b.on_result(t0, false, Outcome::Success, ms(1)).unwrap();
+        assert_eq!((c.from, c.to), (BreakerState::Closed, BreakerState::Open));
+        assert_eq!(c.failure_rate, 0.75);
+        assert_eq!(c.retry_in, Some(ms(1000)));
+        let (p, _) = b.try_acquire_permission(t0 + ms(400));
+        assert_eq!(
+            p,
+            Permit::Rejected {
+                retry_in: Some(ms(600))
+            }
+        );
+    }
+
+    #[test]
+    fn slow_calls_open_it_too() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(config(), t0, 1);
+        for _ in 0..3 {
+            b.on_result(t0, false, Outcome::Success, Duration::from_secs(3));
+        }
+        let c = b
+            .on_result(t0, false, Outcome::Success, Duration::from_secs(3))
+            .unwrap();
+        assert_eq!(c.to, BreakerState::Open);
+        assert_eq!(c.slow_call_rate, 1.0);
+    }
+
+    #[test]
+    fn half_open_trials_decide_and_backoff_grows_then_resets() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(config(), t0, 1);
+        for _ in 0..4 {
+            b.on_result(t0, false, Outcome::Failure, ms(1));
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+        let (p, c) = b.try_acquire_permission(t0 + ms(1000));
+        assert_eq!(p, Permit::Granted { trial: true });
+        assert_eq!(c.unwrap().to, BreakerState::HalfOpen);
+        assert_eq!(
+            b.try_acquire_permission(t0 + ms(1000)).0,
+            Permit::Granted { trial: true }
+        );
+        assert!(matches!(
+            b.try_acquire_permission(t0 + ms(1000)).0,
+            Permit::Rejected { .. }
+        ));
+        b.on_result(t0 + ms(1001), true, Outcome::Failure, ms(1));
+        let c = b
+            .on_result(t0 + ms(1001), true, Outcome::Success, ms(1))
+            .unwrap();
+        assert_eq!((c.from, c.to), (BreakerState::HalfOpen, BreakerState::Open));
+        assert_eq!(
+            c.retry_in,
+            Some(ms(2000)),
+            "second opening waits twice as long"
+        );
+        let (_, c) = b.try_acquire_permission(t0 + ms(3001));
+        assert_eq!(c.unwrap().to, BreakerState::HalfOpen);
+        b.try_acquire_permission(t0 + ms(3001));
+        b.try_acquire_permission(t0 + ms(3001));
+        b.on_result(t0 + ms(3002), true, Outcome::Success, ms(1));
+        let c = b
+            .on_result(t0 + ms(3002), true, Outcome::Success, ms(1))
+            .unwrap();
+        assert_eq!(c.to, BreakerState::Closed);
+        // Backoff reset: the next opening waits the base again.
+        for _ in 0..4 {
+            b.on_result(t0 + ms(4000), false, Outcome::Failure, ms(1));
+        }
+        assert_eq!(b.state(), BreakerState::Open);
+        let (p, _) = b.try_acquire_permission(t0 + ms(4000));
+        assert_eq!(
+            p,
+            Permit::Rejected {
+                retry_in: Some(ms(1000))
+            }
+        );
+    }
+
+    #[test]
+    fn cancelled_trials_give_their_permit_back() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(config(), t0, 1);
+        b.transition(BreakerState::Open, t0);
+        b.try_acquire_permission(t0 + ms(1000));
+        b.try_acquire_permission(t0 + ms(1000));
+        assert!(matches!(
+            b.try_acquire_permission(t0 + ms(1000)).0,
+            Permit::Rejected { .. }
+        ));
+        b.on_result(t0 + ms(1000), true, Outcome::Ignored, ms(1));
+        assert_eq!(
+            b.try_acquire_permission(t0 + ms(1000)).0,
+            Permit::Granted { trial: true }
+        );
+    }
+
+    #[test]
+    fn old_buckets_are_evicted() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(config(), t0, 1);
+        for _ in 0..3 {
+            b.on_result(t0, false, Outcome::Failure, ms(1));
+        }
+        // 11 s later the three failures are out of the 10 s window.
+        let later = t0 + Duration::from_secs(11);
+        assert_eq!(b.tally(later), Tally::default());
+        assert_eq!(b.on_result(later, false, Outcome::Failure, ms(1)), None);
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[test]
+    fn metrics_only_never_rejects_but_reports_in_the_shadow() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(
+            BreakerConfig {
+                metrics_only: true,
+                ..config()
+            },
+            t0,
+            1,
+        );
+        for _ in 0..3 {
+            b.on_result(t0, false, Outcome::Failure, ms(1));
+        }
+        let c = b.on_result(t0, false, Outcome::Failure, ms(1)).unwrap();
+        assert!(c.shadow);
+        assert_eq!(c.to, BreakerState::Open);
+        assert_eq!(
+            b.try_acquire_permission(t0).0,
+            Permit::Granted { trial: false }
+        );
+    }
+
+    #[test]
+    fn forced_open_and_disabled() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(config(), t0, 1);
+        b.transition(BreakerState::ForcedOpen, t0);
+        assert_eq!(
+            b.try_acquire_permission(t0 + ms(100_000)).0,
+            Permit::Rejected { retry_in: None }
+        );
+        b.transition(BreakerState::Disabled, t0);
+        for _ in 0..10 {
+            assert_eq!(b.on_result(t0, false, Outcome::Failure, ms(1)), None);
+        }
+        assert_eq!(
+            b.try_acquire_permission(t0).0,
+            Permit::Granted { trial: false }
+        );
+        assert_eq!(b.reset(t0).unwrap().to, BreakerState::Closed);
+    }
+
+    #[test]
+    fn jitter_stays_within_its_band() {
+        let t0 = Instant::now();
+        let mut b = Breaker::new(
+            BreakerConfig {
+                jitter: 0.2,
+                ..config()
+            },
+            t0,
+            42,
+        );
+        b.openings = 1;
+        let waits: Vec<f64> = (0..1000).map(|_| b.wait().as_secs_f64()).collect();
+        assert!(waits.iter().all(|w| (0.8..=1.2).contains(w)));
+        let spread = waits.iter().cloned().fold(f64::MIN, f64::max)
+            - waits.iter().cloned().fold(f64::MAX, f64::min);
+        assert!(spread > 0.3, "jitter spreads the waits: {spread}");
+    }
+
+    #[test]
+    fn classification_defaults() {
+        assert_eq!(classify(&sqlx::Error::RowNotFound), Outcome::Success);
+        assert_eq!(classify(&sqlx::Error::PoolTimedOut), Outcome::Failure);
+        assert_eq!(
+            classify(&sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into())),
+            Outcome::Failure
+        );
+        assert_eq!(
+            classify(&sqlx::Error::Protocol("x".into())),
+            Outcome::Failure
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! Query timeouts that stop the statement on the server and free the slot.
+//!
+//! sqlx measured here: a client-side `tokio::time::timeout` returns on time
+//! but the statement runs on, the connection's slot stays taken, and a later
+//! server-side cancel leaves a stale error for the *next* query on that
+//! connection. So on expiry the guard
+//!
+//! 1. asks the server to cancel, from a dedicated connection of its own
+//!    (PostgreSQL `pg_cancel_backend(pid)`, MySQL/MariaDB `KILL QUERY id`; the
+//!    backend id is read on the connection before the query runs);
+//! 2. keeps polling the original query, bounded by the drain time, so the
+//!    cancellation's error is consumed on *this* call;
+//! 3. returns the connection to the pool only if that error proves the
+//!    cancel landed (PostgreSQL 57014, MySQL 1317); otherwise (the query
+//!    finished first, the server did not answer, MySQL's `SLEEP` returning 1)
+//!    it ends the server session (`pg_terminate_backend` / `KILL`) and closes
+//!    the connection, so nobody inherits a stale error or a busy connection.
+//!
+//! SQLite has no server: the connection is closed (the statement runs on in
+//! sqlx's worker thread until it finishes). The backend is found by
+//! downcasting the driver connection, so it needs this crate's `postgres` or
+//! `mysql` feature; without it the connection is closed the same way.
+
+use std::any::Any;
+use std::future::Future;
+use std::time::Duration;
+
+use sqlx::{Connection, Database};
+
+use crate::error::Cancelled;
+
+/// Default bound on cancelling and draining after a timeout.
+pub const DEFAULT_DRAIN: Duration = Duration::from_millis(250);
+
+/// How a timed query ended.
+#[derive(Debug)]
+pub(crate) enum Timed<T> {
+    Done(Result<T, sqlx::Error>),
+    /// Timed out; `Cancelled::Clean` means the connection may be reused.
+    TimedOut(Cancelled),
+}
+
+/// The server-side side of timeouts: reads backend ids and cancels.
+pub(crate) struct Killer {
+    kind: Kind,
+}
+
+enum Kind {
+    #[cfg(feature = "postgres")]
+    Postgres {
+        options: sqlx::postgres::PgConnectOptions,
+        conn: tokio::sync::Mutex<Option<sqlx::postgres::PgConnection>>,
+    },
+    #[cfg(feature = "mysql")]
+    MySql {
+        options: sqlx::mysql::MySqlConnectOptions,
+        conn: tokio::sync::Mutex<Option<sqlx::mysql::MySqlConnection>>,
+    },
+    None,
+}
+
+impl std::fmt::Debug for Killer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.kind {
+            #[cfg(feature = "postgres")]
+            Kind::Postgres { .. } => "postgres",
+            #[cfg(feature = "mysql")]
+            Kind::MySql { .. } => "mysql",
+            Kind::None => "none",
+        };
+        f.debug_struct("Killer").field("kind", &kind).finish()
+    }
+}
+
+impl Killer {
+    /// Picks the backend from the pool's connect options.
+    pub(crate) fn new<DB: Database>(options: &<DB::Connection as Connection>::Options) -> Self {
+        let any = options as &dyn Any;
+        #[cfg(feature = "postgres")]
+        if let Some(o) = any.downcast_ref::<sqlx::postgres::PgConnectOptions>() {
+            return Self {
+                kind: Kind::Postgres {
+                    options: o.clone(),
+                    conn: tokio::sync::Mutex::new(None),
+                },
+            };
+        }
+        #[cfg(feature = "mysql")]
+        if let Some(o) = any.downcast_ref::<sqlx::mysql::MySqlConnectOptions>() {
+            return Self {
+                kind: Kind::MySql {
+                    options: o.clone(),
+                    conn: tokio::sync::Mutex::new(None),
+                },
+            };
+        }
+        let _ = any;
+        Self { kind: Kind::None }
+    }
+
+    /// Whether the statement can be stopped on the server.
+    pub(crate) fn supported(&self) -> bool {
+        !matches!(self.kind, Kind::None)
+    }
+
+    /// The server's id of the session behind `conn` (one round trip).
+    pub(crate) async fn backend_id<C: Any>(
+        &self,
+        conn: &mut C,
+    ) -> Result<Option<u64>, sqlx::Error> {
+        let any = conn as &mut dyn Any;
+        #[cfg(feature = "postgres")]
+        if let Some(pg) = any.downcast_mut::<sqlx::postgres::PgConnection>() {
+            let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(pg)
+                .await?;
+            return Ok(u64::try_from(pid).ok());
+        }
+        #[cfg(feature = "mysql")]
+        if let Some(my) = any.downcast_mut::<sqlx::mysql::MySqlConnection>() {
+            let id: u64 = sqlx::query_scalar("SELECT CONNECTION_ID()")
+                .fetch_one(my)
+                .await?;
+            return Ok(Some(id));
+        }
+        let _ = any;
+        Ok(None)
+    }
+
+    /// Runs `sql(id)` on the killer's own connection (opened on first use,
+    /// reopened after an error).
+    async fn run(&self, id: u64, terminate: bool) -> Result<(), sqlx::Error> {
+        match &self.kind {
+            #[cfg(feature = "postgres")]
+            Kind::Postgres { options, conn } => {
+                let mut slot = conn.lock().await;
+                if slot.is_none() {
+                    *slot = Some(sqlx::postgres::PgConnection::connect_with(options).await?);
+                }
+                let c = slot.as_mut().expect("just connected");
+                let sql = if terminate {
+                    "SELECT pg_terminate_backend($1)"
+                } else {
+                    "SELECT pg_cancel_backend($1)"
+                };
+                let pid = i32::try_from(id).unwrap_or(i32::MAX);
+                let r = sqlx::query(sql).bind(pid).execute(&mut *c).await;
+                if r.is_err() {
+                    *slot = None;
+                }
+                r.map(drop)
+            }
+            #[cfg(feature = "mysql")]
+            Kind::MySql { options, conn } => {
+                use sqlx::Executor;
+                let mut slot = conn.lock().await;
+                if slot.is_none() {
+                    *slot = Some(sqlx::mysql::MySqlConnection::connect_with(options).await?);
+                }
+                let c = slot.as_mut().expect("just connected");
+                // An integer rendered by us: nothing to inject.
+                let sql = if terminate {
+                    format!("KILL CONNECTION {id}")
+                } else {
+                    format!("KILL QUERY {id}")
+                };
+                let r = c.execute(sqlx::AssertSqlSafe(sql)).await;
+                if r.is_err() {
+                    *slot = None;
+                }
+                r.map(drop)
+            }
+            Kind::None => {
+                let _ = (id, terminate);
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether `err` is the cancellation's own error, proving the cancel
+    /// landed on the statement it was meant for.
+    fn is_cancel_error(&self, err: &sqlx::Error) -> bool {
+        let code = err.as_database_error().and_then(|e| e.code());
+        match &self.kind {
+            #[cfg(feature = "postgres")]
+            Kind::Postgres { .. } => code.as_deref() == Some("57014"),
+            // MySQL's code() is the SQLSTATE; ER_QUERY_INTERRUPTED is 70100.
+            #[cfg(feature = "mysql")]
+            Kind::MySql { .. } => code.as_deref() == Some("70100"),
+            Kind::None => {
+                let _ = code;
+                false
+            }
+        }
+    }
+
+    /// Ends the server session behind `id`, in the background (bounded).
+    pub(crate) fn terminate_in_background(self: &std::sync::Arc<Self>, id: u64, bound: Duration) {
+        let me = std::sync::Arc::clone(self);
+        tokio::spawn(async move {
+            if let Ok(Err(e)) = tokio::time::timeout(bound, me.run(id, true)).await {
+                tracing::warn!(error = %e, id, "poolguard: could not end the timed-out session");
+            }
+        });
+    }
+
+    /// Awaits `query` for at most `limit`; on expiry cancels it on the
+    /// server and drains it (both within `drain`).
+    pub(crate) async fn timed<T, F>(
+        &self,
+        query: F,
+        limit: Duration,
+        id: Option<u64>,
+        drain: Duration,
+    ) -> Timed<T>
+    where
+        F: Future<Output = Result<T, sqlx::Error>>,
+    {
+        tokio::pin!(query);
+        if let Ok(r) = tokio::time::timeout(limit, &mut query).await {
+            return Timed::Done(r);
+        }
+        let Some(id) = id.filter(|_| self.supported()) else {
+            return Timed::TimedOut(Cancelled::NotSupported);
+        };
+        let both = async { tokio::join!(self.run(id, false), &mut query) };
+        match tokio::time::timeout(drain, both).await {
+            Ok((Ok(()), Err(e))) if self.is_cancel_error(&e) => Timed::TimedOut(Cancelled::Clean),
+            Ok((Err(e), _)) => {
+                tracing::warn!(error = %e, id, "poolguard: query cancel failed");
+                Timed::TimedOut(Cancelled::Closed)
+            }
+            _ => Timed::TimedOut(Cancelled::Closed),
+        }
+    }
+}
