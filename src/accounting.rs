@@ -64,6 +64,9 @@ pub(crate) struct Accounting {
     pub(crate) wake: Notify,
     closed: AtomicBool,
     pub(crate) leaks: Option<LeakTable>,
+    /// Mean hold over the stats window, nanoseconds (0: unknown); written by
+    /// the monitor each tick, read by load shedding.
+    pub(crate) mean_hold_ns: AtomicU64,
     metrics: HotMetrics,
 }
 
@@ -201,6 +204,7 @@ impl Accounting {
             wake: Notify::new(),
             closed: AtomicBool::new(false),
             leaks: leak_threshold.map(|t| LeakTable::new(t, max)),
+            mean_hold_ns: AtomicU64::new(0),
             metrics,
         }
     }

@@ -6,13 +6,17 @@ use std::time::Duration;
 use sqlx::{Database, Pool};
 
 use crate::accounting::{Accounting, Edges};
+use crate::breaker::{BreakerCell, BreakerConfig, Classifier, Outcome};
 use crate::error::Error;
 use crate::events::{AlertEvent, Callback, Event, EventHub, SaturationEvent};
 use crate::guard::PoolGuard;
 use crate::monitor::{Core, CoreParts, PoolStats, ServerSlot};
+use crate::protect::Protection;
 use crate::rules::{default_rules, Rule};
 use crate::saturation::SaturationPolicy;
+use crate::shed::ShedConfig;
 use crate::signals::Signal;
+use crate::timeout::{Killer, DEFAULT_DRAIN};
 
 /// Default pool name when [`PoolGuardBuilder::name`] is not called.
 pub const DEFAULT_NAME: &str = "default";
@@ -61,6 +65,11 @@ pub struct PoolGuardBuilder<DB: Database> {
     instances: u32,
     pub(crate) server_task: Option<ServerTask>,
     pub(crate) server_interval: Option<Duration>,
+    breaker: BreakerConfig,
+    classifier: Classifier,
+    shed: ShedConfig,
+    query_timeout: Option<Duration>,
+    drain_timeout: Duration,
 }
 
 impl<DB: Database> std::fmt::Debug for PoolGuardBuilder<DB> {
@@ -80,6 +89,10 @@ impl<DB: Database> std::fmt::Debug for PoolGuardBuilder<DB> {
             .field("scale_target", &self.scale_target)
             .field("instances", &self.instances)
             .field("watch_server", &self.server_task.is_some())
+            .field("breaker", &self.breaker)
+            .field("shed", &self.shed)
+            .field("query_timeout", &self.query_timeout)
+            .field("drain_timeout", &self.drain_timeout)
             .finish_non_exhaustive()
     }
 }
@@ -105,7 +118,56 @@ impl<DB: Database> PoolGuardBuilder<DB> {
             instances: 1,
             server_task: None,
             server_interval: None,
+            breaker: BreakerConfig::default(),
+            classifier: Arc::new(crate::breaker::classify),
+            shed: ShedConfig::default(),
+            query_timeout: None,
+            drain_timeout: DEFAULT_DRAIN,
         }
+    }
+
+    /// Circuit-breaker settings (default [`BreakerConfig::default`]); set
+    /// `metrics_only` for shadow mode. The breaker guards `acquire`, `begin`
+    /// and every call through the guard's `Executor`.
+    pub fn breaker(mut self, config: BreakerConfig) -> Self {
+        self.breaker = config;
+        self
+    }
+
+    /// Replaces how call errors count for the breaker (default
+    /// [`classify`](crate::breaker::classify)).
+    pub fn breaker_classifier(
+        mut self,
+        f: impl Fn(&sqlx::Error) -> Outcome + Send + Sync + 'static,
+    ) -> Self {
+        self.classifier = Arc::new(f);
+        self
+    }
+
+    /// Load-shedding settings (default [`ShedConfig::default`]: at most 2
+    /// waiters per connection, and no acquire whose estimated wait exceeds
+    /// 1 s or the pool's acquire timeout).
+    pub fn shed(mut self, config: ShedConfig) -> Self {
+        self.shed = config;
+        self
+    }
+
+    /// Default timeout of queries through the guard's `Executor` (off by
+    /// default; [`PoolGuard::with_timeout`] and
+    /// [`GuardedTransaction::with_timeout`](crate::GuardedTransaction::with_timeout)
+    /// override it per call). On PostgreSQL and MySQL/MariaDB an expired
+    /// query is cancelled on the server; each timed query first reads the
+    /// connection's backend id (one round trip).
+    pub fn query_timeout(mut self, limit: Duration) -> Self {
+        self.query_timeout = Some(limit);
+        self
+    }
+
+    /// Bound on cancelling and draining a timed-out query before its
+    /// connection is closed instead (default 250 ms).
+    pub fn drain_timeout(mut self, bound: Duration) -> Self {
+        self.drain_timeout = bound;
+        self
     }
 
     #[cfg(feature = "postgres")]
@@ -396,6 +458,30 @@ impl<DB: Database> PoolGuardBuilder<DB> {
                 ));
             }
         }
+        self.breaker.validate()?;
+        for (field, d) in [
+            (
+                "query_timeout",
+                self.query_timeout.unwrap_or(Duration::from_secs(1)),
+            ),
+            ("drain_timeout", self.drain_timeout),
+            ("shed.max_wait", self.shed.max_wait),
+        ] {
+            if d.is_zero() || d > MAX_DURATION {
+                return Err(Error::config(
+                    field,
+                    format!("{d:?}"),
+                    "must be above zero and at most one year",
+                ));
+            }
+        }
+        if self.shed.max_waiters_per_connection == 0 {
+            return Err(Error::config(
+                "shed.max_waiters_per_connection",
+                0,
+                "must be at least 1 (disable shedding with `enabled: false`)",
+            ));
+        }
         if self.instances == 0 {
             return Err(Error::config("instances", 0, "must be at least 1"));
         }
@@ -485,6 +571,17 @@ impl<DB: Database> PoolGuardBuilder<DB> {
             self.leak_threshold,
             hot,
         ));
+        let acquire_timeout = self.pool.options().get_acquire_timeout();
+        let protect = Protection {
+            breaker: BreakerCell::new(self.breaker.clone(), Arc::clone(&self.classifier)),
+            max_waiters: self.shed.max_waiters_per_connection.saturating_mul(max),
+            shed_deadline: acquire_timeout.min(self.shed.max_wait),
+            shed: self.shed.clone(),
+            query_timeout: self.query_timeout,
+            drain: self.drain_timeout,
+            killer: Arc::new(Killer::new::<DB>(&self.pool.connect_options())),
+            metrics: crate::metrics::register_protect(&self.name),
+        };
         let stats_pool = self.pool.clone();
         let core = Arc::new(Core::new(CoreParts {
             name: self.name,
@@ -495,6 +592,7 @@ impl<DB: Database> PoolGuardBuilder<DB> {
             forecast_window: self.forecast_window,
             scale_target: self.scale_target,
             instances: self.instances,
+            protect,
             gauges,
             hub: EventHub::new(self.event_capacity),
             stats: Box::new(move || PoolStats {

@@ -11,7 +11,11 @@ use futures::future::BoxFuture;
 use sqlx::pool::PoolConnection;
 use sqlx::{Acquire, Database, Transaction};
 
+use std::sync::Arc;
+
 use crate::accounting::HoldTicket;
+use crate::executor::{Target, Timed};
+use crate::monitor::Core;
 
 /// A pooled connection checked out through a [`PoolGuard`](crate::PoolGuard).
 ///
@@ -20,15 +24,41 @@ use crate::accounting::HoldTicket;
 pub struct GuardedConnection<DB: Database> {
     conn: PoolConnection<DB>,
     ticket: HoldTicket,
+    core: Arc<Core>,
+    backend_id: Option<u64>,
 }
 
 impl<DB: Database> GuardedConnection<DB> {
-    pub(crate) fn new(conn: PoolConnection<DB>, ticket: HoldTicket) -> Self {
-        Self { conn, ticket }
+    pub(crate) fn new(conn: PoolConnection<DB>, ticket: HoldTicket, core: Arc<Core>) -> Self {
+        Self {
+            conn,
+            ticket,
+            core,
+            backend_id: None,
+        }
     }
 
     pub(crate) fn into_parts(self) -> (PoolConnection<DB>, HoldTicket) {
         (self.conn, self.ticket)
+    }
+
+    /// Drops the connection without returning it to the pool (its session
+    /// is in doubt after a timeout); the pool may open a replacement.
+    pub(crate) fn discard(self) {
+        drop(self.conn.detach());
+    }
+
+    /// An executor on this connection whose queries time out after `limit`
+    /// and are then cancelled on the server; if the connection cannot be
+    /// proven clean afterwards it is closed when dropped instead of
+    /// returned to the pool.
+    pub fn with_timeout(&mut self, limit: Duration) -> Timed<'_, DB> {
+        Timed {
+            target: Target::Conn(&mut self.conn),
+            core: &self.core,
+            backend_id: &mut self.backend_id,
+            limit,
+        }
     }
 
     /// How long this connection has been held.
@@ -97,11 +127,41 @@ pub struct GuardedTransaction<DB: Database> {
     tx: Transaction<'static, DB>,
     // Declared after `tx`: the connection is released before the count drops.
     ticket: HoldTicket,
+    core: Arc<Core>,
+    backend_id: Option<u64>,
 }
 
 impl<DB: Database> GuardedTransaction<DB> {
-    pub(crate) fn new(tx: Transaction<'static, DB>, ticket: HoldTicket) -> Self {
-        Self { tx, ticket }
+    pub(crate) fn new(tx: Transaction<'static, DB>, ticket: HoldTicket, core: Arc<Core>) -> Self {
+        Self {
+            tx,
+            ticket,
+            core,
+            backend_id: None,
+        }
+    }
+
+    /// An executor in this transaction whose queries time out after `limit`
+    /// and are then cancelled on the server (PostgreSQL then aborts the
+    /// transaction: roll it back). If the cancel cannot be confirmed, the
+    /// server session is ended, so the connection is discarded rather than
+    /// reused.
+    ///
+    /// ```no_run
+    /// # async fn f(guard: poolguard::PoolGuard<sqlx::Postgres>) -> Result<(), sqlx::Error> {
+    /// use std::time::Duration;
+    /// let mut tx = guard.begin().await?;
+    /// sqlx::query("UPDATE t SET v = v + 1").execute(tx.with_timeout(Duration::from_secs(2))).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_timeout(&mut self, limit: Duration) -> Timed<'_, DB> {
+        Timed {
+            target: Target::Tx(&mut self.tx),
+            core: &self.core,
+            backend_id: &mut self.backend_id,
+            limit,
+        }
     }
 
     /// Commits the transaction.

@@ -15,6 +15,7 @@ use std::time::{Duration, SystemTime};
 use futures::stream::{BoxStream, Stream, StreamExt};
 use tokio::sync::broadcast;
 
+use crate::breaker::BreakerState;
 use crate::forecast::Forecast;
 use crate::rules::{AlertState, Severity};
 use crate::saturation::Level;
@@ -34,6 +35,30 @@ pub enum Event {
     ScaleHint(ScaleHint),
     /// A connection was held past the leak threshold, or came back after.
     Leak(LeakEvent),
+    /// The circuit breaker changed state.
+    Breaker(BreakerEvent),
+}
+
+/// A circuit-breaker transition.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct BreakerEvent {
+    /// State before.
+    pub from: BreakerState,
+    /// State after.
+    pub to: BreakerState,
+    /// Failure rate that decided it (window, or the half-open trials).
+    pub failure_rate: f64,
+    /// Slow-call rate that decided it.
+    pub slow_call_rate: f64,
+    /// Calls behind those rates.
+    pub calls: u32,
+    /// When opened: how long until the half-open trial.
+    pub retry_in: Option<Duration>,
+    /// In MetricsOnly (shadow) mode: nothing is rejected.
+    pub shadow: bool,
+    /// Wall-clock time of the change.
+    pub at: SystemTime,
 }
 
 /// A rule's state changed.

@@ -1,27 +1,281 @@
-//! `&PoolGuard` as an `sqlx::Executor` and `sqlx::Acquire`, so code that took
-//! `&Pool` keeps the guard's accounting when handed `&guard` instead.
+//! The guard as an `sqlx::Executor` and `sqlx::Acquire`, so code that took
+//! `&Pool` keeps the guard's accounting and protection when handed `&guard`.
 //!
-//! Each call acquires through the guard (counted like [`PoolGuard::acquire`])
-//! and holds the connection until the returned future or stream finishes or
-//! is dropped. Queries (`fetch_*`, `execute*`) are timed from after the
-//! acquire to the last row and counted as succeeded or failed for the
-//! latency and error-rate signals; a dropped future or stream counts
-//! nothing. Leak reports for connections taken here name this file: sqlx
-//! calls the trait, so the application's call site is not visible. `describe` is always implemented: this crate turns on
-//! sqlx-core's `offline` feature, which sqlx's default `macros` feature turns
-//! on too, so the trait has the same shape whatever the application enables.
+//! Each call through `&PoolGuard` (or [`Timeout`], its per-call timeout
+//! variant) asks the circuit breaker first, then acquires through the guard
+//! (counted, load-shed like [`PoolGuard::acquire`]) and holds the connection
+//! until the returned future or stream finishes or is dropped. Queries
+//! (`fetch_*`, `execute*`) are timed from after the acquire to the last row,
+//! counted as succeeded or failed for the latency and error-rate signals and
+//! for the breaker; a dropped future or stream counts nothing.
+//!
+//! With a query timeout, the connection's backend id is read first (one
+//! round trip), and an expired query is cancelled on the server and drained
+//! (see `timeout.rs`); a connection that cannot be proven clean is closed.
+//! [`Timed`] does the same on a connection or transaction already held.
+//!
+//! Leak reports for connections taken here name this file: sqlx calls the
+//! trait, so the application's call site is not visible. `describe` is
+//! always implemented: this crate turns on sqlx-core's `offline` feature,
+//! which sqlx's default `macros` feature turns on too, so the trait has the
+//! same shape whatever the application enables.
 
 use std::panic::Location;
+use std::sync::Arc;
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::TryStreamExt;
-use sqlx::pool::MaybePoolConnection;
+use sqlx::pool::{MaybePoolConnection, PoolConnection};
 use sqlx::{Acquire, Database, Either, Execute, Executor, SqlStr, Transaction};
 use sqlx_core::ext::async_stream::TryAsyncStream;
 
 use crate::connection::GuardedConnection;
+use crate::error::Cancelled;
 use crate::guard::PoolGuard;
+use crate::monitor::Core;
+use crate::timeout::Timed as Outcome;
+
+/// `&PoolGuard` with a timeout for the calls made through it, from
+/// [`PoolGuard::with_timeout`]: an `Executor` like `&PoolGuard`.
+pub struct Timeout<'g, DB: Database> {
+    guard: &'g PoolGuard<DB>,
+    limit: Option<Duration>,
+}
+
+impl<DB: Database> Clone for Timeout<'_, DB> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<DB: Database> Copy for Timeout<'_, DB> {}
+
+impl<DB: Database> std::fmt::Debug for Timeout<'_, DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timeout")
+            .field("pool", &self.guard.name())
+            .field("limit", &self.limit)
+            .finish()
+    }
+}
+
+impl<DB: Database> PoolGuard<DB> {
+    /// An executor like `&self` whose queries time out after `limit` (the
+    /// guard's default [`query_timeout`](crate::PoolGuardBuilder::query_timeout)
+    /// is replaced for these calls).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), sqlx::Error> {
+    /// # let pool = sqlx::sqlite::SqlitePoolOptions::new().connect("sqlite::memory:").await?;
+    /// # let guard = poolguard::PoolGuard::builder(pool).build().unwrap();
+    /// use std::time::Duration;
+    /// sqlx::query("SELECT 1").execute(guard.with_timeout(Duration::from_millis(500))).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_timeout(&self, limit: Duration) -> Timeout<'_, DB> {
+        Timeout {
+            guard: self,
+            limit: Some(limit),
+        }
+    }
+}
+
+/// What a timed-out query leaves to do to its connection.
+fn after_timeout(core: &Core, id: Option<u64>, server: Cancelled) -> bool {
+    let clean = server == Cancelled::Clean;
+    if !clean {
+        if let Some(id) = id {
+            core.protect
+                .killer
+                .terminate_in_background(id, core.protect.drain);
+        }
+    }
+    clean
+}
+
+async fn backend_id<DB: Database>(
+    core: &Core,
+    conn: &mut DB::Connection,
+) -> Result<Option<u64>, sqlx::Error> {
+    if core.protect.killer.supported() {
+        core.protect.killer.backend_id(conn).await
+    } else {
+        Ok(None)
+    }
+}
+
+/// One `fetch_optional` on `conn` with an optional limit; `Err(clean)` when
+/// it timed out.
+async fn optional_on<'q, DB, E>(
+    core: &Core,
+    conn: &mut DB::Connection,
+    query: E,
+    limit: Option<Duration>,
+    id_cache: &mut Option<u64>,
+) -> Result<Result<Option<DB::Row>, sqlx::Error>, (Duration, Cancelled)>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    E: 'q + Execute<'q, DB>,
+{
+    let q = core.acct.start_query();
+    let Some(limit) = limit else {
+        let r = conn.fetch_optional(query).await;
+        q.finish(r.is_ok());
+        return Ok(r);
+    };
+    if id_cache.is_none() {
+        match backend_id::<DB>(core, conn).await {
+            Ok(id) => *id_cache = id,
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    let id = *id_cache;
+    let killer = Arc::clone(&core.protect.killer);
+    match killer
+        .timed(conn.fetch_optional(query), limit, id, core.protect.drain)
+        .await
+    {
+        Outcome::Done(r) => {
+            q.finish(r.is_ok());
+            Ok(r)
+        }
+        Outcome::TimedOut(server) => {
+            q.finish(false);
+            Err((limit, server))
+        }
+    }
+}
+
+fn fetch_optional_guarded<'e, 'q: 'e, DB, E>(
+    guard: PoolGuard<DB>,
+    query: E,
+    limit: Option<Duration>,
+) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    E: 'q + Execute<'q, DB>,
+{
+    Box::pin(async move {
+        let core = Arc::clone(guard.core());
+        let ticket = core.admit()?;
+        let r = async {
+            let mut conn = guard.acquire_at(Location::caller()).await?;
+            let mut id = None;
+            match optional_on::<DB, E>(&core, &mut conn, query, limit, &mut id).await {
+                Ok(r) => r,
+                Err((limit, server)) => {
+                    if !after_timeout(&core, id, server) {
+                        conn.discard();
+                    }
+                    Err(core.query_timed_out(limit, server).into())
+                }
+            }
+        }
+        .await;
+        ticket.finish_sqlx(&r);
+        r
+    })
+}
+
+fn fetch_many_guarded<'e, 'q: 'e, DB, E>(
+    guard: PoolGuard<DB>,
+    query: E,
+    limit: Option<Duration>,
+) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    E: 'q + Execute<'q, DB>,
+{
+    Box::pin(TryAsyncStream::new(move |yielder| async move {
+        let core = Arc::clone(guard.core());
+        let ticket = core.admit()?;
+        let r: Result<(), sqlx::Error> = async {
+            let mut conn = guard.acquire_at(Location::caller()).await?;
+            let mut id = None;
+            let r = many_on::<DB, E>(&core, &mut conn, query, limit, &mut id, &yielder).await;
+            match r {
+                Ok(r) => r,
+                Err((limit, server)) => {
+                    if !after_timeout(&core, id, server) {
+                        conn.discard();
+                    }
+                    Err(core.query_timed_out(limit, server).into())
+                }
+            }
+        }
+        .await;
+        ticket.finish_sqlx(&r);
+        r
+    }))
+}
+
+type Yielder<DB> = sqlx_core::ext::async_stream::Yielder<
+    Either<<DB as Database>::QueryResult, <DB as Database>::Row>,
+>;
+
+/// One `fetch_many` on `conn`, yielding as it goes; `Err` when it timed out.
+async fn many_on<'q, DB, E>(
+    core: &Core,
+    conn: &mut DB::Connection,
+    query: E,
+    limit: Option<Duration>,
+    id_cache: &mut Option<u64>,
+    yielder: &Yielder<DB>,
+) -> Result<Result<(), sqlx::Error>, (Duration, Cancelled)>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    E: 'q + Execute<'q, DB>,
+{
+    if limit.is_some() && id_cache.is_none() {
+        match backend_id::<DB>(core, conn).await {
+            Ok(id) => *id_cache = id,
+            Err(e) => return Ok(Err(e)),
+        }
+    }
+    let q = core.acct.start_query();
+    let deadline = limit.map(|l| tokio::time::Instant::now() + l);
+    let mut rows = conn.fetch_many(query);
+    loop {
+        let next = match deadline {
+            None => rows.try_next().await,
+            Some(at) => match tokio::time::timeout_at(at, rows.try_next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+        };
+        match next {
+            Ok(Some(v)) => yielder.r#yield(v).await,
+            Ok(None) => {
+                q.finish(true);
+                return Ok(Ok(()));
+            }
+            Err(e) => {
+                q.finish(false);
+                return Ok(Err(e));
+            }
+        }
+    }
+    // Timed out: cancel on the server and drain the rest of the stream.
+    q.finish(false);
+    let limit = limit.expect("only a deadline breaks the loop");
+    let rest = async {
+        while rows.try_next().await?.is_some() {}
+        Ok(())
+    };
+    let server = core
+        .protect
+        .killer
+        .cancel_and_drain(*id_cache, rest, core.protect.drain)
+        .await;
+    Err((limit, server))
+}
 
 impl<'p, DB: Database> Executor<'p> for &'_ PoolGuard<DB>
 where
@@ -36,24 +290,8 @@ where
     where
         E: 'q + Execute<'q, DB>,
     {
-        let guard = self.clone();
-        Box::pin(TryAsyncStream::new(move |yielder| async move {
-            let mut conn = guard.acquire_at(Location::caller()).await?;
-            let ticket = guard.core().acct.start_query();
-            let mut rows = (&mut *conn).fetch_many(query);
-            loop {
-                match rows.try_next().await {
-                    Ok(Some(v)) => yielder.r#yield(v).await,
-                    Ok(None) => break,
-                    Err(e) => {
-                        ticket.finish(false);
-                        return Err(e);
-                    }
-                }
-            }
-            ticket.finish(true);
-            Ok(())
-        }))
+        let limit = self.core().protect.query_timeout;
+        fetch_many_guarded(self.clone(), query, limit)
     }
 
     fn fetch_optional<'e, 'q: 'e, E>(
@@ -63,14 +301,8 @@ where
     where
         E: 'q + Execute<'q, DB>,
     {
-        let guard = self.clone();
-        Box::pin(async move {
-            let mut conn = guard.acquire_at(Location::caller()).await?;
-            let ticket = guard.core().acct.start_query();
-            let result = (&mut *conn).fetch_optional(query).await;
-            ticket.finish(result.is_ok());
-            result
-        })
+        let limit = self.core().protect.query_timeout;
+        fetch_optional_guarded(self.clone(), query, limit)
     }
 
     fn prepare_with<'e>(
@@ -98,6 +330,181 @@ where
     }
 }
 
+impl<'p, DB: Database> Executor<'p> for Timeout<'_, DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    type Database = DB;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
+    where
+        E: 'q + Execute<'q, DB>,
+    {
+        fetch_many_guarded(self.guard.clone(), query, self.limit)
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
+    where
+        E: 'q + Execute<'q, DB>,
+    {
+        fetch_optional_guarded(self.guard.clone(), query, self.limit)
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: SqlStr,
+        parameters: &'e [DB::TypeInfo],
+    ) -> BoxFuture<'e, Result<DB::Statement, sqlx::Error>>
+    where
+        'p: 'e,
+    {
+        self.guard.prepare_with(sql, parameters)
+    }
+
+    #[doc(hidden)]
+    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<sqlx::Describe<DB>, sqlx::Error>> {
+        self.guard.describe(sql)
+    }
+}
+
+/// What a [`Timed`] executor runs on.
+pub(crate) enum Target<'c, DB: Database> {
+    Conn(&'c mut PoolConnection<DB>),
+    Tx(&'c mut Transaction<'static, DB>),
+}
+
+impl<DB: Database> Target<'_, DB> {
+    fn conn(&mut self) -> &mut DB::Connection {
+        match self {
+            Target::Conn(c) => c,
+            Target::Tx(t) => t,
+        }
+    }
+
+    /// After a timeout that left the session in doubt: a pooled connection
+    /// is closed instead of returned; a transaction's session is ended on
+    /// the server (its rollback then fails and sqlx discards it).
+    fn poison(&mut self) {
+        if let Target::Conn(c) = self {
+            c.close_on_drop();
+        }
+    }
+}
+
+/// A held connection or transaction with a query timeout, from
+/// [`GuardedConnection::with_timeout`] and
+/// [`GuardedTransaction::with_timeout`](crate::GuardedTransaction::with_timeout):
+/// an `Executor` whose queries are cancelled on the server when they run past
+/// the limit.
+pub struct Timed<'c, DB: Database> {
+    pub(crate) target: Target<'c, DB>,
+    pub(crate) core: &'c Core,
+    pub(crate) backend_id: &'c mut Option<u64>,
+    pub(crate) limit: Duration,
+}
+
+impl<DB: Database> std::fmt::Debug for Timed<'_, DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timed")
+            .field("pool", &self.core.name)
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'c, DB: Database> Executor<'c> for Timed<'c, DB>
+where
+    for<'x> &'x mut DB::Connection: Executor<'x, Database = DB>,
+{
+    type Database = DB;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        mut self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, DB>,
+    {
+        Box::pin(TryAsyncStream::new(move |yielder| async move {
+            let core = self.core;
+            let r = many_on::<DB, E>(
+                core,
+                self.target.conn(),
+                query,
+                Some(self.limit),
+                self.backend_id,
+                &yielder,
+            )
+            .await;
+            match r {
+                Ok(r) => r,
+                Err((limit, server)) => {
+                    if !after_timeout(core, *self.backend_id, server) {
+                        self.target.poison();
+                    }
+                    Err(core.query_timed_out(limit, server).into())
+                }
+            }
+        }))
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        mut self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, DB>,
+    {
+        Box::pin(async move {
+            let core = self.core;
+            let r = optional_on::<DB, E>(
+                core,
+                self.target.conn(),
+                query,
+                Some(self.limit),
+                self.backend_id,
+            )
+            .await;
+            match r {
+                Ok(r) => r,
+                Err((limit, server)) => {
+                    if !after_timeout(core, *self.backend_id, server) {
+                        self.target.poison();
+                    }
+                    Err(core.query_timed_out(limit, server).into())
+                }
+            }
+        })
+    }
+
+    fn prepare_with<'e>(
+        mut self,
+        sql: SqlStr,
+        parameters: &'e [DB::TypeInfo],
+    ) -> BoxFuture<'e, Result<DB::Statement, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        Box::pin(async move { self.target.conn().prepare_with(sql, parameters).await })
+    }
+
+    #[doc(hidden)]
+    fn describe<'e>(mut self, sql: SqlStr) -> BoxFuture<'e, Result<sqlx::Describe<DB>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        Box::pin(async move { self.target.conn().describe(sql).await })
+    }
+}
+
 /// `acquire()` is fully counted. `begin()` must return sqlx's own
 /// `Transaction`, which cannot carry the guard's hold ticket: its acquire
 /// (wait, timeout, total) is counted, but the connection stops counting as in
@@ -109,7 +516,7 @@ impl<'a, DB: Database> Acquire<'a> for &'_ PoolGuard<DB> {
 
     fn acquire(self) -> BoxFuture<'a, Result<GuardedConnection<DB>, sqlx::Error>> {
         let guard = self.clone();
-        Box::pin(async move { Ok(guard.acquire_at(Location::caller()).await?) })
+        Box::pin(async move { Ok(guard.acquire_guarded(Location::caller()).await?) })
     }
 
     fn begin(self) -> BoxFuture<'a, Result<Transaction<'a, DB>, sqlx::Error>> {

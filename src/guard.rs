@@ -120,17 +120,35 @@ impl<DB: Database> PoolGuard<DB> {
     /// location is recorded for leak reports (`#[track_caller]`).
     #[track_caller]
     pub fn acquire(&self) -> impl Future<Output = Result<GuardedConnection<DB>, Error>> + '_ {
-        self.acquire_at(Location::caller())
+        self.acquire_guarded(Location::caller())
     }
 
+    /// Breaker admission, then [`acquire_at`](Self::acquire_at); the
+    /// acquire's outcome counts for the breaker.
+    pub(crate) async fn acquire_guarded(
+        &self,
+        location: &'static Location<'static>,
+    ) -> Result<GuardedConnection<DB>, Error> {
+        let ticket = self.inner.core.admit()?;
+        let r = self.acquire_at(location).await;
+        ticket.finish_guard(&r);
+        r
+    }
+
+    /// Load shedding, then the counted acquire.
     pub(crate) async fn acquire_at(
         &self,
         location: &'static Location<'static>,
     ) -> Result<GuardedConnection<DB>, Error> {
         let core = &self.inner.core;
+        core.shed_check()?;
         let ticket = core.acct.start_wait(location);
         match self.inner.pool.acquire().await {
-            Ok(conn) => Ok(GuardedConnection::new(conn, ticket.acquired())),
+            Ok(conn) => Ok(GuardedConnection::new(
+                conn,
+                ticket.acquired(),
+                Arc::clone(core),
+            )),
             Err(sqlx::Error::PoolTimedOut) => {
                 let c = core.acct.counters();
                 let waited = ticket.timed_out();
@@ -166,7 +184,11 @@ impl<DB: Database> PoolGuard<DB> {
         let ticket = self.inner.core.acct.start_wait(Location::caller());
         // A `None` drops the ticket: no waiter, no outcome counted.
         let conn = self.inner.pool.try_acquire()?;
-        Some(GuardedConnection::new(conn, ticket.acquired()))
+        Some(GuardedConnection::new(
+            conn,
+            ticket.acquired(),
+            Arc::clone(&self.inner.core),
+        ))
     }
 
     /// Acquires a connection and begins a transaction; the connection counts
@@ -175,9 +197,17 @@ impl<DB: Database> PoolGuard<DB> {
     pub fn begin(&self) -> impl Future<Output = Result<GuardedTransaction<DB>, Error>> + '_ {
         let location = Location::caller();
         async move {
-            let (conn, ticket) = self.acquire_at(location).await?.into_parts();
-            let tx = Transaction::begin(MaybePoolConnection::PoolConnection(conn), None).await?;
-            Ok(GuardedTransaction::new(tx, ticket))
+            let core = &self.inner.core;
+            let admitted = core.admit()?;
+            let r = async {
+                let (conn, ticket) = self.acquire_at(location).await?.into_parts();
+                let tx =
+                    Transaction::begin(MaybePoolConnection::PoolConnection(conn), None).await?;
+                Ok(GuardedTransaction::new(tx, ticket, Arc::clone(core)))
+            }
+            .await;
+            admitted.finish_guard(&r);
+            r
         }
     }
 
@@ -197,6 +227,13 @@ impl<DB: Database> PoolGuard<DB> {
     /// ```
     pub fn record_request(&self, status: u16, latency: Duration) {
         self.inner.core.acct.record_request(status, latency);
+    }
+
+    /// The circuit breaker: its state and manual control.
+    pub fn breaker(&self) -> crate::protect::BreakerHandle<'_> {
+        crate::protect::BreakerHandle {
+            core: &self.inner.core,
+        }
     }
 
     /// Every rule's state, in rule order.

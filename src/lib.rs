@@ -99,6 +99,7 @@ mod histogram;
 mod leak;
 pub mod metrics;
 mod monitor;
+mod protect;
 pub mod rules;
 mod saturation;
 mod scale;
@@ -117,9 +118,13 @@ pub use config::{
 };
 pub use connection::{GuardedConnection, GuardedTransaction};
 pub use error::{Cancelled, Error, PoolState, ShedReason};
-pub use events::{AlertEvent, Event, EventStream, EventsMissed, LeakEvent, SaturationEvent};
+pub use events::{
+    AlertEvent, BreakerEvent, Event, EventStream, EventsMissed, LeakEvent, SaturationEvent,
+};
+pub use executor::{Timed, Timeout};
 pub use forecast::Forecast;
 pub use guard::PoolGuard;
+pub use protect::BreakerHandle;
 pub use rules::{AlertState, Comparison, Rule, Severity};
 pub use saturation::{Level, SaturationPolicy};
 pub use scale::{ScaleHint, ServerCapacity};

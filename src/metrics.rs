@@ -43,6 +43,17 @@ pub const SCALE_RECOMMENDED: &str = "poolguard.scale.recommended_max";
 pub const SERVER_UTILIZATION: &str = "poolguard.server.utilization";
 /// `poolguard.leaks`: connections reported held past the leak threshold.
 pub const LEAKS: &str = "poolguard.leaks";
+/// `poolguard.breaker.state`: 0 closed, 1 open, 2 half-open, 3 forced open,
+/// 4 disabled.
+pub const BREAKER_STATE: &str = "poolguard.breaker.state";
+/// `poolguard.breaker.calls`: calls by [`OUTCOME`] (`success`, `failure`,
+/// `rejected`).
+pub const BREAKER_CALLS: &str = "poolguard.breaker.calls";
+/// `poolguard.shed`: acquires refused by load shedding, by [`REASON`]
+/// (`waiters`, `hopeless`).
+pub const SHED: &str = "poolguard.shed";
+/// `poolguard.query.timeouts`: queries that ran past their timeout.
+pub const QUERY_TIMEOUTS: &str = "poolguard.query.timeouts";
 
 /// Label with the pool's name, on every metric.
 pub const POOL_NAME: &str = "db.client.connection.pool.name";
@@ -52,6 +63,10 @@ pub const STATE: &str = "db.client.connection.state";
 pub const RULE: &str = "rule";
 /// Label with the rule's severity on [`ALERT_STATE`].
 pub const SEVERITY: &str = "severity";
+/// Label with the call outcome on [`BREAKER_CALLS`].
+pub const OUTCOME: &str = "outcome";
+/// Label with the reason on [`SHED`].
+pub const REASON: &str = "reason";
 
 fn describe_all() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
@@ -113,6 +128,26 @@ fn describe_all() {
         Unit::Count,
         "Database server connection slots in use / available (0..=1)"
     );
+    describe_gauge!(
+        BREAKER_STATE,
+        Unit::Count,
+        "Circuit breaker: 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled"
+    );
+    describe_counter!(
+        BREAKER_CALLS,
+        Unit::Count,
+        "Calls seen by the circuit breaker, by outcome"
+    );
+    describe_counter!(
+        SHED,
+        Unit::Count,
+        "Acquires refused by load shedding, by reason"
+    );
+    describe_counter!(
+        QUERY_TIMEOUTS,
+        Unit::Count,
+        "Queries that ran past their timeout"
+    );
     describe_counter!(
         LEAKS,
         Unit::Count,
@@ -143,6 +178,39 @@ pub(crate) struct Gauges {
     pub(crate) scale: Gauge,
     pub(crate) server: Gauge,
     pub(crate) leaks: Counter,
+}
+
+/// Handles of the protection layer (breaker, shedding, query timeouts).
+pub(crate) struct ProtectMetrics {
+    pub(crate) breaker_state: Gauge,
+    pub(crate) success: Counter,
+    pub(crate) failure: Counter,
+    pub(crate) rejected: Counter,
+    pub(crate) shed_waiters: Counter,
+    pub(crate) shed_hopeless: Counter,
+    pub(crate) query_timeouts: Counter,
+}
+
+impl std::fmt::Debug for ProtectMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProtectMetrics").finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn register_protect(pool: &Arc<str>) -> ProtectMetrics {
+    let name = pool.to_string();
+    let calls = |outcome: &'static str| metrics::counter!(BREAKER_CALLS, POOL_NAME => name.clone(), OUTCOME => outcome);
+    let shed =
+        |reason: &'static str| metrics::counter!(SHED, POOL_NAME => name.clone(), REASON => reason);
+    ProtectMetrics {
+        breaker_state: metrics::gauge!(BREAKER_STATE, POOL_NAME => name.clone()),
+        success: calls("success"),
+        failure: calls("failure"),
+        rejected: calls("rejected"),
+        shed_waiters: shed("waiters"),
+        shed_hopeless: shed("hopeless"),
+        query_timeouts: metrics::counter!(QUERY_TIMEOUTS, POOL_NAME => name.clone()),
+    }
 }
 
 /// What the monitor publishes each evaluation.

@@ -119,6 +119,7 @@ pub(crate) struct Core {
     scale_target: f64,
     instances: u32,
     pub(crate) server: ServerSlot,
+    pub(crate) protect: crate::protect::Protection,
     state: Mutex<State>,
     gauges: Gauges,
     pub(crate) hub: EventHub,
@@ -146,6 +147,7 @@ pub(crate) struct CoreParts {
     pub(crate) forecast_window: Duration,
     pub(crate) scale_target: f64,
     pub(crate) instances: u32,
+    pub(crate) protect: crate::protect::Protection,
     pub(crate) gauges: Gauges,
     pub(crate) hub: EventHub,
     pub(crate) stats: StatsFn,
@@ -211,6 +213,7 @@ impl Core {
             scale_target: p.scale_target,
             instances: p.instances,
             server: Arc::new(Mutex::new(None)),
+            protect: p.protect,
             gauges: p.gauges,
             hub: p.hub,
             stats: p.stats,
@@ -354,12 +357,17 @@ impl Core {
                 .expect("histograms are copied on ticks")
                 .hold
                 .since(&st.window.hist_at(now, self.stats_window).hold);
+            let mean_hold = hold.mean_secs();
+            let ns = mean_hold.map_or(0, |h| (h * 1e9).clamp(1.0, u64::MAX as f64) as u64);
+            self.acct
+                .mean_hold_ns
+                .store(ns, std::sync::atomic::Ordering::Relaxed);
             st.forecast = st.forecaster.observe(
                 now,
                 TickInput {
                     demand: avg.demand,
                     arrivals_total: c.attempts_total,
-                    mean_hold: hold.mean_secs(),
+                    mean_hold,
                     max,
                 },
             );

@@ -98,6 +98,12 @@ impl Killer {
         Self { kind: Kind::None }
     }
 
+    /// No server-side cancel.
+    #[cfg(test)]
+    pub(crate) fn none() -> Self {
+        Self { kind: Kind::None }
+    }
+
     /// Whether the statement can be stopped on the server.
     pub(crate) fn supported(&self) -> bool {
         !matches!(self.kind, Kind::None)
@@ -220,17 +226,33 @@ impl Killer {
         if let Ok(r) = tokio::time::timeout(limit, &mut query).await {
             return Timed::Done(r);
         }
+        let rest = async { (&mut query).await.map(drop) };
+        Timed::TimedOut(self.cancel_and_drain(id, rest, drain).await)
+    }
+
+    /// Cancels the statement of session `id` and awaits `rest` (the rest of
+    /// the timed-out query), both within `drain`; says whether the
+    /// connection is clean.
+    pub(crate) async fn cancel_and_drain<F>(
+        &self,
+        id: Option<u64>,
+        rest: F,
+        drain: Duration,
+    ) -> Cancelled
+    where
+        F: Future<Output = Result<(), sqlx::Error>>,
+    {
         let Some(id) = id.filter(|_| self.supported()) else {
-            return Timed::TimedOut(Cancelled::NotSupported);
+            return Cancelled::NotSupported;
         };
-        let both = async { tokio::join!(self.run(id, false), &mut query) };
+        let both = async { tokio::join!(self.run(id, false), rest) };
         match tokio::time::timeout(drain, both).await {
-            Ok((Ok(()), Err(e))) if self.is_cancel_error(&e) => Timed::TimedOut(Cancelled::Clean),
+            Ok((Ok(()), Err(e))) if self.is_cancel_error(&e) => Cancelled::Clean,
             Ok((Err(e), _)) => {
                 tracing::warn!(error = %e, id, "poolguard: query cancel failed");
-                Timed::TimedOut(Cancelled::Closed)
+                Cancelled::Closed
             }
-            _ => Timed::TimedOut(Cancelled::Closed),
+            _ => Cancelled::Closed,
         }
     }
 }

@@ -35,6 +35,7 @@ fn harness_with(max: u32, rules: Vec<Rule>, leak: Option<Duration>) -> Harness {
         leak,
         hot,
     ));
+    let protect = crate::protect::Protection::for_tests(&name, max);
     let core = Arc::new(Core::new(CoreParts {
         name,
         acct,
@@ -44,6 +45,7 @@ fn harness_with(max: u32, rules: Vec<Rule>, leak: Option<Duration>) -> Harness {
         forecast_window: secs(300),
         scale_target: 0.6,
         instances: 1,
+        protect,
         gauges,
         hub: EventHub::new(4096),
         stats: Box::new(|| PoolStats { size: 20, idle: 1 }),

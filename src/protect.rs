@@ -1,0 +1,305 @@
+//! Protection on the call path: admission (circuit breaker, load shedding)
+//! before an acquire waits, outcome recording after the call, and query
+//! timeouts. The decisions live in `breaker.rs`, `shed.rs` and `timeout.rs`;
+//! this file applies them to the guard's calls and reports what happened.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use crate::breaker::{BreakerCell, Change, Outcome, Permit};
+use crate::error::{Error, ShedReason};
+use crate::events::{BreakerEvent, Event};
+use crate::metrics::ProtectMetrics;
+use crate::monitor::Core;
+use crate::shed::{self, ShedConfig};
+use crate::timeout::Killer;
+
+/// The protection settings and state of one guard.
+pub(crate) struct Protection {
+    pub(crate) breaker: BreakerCell,
+    pub(crate) shed: ShedConfig,
+    /// `max_waiters_per_connection x max_connections`.
+    pub(crate) max_waiters: u32,
+    /// min(pool's acquire_timeout, shed.max_wait).
+    pub(crate) shed_deadline: Duration,
+    pub(crate) query_timeout: Option<Duration>,
+    pub(crate) drain: Duration,
+    pub(crate) killer: Arc<Killer>,
+    pub(crate) metrics: ProtectMetrics,
+}
+
+impl std::fmt::Debug for Protection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Protection")
+            .field("breaker", &self.breaker)
+            .field("shed", &self.shed)
+            .field("query_timeout", &self.query_timeout)
+            .field("killer", &self.killer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Protection {
+    /// The defaults, with no server behind them.
+    #[cfg(test)]
+    pub(crate) fn for_tests(name: &Arc<str>, max: u32) -> Self {
+        let shed = ShedConfig::default();
+        Self {
+            breaker: BreakerCell::new(
+                crate::breaker::BreakerConfig::default(),
+                Arc::new(crate::breaker::classify),
+            ),
+            max_waiters: shed.max_waiters_per_connection.saturating_mul(max),
+            shed_deadline: shed.max_wait,
+            shed,
+            query_timeout: None,
+            drain: crate::timeout::DEFAULT_DRAIN,
+            killer: Arc::new(Killer::none()),
+            metrics: crate::metrics::register_protect(name),
+        }
+    }
+}
+
+/// One admitted call. Finish it with the call's result; dropping it
+/// unfinished (a cancelled call) records nothing and gives a half-open trial
+/// permit back.
+#[derive(Debug)]
+pub(crate) struct CallTicket<'a> {
+    core: &'a Core,
+    trial: bool,
+    started: Instant,
+    done: bool,
+}
+
+impl CallTicket<'_> {
+    pub(crate) fn finish(mut self, outcome: Outcome) {
+        self.done = true;
+        let p = &self.core.protect;
+        match outcome {
+            Outcome::Success => p.metrics.success.increment(1),
+            Outcome::Failure => p.metrics.failure.increment(1),
+            _ => {}
+        }
+        if let Some(c) = p
+            .breaker
+            .record(self.trial, outcome, self.started.elapsed())
+        {
+            self.core.breaker_changed(c);
+        }
+    }
+
+    /// Finishes with the outcome of an sqlx result, by the classifier.
+    pub(crate) fn finish_sqlx<T>(self, r: &Result<T, sqlx::Error>) {
+        let outcome = match r {
+            Ok(_) => Outcome::Success,
+            Err(e) => (self.core.protect.breaker.classifier)(e),
+        };
+        self.finish(outcome);
+    }
+
+    /// Finishes with the outcome of a guard result.
+    pub(crate) fn finish_guard<T>(self, r: &Result<T, Error>) {
+        let outcome = match r {
+            Ok(_) => Outcome::Success,
+            Err(Error::Sqlx(e)) => (self.core.protect.breaker.classifier)(e),
+            Err(
+                Error::AcquireTimeout { .. } | Error::LoadShed { .. } | Error::QueryTimeout { .. },
+            ) => Outcome::Failure,
+            Err(_) => Outcome::Ignored,
+        };
+        self.finish(outcome);
+    }
+}
+
+impl Drop for CallTicket<'_> {
+    fn drop(&mut self) {
+        if !self.done && self.trial {
+            self.core
+                .protect
+                .breaker
+                .record(true, Outcome::Ignored, Duration::ZERO);
+        }
+    }
+}
+
+impl Core {
+    /// Asks the breaker whether a call may go ahead. Rejections touch
+    /// nothing but an atomic or two and the breaker's lock.
+    pub(crate) fn admit(&self) -> Result<CallTicket<'_>, Error> {
+        let (permit, change) = self.protect.breaker.permit();
+        if let Some(c) = change {
+            self.breaker_changed(c);
+        }
+        match permit {
+            Permit::Granted { trial } => Ok(CallTicket {
+                core: self,
+                trial,
+                started: Instant::now(),
+                done: false,
+            }),
+            Permit::Rejected { retry_in } => {
+                self.acct.rejected_attempt();
+                self.protect.metrics.rejected.increment(1);
+                Err(Error::CircuitOpen {
+                    pool: Arc::clone(&self.name),
+                    state: self.protect.breaker.state().0,
+                    retry_in,
+                })
+            }
+        }
+    }
+
+    /// Refuses an acquire whose wait is hopeless (before it starts waiting).
+    pub(crate) fn shed_check(&self) -> Result<(), Error> {
+        let p = &self.protect;
+        if !p.shed.enabled {
+            return Ok(());
+        }
+        let c = self.acct.counters();
+        let hold = match self.acct.mean_hold_ns.load(Relaxed) {
+            0 => None,
+            ns => Some(Duration::from_nanos(ns)),
+        };
+        let Some(reason) = shed::decide(
+            c.in_use,
+            c.waiters,
+            self.acct.max(),
+            hold,
+            p.shed_deadline,
+            p.max_waiters,
+        ) else {
+            return Ok(());
+        };
+        self.acct.rejected_attempt();
+        match reason {
+            ShedReason::TooManyWaiters { .. } => p.metrics.shed_waiters.increment(1),
+            _ => p.metrics.shed_hopeless.increment(1),
+        }
+        Err(Error::LoadShed {
+            pool: Arc::clone(&self.name),
+            reason,
+        })
+    }
+
+    /// Reports a breaker transition: event, gauge, log.
+    pub(crate) fn breaker_changed(&self, c: Change) {
+        self.protect
+            .metrics
+            .breaker_state
+            .set(f64::from(c.to.as_number()));
+        tracing::warn!(pool = %self.name, from = %c.from, to = %c.to, failure_rate = c.failure_rate,
+            slow_call_rate = c.slow_call_rate, calls = c.calls, retry_in = ?c.retry_in, shadow = c.shadow,
+            "circuit breaker");
+        self.hub.publish(Event::Breaker(BreakerEvent {
+            from: c.from,
+            to: c.to,
+            failure_rate: c.failure_rate,
+            slow_call_rate: c.slow_call_rate,
+            calls: c.calls,
+            retry_in: c.retry_in,
+            shadow: c.shadow,
+            at: SystemTime::now(),
+        }));
+    }
+
+    /// A query ran past its limit: counts it and builds the error.
+    pub(crate) fn query_timed_out(
+        &self,
+        limit: Duration,
+        server: crate::error::Cancelled,
+    ) -> Error {
+        self.acct.query_timed_out();
+        self.protect.metrics.query_timeouts.increment(1);
+        tracing::warn!(pool = %self.name, ?limit, %server, "query timed out");
+        Error::QueryTimeout {
+            pool: Arc::clone(&self.name),
+            limit,
+            server,
+        }
+    }
+}
+
+/// Manual control and a view of the circuit breaker, from
+/// [`PoolGuard::breaker`](crate::PoolGuard::breaker). Every change is an
+/// [`Event::Breaker`] like the automatic ones.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), poolguard::Error> {
+/// # let pool = sqlx::sqlite::SqlitePoolOptions::new().connect("sqlite::memory:").await?;
+/// # let guard = poolguard::PoolGuard::builder(pool).build()?;
+/// use poolguard::BreakerState;
+/// guard.breaker().force_open();                  // maintenance: fail fast
+/// assert!(guard.acquire().await.unwrap_err().is_rejected());
+/// guard.breaker().reset();                       // back to Closed
+/// assert_eq!(guard.breaker().state(), BreakerState::Closed);
+/// # Ok(()) }
+/// ```
+pub struct BreakerHandle<'a> {
+    pub(crate) core: &'a Core,
+}
+
+impl std::fmt::Debug for BreakerHandle<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BreakerHandle")
+            .field("state", &self.state())
+            .field("metrics_only", &self.is_metrics_only())
+            .finish()
+    }
+}
+
+impl BreakerHandle<'_> {
+    fn apply(&self, f: impl FnOnce(&mut crate::breaker::Breaker, Instant) -> Option<Change>) {
+        if let Some(c) = self.core.protect.breaker.control(f) {
+            self.core.breaker_changed(c);
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> crate::breaker::BreakerState {
+        self.core.protect.breaker.state().0
+    }
+
+    /// Whether the breaker runs in shadow (MetricsOnly) mode.
+    pub fn is_metrics_only(&self) -> bool {
+        self.core.protect.breaker.state().1
+    }
+
+    /// (calls, failures, slow calls) in the sliding window now.
+    pub fn window(&self) -> (u32, u32, u32) {
+        let t = self.core.protect.breaker.tally();
+        (t.calls, t.failures, t.slow)
+    }
+
+    /// Rejects every call until changed by hand (Resilience4j's FORCED_OPEN).
+    pub fn force_open(&self) {
+        self.apply(|b, now| b.transition(crate::breaker::BreakerState::ForcedOpen, now));
+    }
+
+    /// Moves to Closed now, keeping the window.
+    pub fn force_closed(&self) {
+        self.apply(|b, now| b.transition(crate::breaker::BreakerState::Closed, now));
+    }
+
+    /// Passes every call and records nothing (DISABLED).
+    pub fn disable(&self) {
+        self.apply(|b, now| b.transition(crate::breaker::BreakerState::Disabled, now));
+    }
+
+    /// Shadow mode on or off: the state machine runs and reports, but no
+    /// call is rejected (METRICS_ONLY).
+    pub fn set_metrics_only(&self, on: bool) {
+        self.apply(|b, _| {
+            b.set_metrics_only(on);
+            None
+        });
+    }
+
+    /// Back to Closed with an empty window and no backoff.
+    pub fn reset(&self) {
+        self.apply(|b, now| b.reset(now));
+    }
+}
