@@ -186,7 +186,7 @@ fn fetch_many_guarded<'e, 'q: 'e, DB, E>(
     guard: PoolGuard<DB>,
     query: E,
     limit: Option<Duration>,
-) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
+) -> Rows<'e, DB>
 where
     DB: Database,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -214,6 +214,12 @@ where
         r
     }))
 }
+
+/// What `fetch_many` streams.
+type Rows<'e, DB> = BoxStream<
+    'e,
+    Result<Either<<DB as Database>::QueryResult, <DB as Database>::Row>, sqlx::Error>,
+>;
 
 type Yielder<DB> = sqlx_core::ext::async_stream::Yielder<
     Either<<DB as Database>::QueryResult, <DB as Database>::Row>,
