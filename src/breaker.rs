@@ -167,6 +167,90 @@ impl Default for BreakerConfig {
     }
 }
 
+/// Chained setters, one per field.
+///
+/// ```
+/// use std::time::Duration;
+/// let c = poolguard::BreakerConfig::default()
+///     .minimum_calls(10)
+///     .base_wait(Duration::from_secs(2))
+///     .half_open_calls(3);
+/// assert_eq!(c.minimum_calls, 10);
+/// ```
+impl BreakerConfig {
+    /// Starts in MetricsOnly (shadow) mode.
+    pub fn metrics_only(mut self, v: bool) -> Self {
+        self.metrics_only = v;
+        self
+    }
+
+    /// Sets the sliding window's length.
+    pub fn window(mut self, v: Duration) -> Self {
+        self.window = v;
+        self
+    }
+
+    /// Sets the number of buckets.
+    pub fn buckets(mut self, v: u32) -> Self {
+        self.buckets = v;
+        self
+    }
+
+    /// Sets the minimum number of calls before a decision.
+    pub fn minimum_calls(mut self, v: u32) -> Self {
+        self.minimum_calls = v;
+        self
+    }
+
+    /// Sets the failure-rate threshold.
+    pub fn failure_rate(mut self, v: f64) -> Self {
+        self.failure_rate = v;
+        self
+    }
+
+    /// Sets what counts as a slow call.
+    pub fn slow_call_duration(mut self, v: Duration) -> Self {
+        self.slow_call_duration = v;
+        self
+    }
+
+    /// Sets the slow-call-rate threshold.
+    pub fn slow_call_rate(mut self, v: f64) -> Self {
+        self.slow_call_rate = v;
+        self
+    }
+
+    /// Sets the first wait in Open.
+    pub fn base_wait(mut self, v: Duration) -> Self {
+        self.base_wait = v;
+        self
+    }
+
+    /// Sets the backoff multiplier.
+    pub fn multiplier(mut self, v: f64) -> Self {
+        self.multiplier = v;
+        self
+    }
+
+    /// Sets the longest wait in Open.
+    pub fn max_wait(mut self, v: Duration) -> Self {
+        self.max_wait = v;
+        self
+    }
+
+    /// Sets the jitter fraction.
+    pub fn jitter(mut self, v: f64) -> Self {
+        self.jitter = v;
+        self
+    }
+
+    /// Sets the number of half-open trial calls.
+    pub fn half_open_calls(mut self, v: u32) -> Self {
+        self.half_open_calls = v;
+        self
+    }
+}
+
 impl BreakerConfig {
     pub(crate) fn validate(&self) -> Result<(), Error> {
         let bad = |field, value: String, reason| Err(Error::config(field, value, reason));
@@ -856,5 +940,199 @@ mod tests {
             classify(&sqlx::Error::Protocol("x".into())),
             Outcome::Failure
         );
+    }
+}
+
+/// The state machine against a reference model written from the spec,
+/// under random call outcomes, cancellations, clock advances and manual
+/// resets.
+#[cfg(test)]
+mod model {
+    use super::*;
+    use proptest::prelude::*;
+
+    const WIDTH_MS: u64 = 1000; // 10 s window / 10 buckets
+    const BUCKETS: u64 = 10;
+    const MIN: usize = 5;
+    const TRIALS: usize = 3;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Call {
+            fail: bool,
+            slow: bool,
+            cancel: bool,
+        },
+        Advance(u64),
+        Reset,
+        ForceOpen,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (any::<bool>(), prop::bool::weighted(0.2), prop::bool::weighted(0.1))
+                .prop_map(|(fail, slow, cancel)| Op::Call { fail, slow, cancel }),
+            3 => (0u64..4000).prop_map(Op::Advance),
+            1 => Just(Op::Reset),
+            1 => Just(Op::ForceOpen),
+        ]
+    }
+
+    /// The spec, naively: every call kept, rates recounted each time.
+    #[derive(Debug)]
+    struct Model {
+        state: BreakerState,
+        calls: Vec<(u64, bool, bool)>,
+        open_until: u64,
+        openings: u32,
+        trials_started: usize,
+        trials: Vec<(bool, bool)>,
+    }
+
+    impl Model {
+        fn wait(&self) -> u64 {
+            // base 1 s, x2, at most 8 s, no jitter.
+            let exp = self.openings.saturating_sub(1).min(10);
+            (1000u64 << exp).min(8000)
+        }
+
+        fn open(&mut self, now: u64) {
+            self.state = BreakerState::Open;
+            self.openings += 1;
+            self.open_until = now + self.wait();
+        }
+
+        fn trips(calls: &[(bool, bool)]) -> bool {
+            let n = calls.len() as f64;
+            let fails = calls.iter().filter(|c| c.0).count() as f64;
+            let slow = calls.iter().filter(|c| c.1).count() as f64;
+            fails / n >= 0.5 || slow / n >= 0.8
+        }
+
+        /// Some(trial) when granted.
+        fn permit(&mut self, now: u64) -> Option<bool> {
+            if self.state == BreakerState::Open && now >= self.open_until {
+                self.state = BreakerState::HalfOpen;
+                self.trials_started = 0;
+                self.trials.clear();
+            }
+            match self.state {
+                BreakerState::Closed | BreakerState::Disabled => Some(false),
+                BreakerState::HalfOpen if self.trials_started < TRIALS => {
+                    self.trials_started += 1;
+                    Some(true)
+                }
+                _ => None,
+            }
+        }
+
+        fn record(&mut self, now: u64, trial: bool, fail: bool, slow: bool, cancel: bool) {
+            if cancel {
+                if trial && self.state == BreakerState::HalfOpen {
+                    self.trials_started -= 1;
+                }
+                return;
+            }
+            match self.state {
+                BreakerState::HalfOpen if trial => {
+                    self.trials.push((fail, slow));
+                    if self.trials.len() == TRIALS {
+                        if Self::trips(&self.trials) {
+                            self.open(now);
+                        } else {
+                            self.close();
+                        }
+                    }
+                }
+                BreakerState::Closed => {
+                    self.calls.push((now / WIDTH_MS, fail, slow));
+                    let cur = now / WIDTH_MS;
+                    let window: Vec<(bool, bool)> = self
+                        .calls
+                        .iter()
+                        .filter(|c| c.0 + BUCKETS > cur)
+                        .map(|c| (c.1, c.2))
+                        .collect();
+                    if window.len() >= MIN && Self::trips(&window) {
+                        self.open(now);
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        fn close(&mut self) {
+            self.state = BreakerState::Closed;
+            self.openings = 0;
+            self.calls.clear();
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(500)
+        ))]
+        #[test]
+        fn breaker_matches_the_reference_model(ops in prop::collection::vec(op(), 1..300)) {
+            let config = BreakerConfig::default()
+                .window(Duration::from_secs(10))
+                .buckets(10)
+                .minimum_calls(MIN as u32)
+                .base_wait(Duration::from_secs(1))
+                .max_wait(Duration::from_secs(8))
+                .jitter(0.0)
+                .half_open_calls(TRIALS as u32);
+            let t0 = Instant::now();
+            let mut b = Breaker::new(config, t0, 1);
+            let mut m = Model {
+                state: BreakerState::Closed,
+                calls: Vec::new(),
+                open_until: 0,
+                openings: 0,
+                trials_started: 0,
+                trials: Vec::new(),
+            };
+            let mut now = 0u64;
+            for (i, op) in ops.iter().enumerate() {
+                let at = t0 + Duration::from_millis(now);
+                match *op {
+                    Op::Call { fail, slow, cancel } => {
+                        let (permit, _) = b.try_acquire_permission(at);
+                        let expected = m.permit(now);
+                        match (permit, expected) {
+                            (Permit::Granted { trial }, Some(t)) => {
+                                prop_assert_eq!(trial, t, "op {}: trial flag", i);
+                                let outcome = if cancel {
+                                    Outcome::Ignored
+                                } else if fail {
+                                    Outcome::Failure
+                                } else {
+                                    Outcome::Success
+                                };
+                                let took = if slow { Duration::from_secs(3) } else { Duration::from_millis(1) };
+                                b.on_result(at, trial, outcome, took);
+                                m.record(now, trial, fail, slow, cancel);
+                            }
+                            (Permit::Rejected { retry_in }, None) => {
+                                if m.state == BreakerState::Open {
+                                    prop_assert_eq!(retry_in, Some(Duration::from_millis(m.open_until - now)));
+                                }
+                            }
+                            (p, e) => prop_assert!(false, "op {}: breaker {:?}, model {:?} ({:?})", i, p, e, m),
+                        }
+                    }
+                    Op::Advance(ms) => now += ms,
+                    Op::Reset => {
+                        b.reset(at);
+                        m.close();
+                    }
+                    Op::ForceOpen => {
+                        b.transition(BreakerState::ForcedOpen, at);
+                        m.state = BreakerState::ForcedOpen;
+                    }
+                }
+                prop_assert_eq!(b.state(), m.state, "op {}: {:?}", i, op);
+            }
+        }
     }
 }

@@ -36,6 +36,28 @@ impl Default for ShedConfig {
     }
 }
 
+impl ShedConfig {
+    /// Load shedding off.
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            ..Self::default()
+        }
+    }
+
+    /// Sets the waiter cap per connection.
+    pub fn max_waiters_per_connection(mut self, n: u32) -> Self {
+        self.max_waiters_per_connection = n;
+        self
+    }
+
+    /// Sets the longest acceptable estimated wait.
+    pub fn max_wait(mut self, d: Duration) -> Self {
+        self.max_wait = d;
+        self
+    }
+}
+
 /// The decision for one acquire; `waiters` excludes this one.
 pub(crate) fn decide(
     in_use: u32,

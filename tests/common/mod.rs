@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: real servers only.
 #![allow(dead_code)]
 
+pub mod proxy;
+
 use std::time::Duration;
 
 use futures::StreamExt;
