@@ -13,6 +13,8 @@
 //! - forecasts exhaustion ([`Forecast`]: least-squares trend and Little's
 //!   law) and says what size the pool needs ([`ScaleHint`]);
 //! - reports leaked connections with where they were acquired;
+//! - protects the app: a circuit breaker, query timeouts that stop the
+//!   statement on the server and free the slot, and load shedding;
 //! - delivers every transition to callbacks and [`EventStream`]s;
 //! - exports OpenTelemetry-named metrics through the `metrics` facade.
 //!
@@ -21,6 +23,8 @@
 //! ```text
 //!  guard.acquire() / &guard as Executor / guard.record_request()
 //!        │
+//!        ├─► protect: breaker admission, load shedding     (before the wait)
+//!        │            query timeout + server cancel       (around the query)
 //!        ▼
 //!  accounting  (atomics + histograms; the only hot path)
 //!        │  a count crosses a rule's edge ─► Notify
@@ -48,6 +52,10 @@
 //! | traffic anomaly | `anomaly` |
 //! | scale hint, server capacity | `scale`, `server` (PostgreSQL) |
 //! | leak detection | `leak` |
+//! | circuit breaker (pure) | [`breaker`] |
+//! | load shedding (pure) | `shed` |
+//! | query timeouts, server cancel | `timeout` |
+//! | protection on the call path | `protect` |
 //! | background evaluation | `monitor` |
 //! | event delivery | `events` |
 //! | metric names and handles | [`metrics`] |
