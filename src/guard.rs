@@ -140,10 +140,52 @@ impl<DB: Database> PoolGuard<DB> {
         &self,
         location: &'static Location<'static>,
     ) -> Result<GuardedConnection<DB>, Error> {
+        self.acquire_until(location, None).await
+    }
+
+    /// Like [`acquire`](Self::acquire), but gives up after `deadline` (the
+    /// caller's remaining time, e.g. what is left of a request's budget)
+    /// instead of the pool's `acquire_timeout`, if that is sooner; load
+    /// shedding judges the estimated wait against it too.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), poolguard::Error> {
+    /// # let pool = sqlx::sqlite::SqlitePoolOptions::new().connect("sqlite::memory:").await?;
+    /// # let guard = poolguard::PoolGuard::builder(pool).build()?;
+    /// use std::time::Duration;
+    /// let conn = guard.acquire_within(Duration::from_millis(250)).await?;
+    /// # drop(conn); Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn acquire_within(
+        &self,
+        deadline: Duration,
+    ) -> impl Future<Output = Result<GuardedConnection<DB>, Error>> + '_ {
+        let location = Location::caller();
+        async move {
+            let ticket = self.inner.core.admit()?;
+            let r = self.acquire_until(location, Some(deadline)).await;
+            ticket.finish_guard(&r);
+            r
+        }
+    }
+
+    async fn acquire_until(
+        &self,
+        location: &'static Location<'static>,
+        deadline: Option<Duration>,
+    ) -> Result<GuardedConnection<DB>, Error> {
         let core = &self.inner.core;
-        core.shed_check()?;
+        core.shed_check(deadline)?;
         let ticket = core.acct.start_wait(location);
-        match self.inner.pool.acquire().await {
+        let acquired = match deadline {
+            None => self.inner.pool.acquire().await,
+            Some(d) => tokio::time::timeout(d, self.inner.pool.acquire())
+                .await
+                .unwrap_or(Err(sqlx::Error::PoolTimedOut)),
+        };
+        match acquired {
             Ok(conn) => Ok(GuardedConnection::new(
                 conn,
                 ticket.acquired(),

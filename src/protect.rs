@@ -152,8 +152,9 @@ impl Core {
         }
     }
 
-    /// Refuses an acquire whose wait is hopeless (before it starts waiting).
-    pub(crate) fn shed_check(&self) -> Result<(), Error> {
+    /// Refuses an acquire whose wait is hopeless (before it starts waiting);
+    /// `deadline` is the caller's own, if shorter than the configured one.
+    pub(crate) fn shed_check(&self, deadline: Option<Duration>) -> Result<(), Error> {
         let p = &self.protect;
         if !p.shed.enabled {
             return Ok(());
@@ -168,7 +169,7 @@ impl Core {
             c.waiters,
             self.acct.max(),
             hold,
-            p.shed_deadline,
+            deadline.map_or(p.shed_deadline, |d| d.min(p.shed_deadline)),
             p.max_waiters,
         ) else {
             return Ok(());

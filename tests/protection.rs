@@ -1,6 +1,8 @@
 //! Protection against real servers: query timeouts that stop the statement
 //! on PostgreSQL and MariaDB and free the slot, the circuit breaker through a
-//! fault proxy, and load shedding.
+//! fault proxy, and load shedding. (Tests run in parallel: each sleeping
+//! statement is distinct, so one test's server-side check never sees
+//! another's.)
 
 mod common;
 
@@ -109,7 +111,7 @@ async fn postgres_timeout_inside_a_transaction() {
     let mut tx = guard.begin().await.unwrap();
     sqlx::query("SELECT 1").execute(&mut *tx).await.unwrap();
     let started = Instant::now();
-    let err = sqlx::query("SELECT pg_sleep(5)")
+    let err = sqlx::query("SELECT pg_sleep(4)")
         .execute(tx.with_timeout(LIMIT))
         .await
         .unwrap_err();
@@ -182,6 +184,34 @@ async fn mariadb_query_timeout_kills_the_query_and_frees_the_slot() {
             .unwrap();
         assert_eq!(v, 7);
     }
+}
+
+#[tokio::test]
+async fn mariadb_timeout_inside_a_transaction() {
+    let Some(pool) = common::mysql(1, Duration::from_secs(5)).await else {
+        return;
+    };
+    let guard = PoolGuard::builder(pool).build().unwrap();
+    let mut tx = guard.begin().await.unwrap();
+    let started = Instant::now();
+    let err = sqlx::query("SELECT SLEEP(4)")
+        .execute(tx.with_timeout(LIMIT))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < LIMIT + Duration::from_millis(150));
+    assert!(
+        matches!(guard_error(&err), Error::QueryTimeout { .. }),
+        "{err:?}"
+    );
+    // The session may have been ended on the server; rolling back either
+    // works or fails, and either way the pool hands out a working connection.
+    let _ = tx.rollback().await;
+    let v: i64 = sqlx::query_scalar("SELECT 8")
+        .fetch_one(&guard)
+        .await
+        .unwrap();
+    assert_eq!(v, 8);
+    assert_eq!(guard.snapshot().in_use, 0);
 }
 
 /// A PostgreSQL pool that connects through `proxy`.
@@ -305,6 +335,52 @@ async fn breaker_opens_on_a_dead_database_fails_fast_and_closes_after_recovery()
 }
 
 #[tokio::test]
+async fn a_slow_network_opens_the_breaker_on_slow_calls() {
+    if common::postgres(1, Duration::from_secs(5)).await.is_none() {
+        return;
+    }
+    let upstream = {
+        let o = PgConnectOptions::from_str(&common::pg_url()).unwrap();
+        format!("127.0.0.1:{}", o.get_port()).parse().unwrap()
+    };
+    let proxy = Proxy::start(upstream).await;
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .test_before_acquire(false)
+        .connect_with(pg_through(&proxy))
+        .await
+        .unwrap();
+    let guard = PoolGuard::builder(pool)
+        .breaker(
+            BreakerConfig::default()
+                .minimum_calls(4)
+                .slow_call_duration(Duration::from_millis(40))
+                .slow_call_rate(0.8)
+                .jitter(0.0),
+        )
+        .build()
+        .unwrap();
+    let mut events = guard.events();
+    for _ in 0..3 {
+        guard.execute("SELECT 1").await.unwrap();
+    }
+    // Every chunk now waits 50 ms each way: queries succeed, slowly.
+    proxy.delay(Duration::from_millis(50));
+    let mut calls = 0;
+    while guard.breaker().state() == BreakerState::Closed {
+        guard.execute("SELECT 1").await.unwrap();
+        calls += 1;
+        assert!(calls <= 20, "breaker did not open on slow calls");
+    }
+    let opened = next_breaker(&mut events, BreakerState::Open).await;
+    assert_eq!(opened.failure_rate, 0.0);
+    assert!(opened.slow_call_rate >= 0.8, "{opened:?}");
+    proxy.recover();
+    let snap = guard.snapshot();
+    assert_eq!((snap.in_use, snap.waiters), (0, 0));
+}
+
+#[tokio::test]
 async fn stalled_database_times_out_queries_and_opens_the_breaker() {
     if common::postgres(1, Duration::from_secs(5)).await.is_none() {
         return;
@@ -401,7 +477,36 @@ async fn load_shedding_refuses_hopeless_waits_and_too_many_waiters() {
         other => panic!("{other:?}"),
     }
     assert!(err.to_string().contains("estimated wait"), "{err}");
+    // The caller's own, shorter deadline is what the estimate is judged by.
+    match guard
+        .acquire_within(Duration::from_millis(50))
+        .await
+        .unwrap_err()
+    {
+        Error::LoadShed {
+            reason: ShedReason::HopelessWait { deadline, .. },
+            ..
+        } => assert_eq!(deadline, Duration::from_millis(50)),
+        other => panic!("{other:?}"),
+    }
     drop((a, b));
+
+    // Without shedding, the caller's deadline ends the wait instead of the
+    // pool's 5 s acquire timeout.
+    let patient = PoolGuard::builder(common::sqlite(1, Duration::from_secs(5)).await)
+        .shed(ShedConfig::disabled())
+        .build()
+        .unwrap();
+    let held = patient.acquire().await.unwrap();
+    let started = Instant::now();
+    let err = patient
+        .acquire_within(Duration::from_millis(100))
+        .await
+        .unwrap_err();
+    assert!(err.is_acquire_timeout(), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    drop(held);
+    assert_eq!(patient.snapshot().timeouts_total, 1);
 
     // The waiter cap: 1 per connection = 2 waiting at most.
     let guard = PoolGuard::builder(common::sqlite(2, Duration::from_secs(5)).await)
