@@ -320,6 +320,13 @@ impl<DB: Database> PoolGuard<DB> {
         self.inner.core.hub.subscribe()
     }
 
+    /// Ends the current tick and evaluates it now, windows, forecast and
+    /// every rule included (for benchmarks of the tick's cost).
+    #[doc(hidden)]
+    pub fn evaluate_tick_now(&self) {
+        self.inner.core.evaluate_with(true);
+    }
+
     /// Evaluates levels and publishes gauges now, without waiting for the
     /// monitor's next wake (which comes within one tick anyway).
     pub fn evaluate_now(&self) {

@@ -66,6 +66,7 @@ impl TickAverage {
         now: Instant,
         value: Instantaneous,
         tick: Duration,
+        force: bool,
     ) -> Option<(Instantaneous, Instant)> {
         let dt = now.saturating_duration_since(self.last_at).as_secs_f64();
         self.area.utilization += self.last.utilization * dt;
@@ -74,10 +75,14 @@ impl TickAverage {
         self.last_at = now;
         self.last = value;
         let elapsed = now.saturating_duration_since(self.started);
-        if elapsed < tick {
+        if elapsed < tick && !force {
             return None;
         }
         let secs = elapsed.as_secs_f64();
+        if secs <= 0.0 {
+            self.started = now;
+            return Some((value, now));
+        }
         let avg = Instantaneous {
             utilization: self.area.utilization / secs,
             demand: self.area.demand / secs,
@@ -327,6 +332,11 @@ impl Core {
     /// the tick, or earlier when a timer runs out). Time and counts are read
     /// under the lock, so concurrent calls apply in order.
     pub(crate) fn evaluate(&self) -> Instant {
+        self.evaluate_with(false)
+    }
+
+    /// `force`: end the current tick now (benchmarks measure a whole tick).
+    pub(crate) fn evaluate_with(&self, force: bool) -> Instant {
         let stats = (self.stats)();
         let server = *self.server.lock();
         let mut guard = self.state.lock();
@@ -339,7 +349,7 @@ impl Core {
             demand: ratio(c.in_use.saturating_add(c.waiters), max),
             waiters: f64::from(c.waiters),
         };
-        let tick = st.average.advance(now, current, self.tick);
+        let tick = st.average.advance(now, current, self.tick, force);
         // Windowed signals move with the window, which moves on ticks; the
         // wakes in between (a count crossed a line, a timer ran out) only
         // re-judge the instantaneous signals and the timers, and copy no
