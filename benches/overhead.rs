@@ -53,7 +53,9 @@ where
         t.await.unwrap();
     }
     // Normalise to `iters` operations.
-    start.elapsed().mul_f64(iters as f64 / (per * c as u64) as f64)
+    start
+        .elapsed()
+        .mul_f64(iters as f64 / (per * c as u64) as f64)
 }
 
 /// A guard as the benches use it: shedding off (256 tasks on 8 connections
@@ -77,7 +79,15 @@ fn guard<DB: Database>(pool: &Pool<DB>, prometheus: bool) -> PoolGuard<DB> {
 
 macro_rules! arms {
     ($c:expr, $rt:expr, $label:expr, $pool:expr, $otel:expr, $query:expr) => {{
-        let group_name = format!("{}/{}", if $query { "acquire_select1_release" } else { "acquire_release" }, $label);
+        let group_name = format!(
+            "{}/{}",
+            if $query {
+                "acquire_select1_release"
+            } else {
+                "acquire_release"
+            },
+            $label
+        );
         let mut group = $c.benchmark_group(group_name);
         group.warm_up_time(Duration::from_millis(500));
         group.measurement_time(Duration::from_secs(2));
@@ -181,7 +191,9 @@ fn overhead(c: &mut Criterion) {
         arms!(c, rt, format!("sqlite/pool{max}"), pool, otel, true);
     }
     for max in POOLS {
-        let Some(pool) = postgres_pool(&rt, max) else { break };
+        let Some(pool) = postgres_pool(&rt, max) else {
+            break;
+        };
         let otel = rt.block_on(async { sqlx_otel::PoolBuilder::from(pool.clone()).build() });
         arms!(c, rt, format!("postgres/pool{max}"), pool, otel, false);
         arms!(c, rt, format!("postgres/pool{max}"), pool, otel, true);
@@ -210,16 +222,19 @@ fn crowded(c: &mut Criterion) {
     });
     let mut group = c.benchmark_group("acquire_abandoned/10000_waiting");
     group.bench_function("raw", |b| {
-        b.to_async(&rt).iter(|| async { assert!(pool.acquire().now_or_never().is_none()) })
+        b.to_async(&rt)
+            .iter(|| async { assert!(pool.acquire().now_or_never().is_none()) })
     });
     group.bench_function("poolguard", |b| {
-        b.to_async(&rt).iter(|| async { assert!(g.acquire().now_or_never().is_none()) })
+        b.to_async(&rt)
+            .iter(|| async { assert!(g.acquire().now_or_never().is_none()) })
     });
     group.finish();
     for w in &waiters {
         w.abort();
     }
-    drop(held);
+    // sqlx returns the connection from a task: inside the runtime.
+    rt.block_on(async move { drop(held) });
 }
 
 /// One evaluation tick with every default rule (windows, forecast, baseline,

@@ -286,12 +286,30 @@ impl Accounting {
         }
     }
 
+    /// Like [`start_wait`](Self::start_wait), and returns `in_use` and the
+    /// waiters ahead of this one, as counted in the same atomic step (so a
+    /// burst cannot all see room under a cap).
+    #[inline]
+    pub(crate) fn start_wait_seen(
+        self: &Arc<Self>,
+        location: &'static Location<'static>,
+    ) -> (WaitTicket, u32, u32) {
+        self.attempts_total.fetch_add(1, Relaxed);
+        let (in_use, waiters) = split(self.change(WAITER, true));
+        let ticket = WaitTicket {
+            acct: Some(Arc::clone(self)),
+            started: Instant::now(),
+            location,
+        };
+        (ticket, in_use, waiters.saturating_sub(1))
+    }
+
     /// Adds (`up`) or subtracts `delta` and wakes the monitor if the new
     /// value lies in another band between level edges than the last one seen.
     /// Two threads racing here can leave a stale band behind; the next change
     /// or the next tick corrects it, so a wake is at worst one op late.
     #[inline]
-    fn change(&self, delta: u64, up: bool) {
+    fn change(&self, delta: u64, up: bool) -> u64 {
         let slots = if up {
             self.slots.fetch_add(delta, Relaxed).wrapping_add(delta)
         } else {
@@ -302,6 +320,7 @@ impl Accounting {
         if self.band.load(Relaxed) != band && self.band.swap(band, Relaxed) != band {
             self.wake.notify_one();
         }
+        slots
     }
 
     /// Tells the monitor to stop.

@@ -83,7 +83,8 @@ pub enum Outcome {
     Ignored,
 }
 
-/// The default outcome of an sqlx error: connection, I/O, TLS and protocol
+/// The default outcome of an sqlx error: load shedding and the breaker's own
+/// rejections are ignored; connection, I/O, TLS and protocol
 /// errors, pool timeouts and closures, query timeouts, and the database
 /// errors whose SQLSTATE class says the server is unavailable (08
 /// connection, 53 insufficient resources, 57 operator intervention, 58
@@ -98,6 +99,13 @@ pub enum Outcome {
 /// ```
 pub fn classify(err: &sqlx::Error) -> Outcome {
     use sqlx::Error as E;
+    // The guard's own refusals say nothing about the database's health: a
+    // shed acquire is local overload, a rejected call never ran.
+    if let Some(crate::Error::LoadShed { .. } | crate::Error::CircuitOpen { .. }) =
+        crate::Error::from_sqlx(err)
+    {
+        return Outcome::Ignored;
+    }
     match err {
         E::Io(_)
         | E::Tls(_)
@@ -430,8 +438,10 @@ pub(crate) struct Change {
 /// What `try_acquire_permission` decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Permit {
-    /// Go ahead; `trial` calls hold one of the half-open permits.
-    Granted { trial: bool },
+    /// Go ahead; a trial call holds one of the permits of the half-open
+    /// episode numbered here (a permit from an earlier episode, e.g. before
+    /// a manual reset, counts for nothing).
+    Granted { trial: Option<u32> },
     /// Rejected; the breaker retries after this long (None: forced open).
     Rejected { retry_in: Option<Duration> },
 }
@@ -447,6 +457,8 @@ pub(crate) struct Breaker {
     openings: u32,
     trials_started: u32,
     trials: Tally,
+    /// Numbers the half-open episodes.
+    epoch: u32,
     rng: u64,
 }
 
@@ -461,6 +473,7 @@ impl Breaker {
             openings: 0,
             trials_started: 0,
             trials: Tally::default(),
+            epoch: 0,
             rng: seed | 1,
         }
     }
@@ -510,6 +523,7 @@ impl Breaker {
         if to == BreakerState::HalfOpen {
             self.trials_started = 0;
             self.trials = Tally::default();
+            self.epoch = self.epoch.wrapping_add(1);
         }
         if to == BreakerState::Closed {
             self.openings = 0;
@@ -537,10 +551,12 @@ impl Breaker {
     pub(crate) fn try_acquire_permission(&mut self, now: Instant) -> (Permit, Option<Change>) {
         let change = self.advance(now);
         let permit = match self.state {
-            BreakerState::Closed | BreakerState::Disabled => Permit::Granted { trial: false },
+            BreakerState::Closed | BreakerState::Disabled => Permit::Granted { trial: None },
             BreakerState::HalfOpen if self.trials_started < self.config.half_open_calls => {
                 self.trials_started += 1;
-                Permit::Granted { trial: true }
+                Permit::Granted {
+                    trial: Some(self.epoch),
+                }
             }
             BreakerState::HalfOpen => Permit::Rejected {
                 retry_in: Some(Duration::ZERO),
@@ -551,15 +567,20 @@ impl Breaker {
             BreakerState::ForcedOpen => Permit::Rejected { retry_in: None },
         };
         let permit = match permit {
-            Permit::Rejected { .. } if self.metrics_only => Permit::Granted { trial: false },
+            Permit::Rejected { .. } if self.metrics_only => Permit::Granted { trial: None },
             p => p,
         };
         (permit, change)
     }
 
+    /// Whether `trial` is a permit of the current half-open episode.
+    fn current(&self, trial: Option<u32>) -> bool {
+        self.state == BreakerState::HalfOpen && trial == Some(self.epoch)
+    }
+
     /// A trial call was cancelled: its permit is free again.
-    pub(crate) fn release_trial(&mut self) {
-        if self.state == BreakerState::HalfOpen {
+    pub(crate) fn release_trial(&mut self, trial: Option<u32>) {
+        if self.current(trial) {
             self.trials_started = self.trials_started.saturating_sub(1);
         }
     }
@@ -568,21 +589,19 @@ impl Breaker {
     pub(crate) fn on_result(
         &mut self,
         now: Instant,
-        trial: bool,
+        trial: Option<u32>,
         outcome: Outcome,
         took: Duration,
     ) -> Option<Change> {
         if outcome == Outcome::Ignored {
-            if trial {
-                self.release_trial();
-            }
+            self.release_trial(trial);
             return None;
         }
         let failure = outcome == Outcome::Failure;
         let slow = took >= self.config.slow_call_duration;
         match self.state {
             BreakerState::Disabled | BreakerState::ForcedOpen => None,
-            BreakerState::HalfOpen if trial => {
+            BreakerState::HalfOpen if self.current(trial) => {
                 self.trials.add(Tally {
                     calls: 1,
                     failures: u32::from(failure),
@@ -599,7 +618,7 @@ impl Breaker {
                 };
                 Some(self.change(to, now, t))
             }
-            BreakerState::Closed => {
+            BreakerState::Closed if trial.is_none() => {
                 self.window.record(now, failure, slow);
                 let t = self.window.total(now);
                 (t.calls >= self.config.minimum_calls && self.trips(t))
@@ -648,6 +667,8 @@ pub(crate) struct BreakerCell {
     /// `true` while Closed (or Disabled) outside shadow mode: permission is
     /// granted without taking the lock.
     pass: std::sync::atomic::AtomicBool,
+    /// `true` while Disabled: outcomes are not even locked for.
+    off: std::sync::atomic::AtomicBool,
     pub(crate) classifier: Classifier,
 }
 
@@ -672,6 +693,7 @@ impl BreakerCell {
         let machine = Breaker::new(config, now, seed);
         let cell = Self {
             pass: std::sync::atomic::AtomicBool::new(false),
+            off: std::sync::atomic::AtomicBool::new(false),
             machine: parking_lot::Mutex::new(machine),
             classifier,
         };
@@ -682,6 +704,10 @@ impl BreakerCell {
     fn sync(&self, m: &Breaker) {
         let pass = matches!(m.state(), BreakerState::Closed | BreakerState::Disabled);
         self.pass.store(pass, std::sync::atomic::Ordering::Relaxed);
+        self.off.store(
+            m.state() == BreakerState::Disabled,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     pub(crate) fn state(&self) -> (BreakerState, bool) {
@@ -696,7 +722,7 @@ impl BreakerCell {
     /// Permission for one call; the change to report, if any.
     pub(crate) fn permit(&self) -> (Permit, Option<Change>) {
         if self.pass.load(std::sync::atomic::Ordering::Relaxed) {
-            return (Permit::Granted { trial: false }, None);
+            return (Permit::Granted { trial: None }, None);
         }
         let mut m = self.machine.lock();
         let r = m.try_acquire_permission(Instant::now());
@@ -704,8 +730,15 @@ impl BreakerCell {
         r
     }
 
-    pub(crate) fn record(&self, trial: bool, outcome: Outcome, took: Duration) -> Option<Change> {
-        if outcome == Outcome::Ignored && !trial {
+    pub(crate) fn record(
+        &self,
+        trial: Option<u32>,
+        outcome: Outcome,
+        took: Duration,
+    ) -> Option<Change> {
+        if (outcome == Outcome::Ignored && trial.is_none())
+            || self.off.load(std::sync::atomic::Ordering::Relaxed)
+        {
             return None;
         }
         let mut m = self.machine.lock();
@@ -750,12 +783,12 @@ mod tests {
         let mut b = Breaker::new(config(), t0, 1);
         for i in 0..3 {
             assert_eq!(
-                b.on_result(t0, false, Outcome::Failure, ms(1)),
+                b.on_result(t0, None, Outcome::Failure, ms(1)),
                 None,
                 "call {i}"
             );
         }
-        let c = b.on_result(t0, false, Outcome::Success, ms(1)).unwrap();
+        let c = b.on_result(t0, None, Outcome::Success, ms(1)).unwrap();
         assert_eq!((c.from, c.to), (BreakerState::Closed, BreakerState::Open));
         assert_eq!(c.failure_rate, 0.75);
         assert_eq!(c.retry_in, Some(ms(1000)));
@@ -773,10 +806,10 @@ mod tests {
         let t0 = Instant::now();
         let mut b = Breaker::new(config(), t0, 1);
         for _ in 0..3 {
-            b.on_result(t0, false, Outcome::Success, Duration::from_secs(3));
+            b.on_result(t0, None, Outcome::Success, Duration::from_secs(3));
         }
         let c = b
-            .on_result(t0, false, Outcome::Success, Duration::from_secs(3))
+            .on_result(t0, None, Outcome::Success, Duration::from_secs(3))
             .unwrap();
         assert_eq!(c.to, BreakerState::Open);
         assert_eq!(c.slow_call_rate, 1.0);
@@ -787,23 +820,30 @@ mod tests {
         let t0 = Instant::now();
         let mut b = Breaker::new(config(), t0, 1);
         for _ in 0..4 {
-            b.on_result(t0, false, Outcome::Failure, ms(1));
+            b.on_result(t0, None, Outcome::Failure, ms(1));
         }
         assert_eq!(b.state(), BreakerState::Open);
         let (p, c) = b.try_acquire_permission(t0 + ms(1000));
-        assert_eq!(p, Permit::Granted { trial: true });
+        assert_eq!(
+            p,
+            Permit::Granted {
+                trial: Some(b.epoch)
+            }
+        );
         assert_eq!(c.unwrap().to, BreakerState::HalfOpen);
         assert_eq!(
             b.try_acquire_permission(t0 + ms(1000)).0,
-            Permit::Granted { trial: true }
+            Permit::Granted {
+                trial: Some(b.epoch)
+            }
         );
         assert!(matches!(
             b.try_acquire_permission(t0 + ms(1000)).0,
             Permit::Rejected { .. }
         ));
-        b.on_result(t0 + ms(1001), true, Outcome::Failure, ms(1));
+        b.on_result(t0 + ms(1001), Some(b.epoch), Outcome::Failure, ms(1));
         let c = b
-            .on_result(t0 + ms(1001), true, Outcome::Success, ms(1))
+            .on_result(t0 + ms(1001), Some(b.epoch), Outcome::Success, ms(1))
             .unwrap();
         assert_eq!((c.from, c.to), (BreakerState::HalfOpen, BreakerState::Open));
         assert_eq!(
@@ -815,14 +855,14 @@ mod tests {
         assert_eq!(c.unwrap().to, BreakerState::HalfOpen);
         b.try_acquire_permission(t0 + ms(3001));
         b.try_acquire_permission(t0 + ms(3001));
-        b.on_result(t0 + ms(3002), true, Outcome::Success, ms(1));
+        b.on_result(t0 + ms(3002), Some(b.epoch), Outcome::Success, ms(1));
         let c = b
-            .on_result(t0 + ms(3002), true, Outcome::Success, ms(1))
+            .on_result(t0 + ms(3002), Some(b.epoch), Outcome::Success, ms(1))
             .unwrap();
         assert_eq!(c.to, BreakerState::Closed);
         // Backoff reset: the next opening waits the base again.
         for _ in 0..4 {
-            b.on_result(t0 + ms(4000), false, Outcome::Failure, ms(1));
+            b.on_result(t0 + ms(4000), None, Outcome::Failure, ms(1));
         }
         assert_eq!(b.state(), BreakerState::Open);
         let (p, _) = b.try_acquire_permission(t0 + ms(4000));
@@ -845,10 +885,12 @@ mod tests {
             b.try_acquire_permission(t0 + ms(1000)).0,
             Permit::Rejected { .. }
         ));
-        b.on_result(t0 + ms(1000), true, Outcome::Ignored, ms(1));
+        b.on_result(t0 + ms(1000), Some(b.epoch), Outcome::Ignored, ms(1));
         assert_eq!(
             b.try_acquire_permission(t0 + ms(1000)).0,
-            Permit::Granted { trial: true }
+            Permit::Granted {
+                trial: Some(b.epoch)
+            }
         );
     }
 
@@ -857,12 +899,12 @@ mod tests {
         let t0 = Instant::now();
         let mut b = Breaker::new(config(), t0, 1);
         for _ in 0..3 {
-            b.on_result(t0, false, Outcome::Failure, ms(1));
+            b.on_result(t0, None, Outcome::Failure, ms(1));
         }
         // 11 s later the three failures are out of the 10 s window.
         let later = t0 + Duration::from_secs(11);
         assert_eq!(b.tally(later), Tally::default());
-        assert_eq!(b.on_result(later, false, Outcome::Failure, ms(1)), None);
+        assert_eq!(b.on_result(later, None, Outcome::Failure, ms(1)), None);
         assert_eq!(b.state(), BreakerState::Closed);
     }
 
@@ -878,14 +920,14 @@ mod tests {
             1,
         );
         for _ in 0..3 {
-            b.on_result(t0, false, Outcome::Failure, ms(1));
+            b.on_result(t0, None, Outcome::Failure, ms(1));
         }
-        let c = b.on_result(t0, false, Outcome::Failure, ms(1)).unwrap();
+        let c = b.on_result(t0, None, Outcome::Failure, ms(1)).unwrap();
         assert!(c.shadow);
         assert_eq!(c.to, BreakerState::Open);
         assert_eq!(
             b.try_acquire_permission(t0).0,
-            Permit::Granted { trial: false }
+            Permit::Granted { trial: None }
         );
     }
 
@@ -900,11 +942,11 @@ mod tests {
         );
         b.transition(BreakerState::Disabled, t0);
         for _ in 0..10 {
-            assert_eq!(b.on_result(t0, false, Outcome::Failure, ms(1)), None);
+            assert_eq!(b.on_result(t0, None, Outcome::Failure, ms(1)), None);
         }
         assert_eq!(
             b.try_acquire_permission(t0).0,
-            Permit::Granted { trial: false }
+            Permit::Granted { trial: None }
         );
         assert_eq!(b.reset(t0).unwrap().to, BreakerState::Closed);
     }
@@ -1101,7 +1143,7 @@ mod model {
                         let expected = m.permit(now);
                         match (permit, expected) {
                             (Permit::Granted { trial }, Some(t)) => {
-                                prop_assert_eq!(trial, t, "op {}: trial flag", i);
+                                prop_assert_eq!(trial.is_some(), t, "op {}: trial flag", i);
                                 let outcome = if cancel {
                                     Outcome::Ignored
                                 } else if fail {
@@ -1111,7 +1153,7 @@ mod model {
                                 };
                                 let took = if slow { Duration::from_secs(3) } else { Duration::from_millis(1) };
                                 b.on_result(at, trial, outcome, took);
-                                m.record(now, trial, fail, slow, cancel);
+                                m.record(now, trial.is_some(), fail, slow, cancel);
                             }
                             (Permit::Rejected { retry_in }, None) => {
                                 if m.state == BreakerState::Open {

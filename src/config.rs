@@ -582,6 +582,16 @@ impl<DB: Database> PoolGuardBuilder<DB> {
             killer: Arc::new(Killer::new::<DB>(&self.pool.connect_options())),
             metrics: crate::metrics::register_protect(&self.name),
         };
+        protect
+            .metrics
+            .breaker_state
+            .set(f64::from(protect.breaker.state().0.as_number()));
+        if protect.query_timeout.is_some() && protect.killer.supported() {
+            // The first cancel should not pay for a connect, nor find a full
+            // server refusing it.
+            let killer = Arc::clone(&protect.killer);
+            rt.spawn(async move { killer.preconnect().await });
+        }
         let stats_pool = self.pool.clone();
         let core = Arc::new(Core::new(CoreParts {
             name: self.name,

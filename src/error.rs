@@ -98,8 +98,10 @@ pub enum Cancelled {
     /// The server cancelled the statement and the connection went back to
     /// the pool clean (the cancellation's error was consumed).
     Clean,
-    /// The statement was cancelled or its session ended, and the connection
-    /// was closed, not reused.
+    /// The cancel could not be confirmed in time (the statement finished
+    /// first, the server or the network stalled, or MariaDB's `SLEEP`
+    /// returned instead of failing): the server session was ended where
+    /// possible and the connection closed, not reused.
     Closed,
     /// The backend offers no server-side cancel (SQLite, or the crate's
     /// `postgres`/`mysql` feature is off): the connection was closed; the
@@ -111,7 +113,7 @@ impl fmt::Display for Cancelled {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Cancelled::Clean => "cancelled on the server, connection reused",
-            Cancelled::Closed => "cancelled on the server, connection closed",
+            Cancelled::Closed => "cancel not confirmed: session ended, connection closed",
             Cancelled::NotSupported => "no server-side cancel, connection closed",
         })
     }
@@ -195,6 +197,45 @@ impl Error {
         match err {
             sqlx::Error::Io(io) => io.get_ref()?.downcast_ref::<Error>(),
             _ => None,
+        }
+    }
+
+    /// A copy of the guard's own variants (not `Sqlx`, whose errors do not
+    /// clone), for the breaker's classifier.
+    pub(crate) fn clone_for_classify(&self) -> Error {
+        match self {
+            Error::AcquireTimeout { pool, state, .. } => Error::AcquireTimeout {
+                pool: Arc::clone(pool),
+                state: *state,
+                source: sqlx::Error::PoolTimedOut,
+            },
+            Error::LoadShed { pool, reason } => Error::LoadShed {
+                pool: Arc::clone(pool),
+                reason: *reason,
+            },
+            Error::QueryTimeout {
+                pool,
+                limit,
+                server,
+            } => Error::QueryTimeout {
+                pool: Arc::clone(pool),
+                limit: *limit,
+                server: *server,
+            },
+            Error::CircuitOpen {
+                pool,
+                state,
+                retry_in,
+            } => Error::CircuitOpen {
+                pool: Arc::clone(pool),
+                state: *state,
+                retry_in: *retry_in,
+            },
+            other => Error::InvalidConfig {
+                field: "error",
+                value: other.to_string(),
+                reason: "not a guard error",
+            },
         }
     }
 

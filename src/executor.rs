@@ -83,14 +83,14 @@ impl<DB: Database> PoolGuard<DB> {
     }
 }
 
-/// What a timed-out query leaves to do to its connection.
-fn after_timeout(core: &Core, id: Option<u64>, server: Cancelled) -> bool {
+/// After a timeout: whether the connection is clean. If it is not, the
+/// server session is ended (awaited, bounded) before the connection is
+/// closed, so its id cannot have been reused by then.
+async fn after_timeout(core: &Core, id: Option<u64>, server: Cancelled) -> bool {
     let clean = server == Cancelled::Clean;
     if !clean {
         if let Some(id) = id {
-            core.protect
-                .killer
-                .terminate_in_background(id, core.protect.drain);
+            core.protect.killer.terminate(id, core.protect.drain).await;
         }
     }
     clean
@@ -127,16 +127,23 @@ where
         q.finish(r.is_ok());
         return Ok(r);
     };
+    // The limit covers reading the backend id too: a stalled server must
+    // not hang the call before its timeout even starts.
+    let deadline = tokio::time::Instant::now() + limit;
     if id_cache.is_none() {
-        match backend_id::<DB>(core, conn).await {
-            Ok(id) => *id_cache = id,
-            Err(e) => return Ok(Err(e)),
+        match tokio::time::timeout_at(deadline, backend_id::<DB>(core, conn)).await {
+            Ok(Ok(id)) => *id_cache = id,
+            Ok(Err(e)) => return Ok(Err(e)),
+            Err(_) => {
+                q.finish(false);
+                return Err((limit, Cancelled::Closed));
+            }
         }
     }
     let id = *id_cache;
     let killer = Arc::clone(&core.protect.killer);
     match killer
-        .timed(conn.fetch_optional(query), limit, id, core.protect.drain)
+        .timed(conn.fetch_optional(query), deadline, id, core.protect.drain)
         .await
     {
         Outcome::Done(r) => {
@@ -169,7 +176,7 @@ where
             match optional_on::<DB, E>(&core, &mut conn, query, limit, &mut id).await {
                 Ok(r) => r,
                 Err((limit, server)) => {
-                    if !after_timeout(&core, id, server) {
+                    if !after_timeout(&core, id, server).await {
                         conn.discard();
                     }
                     Err(core.query_timed_out(limit, server).into())
@@ -202,7 +209,7 @@ where
             match r {
                 Ok(r) => r,
                 Err((limit, server)) => {
-                    if !after_timeout(&core, id, server) {
+                    if !after_timeout(&core, id, server).await {
                         conn.discard();
                     }
                     Err(core.query_timed_out(limit, server).into())
@@ -239,14 +246,18 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     E: 'q + Execute<'q, DB>,
 {
-    if limit.is_some() && id_cache.is_none() {
-        match backend_id::<DB>(core, conn).await {
-            Ok(id) => *id_cache = id,
-            Err(e) => return Ok(Err(e)),
-        }
-    }
     let q = core.acct.start_query();
     let deadline = limit.map(|l| tokio::time::Instant::now() + l);
+    if let (Some(at), None) = (deadline, *id_cache) {
+        match tokio::time::timeout_at(at, backend_id::<DB>(core, conn)).await {
+            Ok(Ok(id)) => *id_cache = id,
+            Ok(Err(e)) => return Ok(Err(e)),
+            Err(_) => {
+                q.finish(false);
+                return Err((limit.unwrap_or_default(), Cancelled::Closed));
+            }
+        }
+    }
     let mut rows = conn.fetch_many(query);
     loop {
         let next = match deadline {
@@ -321,8 +332,15 @@ where
     {
         let guard = self.clone();
         Box::pin(async move {
-            let mut conn = guard.acquire_at(Location::caller()).await?;
-            (&mut *conn).prepare_with(sql, parameters).await
+            let core = Arc::clone(guard.core());
+            let ticket = core.admit()?;
+            let r = async {
+                let mut conn = guard.acquire_at(Location::caller()).await?;
+                (&mut *conn).prepare_with(sql, parameters).await
+            }
+            .await;
+            ticket.finish_sqlx(&r);
+            r
         })
     }
 
@@ -330,8 +348,15 @@ where
     fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<sqlx::Describe<DB>, sqlx::Error>> {
         let guard = self.clone();
         Box::pin(async move {
-            let mut conn = guard.acquire_at(Location::caller()).await?;
-            (&mut *conn).describe(sql).await
+            let core = Arc::clone(guard.core());
+            let ticket = core.admit()?;
+            let r = async {
+                let mut conn = guard.acquire_at(Location::caller()).await?;
+                (&mut *conn).describe(sql).await
+            }
+            .await;
+            ticket.finish_sqlx(&r);
+            r
         })
     }
 }
@@ -452,9 +477,10 @@ where
             match r {
                 Ok(r) => r,
                 Err((limit, server)) => {
-                    if !after_timeout(core, *self.backend_id, server) {
+                    if !after_timeout(core, *self.backend_id, server).await {
                         self.target.poison();
                     }
+                    core.held_query_timed_out(limit);
                     Err(core.query_timed_out(limit, server).into())
                 }
             }
@@ -482,9 +508,10 @@ where
             match r {
                 Ok(r) => r,
                 Err((limit, server)) => {
-                    if !after_timeout(core, *self.backend_id, server) {
+                    if !after_timeout(core, *self.backend_id, server).await {
                         self.target.poison();
                     }
+                    core.held_query_timed_out(limit);
                     Err(core.query_timed_out(limit, server).into())
                 }
             }
@@ -528,8 +555,15 @@ impl<'a, DB: Database> Acquire<'a> for &'_ PoolGuard<DB> {
     fn begin(self) -> BoxFuture<'a, Result<Transaction<'a, DB>, sqlx::Error>> {
         let guard = self.clone();
         Box::pin(async move {
-            let (conn, _ticket) = guard.acquire_at(Location::caller()).await?.into_parts();
-            Transaction::begin(MaybePoolConnection::PoolConnection(conn), None).await
+            let core = Arc::clone(guard.core());
+            let ticket = core.admit()?;
+            let r = async {
+                let (conn, _ticket) = guard.acquire_at(Location::caller()).await?.into_parts();
+                Transaction::begin(MaybePoolConnection::PoolConnection(conn), None).await
+            }
+            .await;
+            ticket.finish_sqlx(&r);
+            r
         })
     }
 }

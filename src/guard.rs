@@ -177,8 +177,9 @@ impl<DB: Database> PoolGuard<DB> {
         deadline: Option<Duration>,
     ) -> Result<GuardedConnection<DB>, Error> {
         let core = &self.inner.core;
-        core.shed_check(deadline)?;
-        let ticket = core.acct.start_wait(location);
+        let (ticket, in_use, ahead) = core.acct.start_wait_seen(location);
+        // Refused: dropping the unresolved ticket removes the waiter again.
+        core.shed_check(in_use, ahead, deadline)?;
         let acquired = match deadline {
             None => self.inner.pool.acquire().await,
             Some(d) => tokio::time::timeout(d, self.inner.pool.acquire())

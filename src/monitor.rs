@@ -368,10 +368,14 @@ impl Core {
                 .hold
                 .since(&st.window.hist_at(now, self.stats_window).hold);
             let mean_hold = hold.mean_secs();
-            let ns = mean_hold.map_or(0, |h| (h * 1e9).clamp(1.0, u64::MAX as f64) as u64);
-            self.acct
-                .mean_hold_ns
-                .store(ns, std::sync::atomic::Ordering::Relaxed);
+            // No hold ended in the window (a stuck pool): keep the last
+            // estimate for load shedding rather than switching it off.
+            if let Some(h) = mean_hold {
+                let ns = (h * 1e9).clamp(1.0, u64::MAX as f64) as u64;
+                self.acct
+                    .mean_hold_ns
+                    .store(ns, std::sync::atomic::Ordering::Relaxed);
+            }
             st.forecast = st.forecaster.observe(
                 now,
                 TickInput {

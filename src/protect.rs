@@ -69,7 +69,7 @@ impl Protection {
 #[derive(Debug)]
 pub(crate) struct CallTicket<'a> {
     core: &'a Core,
-    trial: bool,
+    trial: Option<u32>,
     started: Instant,
     done: bool,
 }
@@ -100,14 +100,20 @@ impl CallTicket<'_> {
         self.finish(outcome);
     }
 
-    /// Finishes with the outcome of a guard result.
+    /// Finishes with the outcome of a guard result: the error as the
+    /// `Executor` path would return it, through the classifier.
     pub(crate) fn finish_guard<T>(self, r: &Result<T, Error>) {
         let outcome = match r {
             Ok(_) => Outcome::Success,
             Err(Error::Sqlx(e)) => (self.core.protect.breaker.classifier)(e),
             Err(
-                Error::AcquireTimeout { .. } | Error::LoadShed { .. } | Error::QueryTimeout { .. },
-            ) => Outcome::Failure,
+                e @ (Error::AcquireTimeout { .. }
+                | Error::LoadShed { .. }
+                | Error::QueryTimeout { .. }),
+            ) => {
+                let as_sqlx = sqlx::Error::from(e.clone_for_classify());
+                (self.core.protect.breaker.classifier)(&as_sqlx)
+            }
             Err(_) => Outcome::Ignored,
         };
         self.finish(outcome);
@@ -116,11 +122,11 @@ impl CallTicket<'_> {
 
 impl Drop for CallTicket<'_> {
     fn drop(&mut self) {
-        if !self.done && self.trial {
+        if !self.done && self.trial.is_some() {
             self.core
                 .protect
                 .breaker
-                .record(true, Outcome::Ignored, Duration::ZERO);
+                .record(self.trial, Outcome::Ignored, Duration::ZERO);
         }
     }
 }
@@ -152,21 +158,26 @@ impl Core {
         }
     }
 
-    /// Refuses an acquire whose wait is hopeless (before it starts waiting);
+    /// Refuses an acquire whose wait is hopeless. Called right after the
+    /// acquire counted itself as a waiter, with the counts that step saw;
     /// `deadline` is the caller's own, if shorter than the configured one.
-    pub(crate) fn shed_check(&self, deadline: Option<Duration>) -> Result<(), Error> {
+    pub(crate) fn shed_check(
+        &self,
+        in_use: u32,
+        waiters_ahead: u32,
+        deadline: Option<Duration>,
+    ) -> Result<(), Error> {
         let p = &self.protect;
         if !p.shed.enabled {
             return Ok(());
         }
-        let c = self.acct.counters();
         let hold = match self.acct.mean_hold_ns.load(Relaxed) {
             0 => None,
             ns => Some(Duration::from_nanos(ns)),
         };
         let Some(reason) = shed::decide(
-            c.in_use,
-            c.waiters,
+            in_use,
+            waiters_ahead,
             self.acct.max(),
             hold,
             deadline.map_or(p.shed_deadline, |d| d.min(p.shed_deadline)),
@@ -174,7 +185,6 @@ impl Core {
         ) else {
             return Ok(());
         };
-        self.acct.rejected_attempt();
         match reason {
             ShedReason::TooManyWaiters { .. } => p.metrics.shed_waiters.increment(1),
             _ => p.metrics.shed_hopeless.increment(1),
@@ -204,6 +214,15 @@ impl Core {
             shadow: c.shadow,
             at: SystemTime::now(),
         }));
+    }
+
+    /// A query on a held connection or transaction (not admitted as a call)
+    /// timed out: still a failure for the breaker.
+    pub(crate) fn held_query_timed_out(&self, limit: Duration) {
+        if let Some(c) = self.protect.breaker.record(None, Outcome::Failure, limit) {
+            self.breaker_changed(c);
+        }
+        self.protect.metrics.failure.increment(1);
     }
 
     /// A query ran past its limit: counts it and builds the error.
@@ -280,7 +299,8 @@ impl BreakerHandle<'_> {
         self.apply(|b, now| b.transition(crate::breaker::BreakerState::ForcedOpen, now));
     }
 
-    /// Moves to Closed now, keeping the window.
+    /// Moves to Closed now (with an empty window and no backoff, as any
+    /// move to Closed).
     pub fn force_closed(&self) {
         self.apply(|b, now| b.transition(crate::breaker::BreakerState::Closed, now));
     }

@@ -139,42 +139,42 @@ impl Killer {
         match &self.kind {
             #[cfg(feature = "postgres")]
             Kind::Postgres { options, conn } => {
-                let mut slot = conn.lock().await;
-                if slot.is_none() {
-                    *slot = Some(sqlx::postgres::PgConnection::connect_with(options).await?);
-                }
-                let c = slot.as_mut().expect("just connected");
+                // Taken out of the slot while in use: a run dropped half-way
+                // (by the drain bound) drops its connection instead of
+                // leaving a busy one for the next cancel, and concurrent
+                // cancels do not queue behind each other.
+                let taken = conn.lock().await.take();
+                let mut c = match taken {
+                    Some(c) => c,
+                    None => sqlx::postgres::PgConnection::connect_with(options).await?,
+                };
                 let sql = if terminate {
                     "SELECT pg_terminate_backend($1)"
                 } else {
                     "SELECT pg_cancel_backend($1)"
                 };
                 let pid = i32::try_from(id).unwrap_or(i32::MAX);
-                let r = sqlx::query(sql).bind(pid).execute(&mut *c).await;
-                if r.is_err() {
-                    *slot = None;
-                }
-                r.map(drop)
+                sqlx::query(sql).bind(pid).execute(&mut c).await?;
+                conn.lock().await.get_or_insert(c);
+                Ok(())
             }
             #[cfg(feature = "mysql")]
             Kind::MySql { options, conn } => {
                 use sqlx::Executor;
-                let mut slot = conn.lock().await;
-                if slot.is_none() {
-                    *slot = Some(sqlx::mysql::MySqlConnection::connect_with(options).await?);
-                }
-                let c = slot.as_mut().expect("just connected");
+                let taken = conn.lock().await.take();
+                let mut c = match taken {
+                    Some(c) => c,
+                    None => sqlx::mysql::MySqlConnection::connect_with(options).await?,
+                };
                 // An integer rendered by us: nothing to inject.
                 let sql = if terminate {
                     format!("KILL CONNECTION {id}")
                 } else {
                     format!("KILL QUERY {id}")
                 };
-                let r = c.execute(sqlx::AssertSqlSafe(sql)).await;
-                if r.is_err() {
-                    *slot = None;
-                }
-                r.map(drop)
+                c.execute(sqlx::AssertSqlSafe(sql)).await?;
+                conn.lock().await.get_or_insert(c);
+                Ok(())
             }
             Kind::None => {
                 let _ = (id, terminate);
@@ -200,22 +200,53 @@ impl Killer {
         }
     }
 
-    /// Ends the server session behind `id`, in the background (bounded).
-    pub(crate) fn terminate_in_background(self: &std::sync::Arc<Self>, id: u64, bound: Duration) {
-        let me = std::sync::Arc::clone(self);
-        tokio::spawn(async move {
-            if let Ok(Err(e)) = tokio::time::timeout(bound, me.run(id, true)).await {
-                tracing::warn!(error = %e, id, "poolguard: could not end the timed-out session");
+    /// Ends the server session behind `id` (bounded), before its connection
+    /// is closed or handed back: once the socket is gone the server may give
+    /// the same id to a new session.
+    pub(crate) async fn terminate(&self, id: u64, bound: Duration) {
+        match tokio::time::timeout(bound, self.run(id, true)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, id, "poolguard: could not end the timed-out session")
             }
-        });
+            Err(_) => tracing::warn!(id, "poolguard: ending the timed-out session timed out"),
+        }
     }
 
-    /// Awaits `query` for at most `limit`; on expiry cancels it on the
-    /// server and drains it (both within `drain`).
+    /// Opens the killer's connection ahead of the first timeout, so the
+    /// first cancel does not pay for a connect (and a full server does not
+    /// refuse it then).
+    pub(crate) async fn preconnect(&self) {
+        let r = match &self.kind {
+            #[cfg(feature = "postgres")]
+            Kind::Postgres { options, conn } => sqlx::postgres::PgConnection::connect_with(options)
+                .await
+                .map(|c| {
+                    if let Ok(mut slot) = conn.try_lock() {
+                        slot.get_or_insert(c);
+                    }
+                }),
+            #[cfg(feature = "mysql")]
+            Kind::MySql { options, conn } => sqlx::mysql::MySqlConnection::connect_with(options)
+                .await
+                .map(|c| {
+                    if let Ok(mut slot) = conn.try_lock() {
+                        slot.get_or_insert(c);
+                    }
+                }),
+            Kind::None => Ok(()),
+        };
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "poolguard: could not open the query-cancel connection yet");
+        }
+    }
+
+    /// Awaits `query` until `deadline`; then cancels it on the server and
+    /// drains it (both within `drain`).
     pub(crate) async fn timed<T, F>(
         &self,
         query: F,
-        limit: Duration,
+        deadline: tokio::time::Instant,
         id: Option<u64>,
         drain: Duration,
     ) -> Timed<T>
@@ -223,7 +254,7 @@ impl Killer {
         F: Future<Output = Result<T, sqlx::Error>>,
     {
         tokio::pin!(query);
-        if let Ok(r) = tokio::time::timeout(limit, &mut query).await {
+        if let Ok(r) = tokio::time::timeout_at(deadline, &mut query).await {
             return Timed::Done(r);
         }
         let rest = async { (&mut query).await.map(drop) };

@@ -69,10 +69,15 @@ async fn a_million_acquires_leave_memory_flat() {
     run(900_000).await;
     let after_1m = LIVE.load(Ordering::Relaxed);
     let growth = after_1m - after_100k;
-    eprintln!("live heap after 100k pairs: {after_100k} B, after 1M: {after_1m} B, growth {growth} B");
+    eprintln!(
+        "live heap after 100k pairs: {after_100k} B, after 1M: {after_1m} B, growth {growth} B"
+    );
     assert_eq!(guard.snapshot().acquires_total, 1_000_000);
     // 900,000 more pairs: one byte kept per pair would be 900 KB. The
     // windows (one counter mark a tick, a histogram mark every 5 s) may fill
     // while the test runs; they are bounded and small.
-    assert!(growth < 256 * 1024, "heap grew {growth} B over 900,000 pairs");
+    assert!(
+        growth < 256 * 1024,
+        "heap grew {growth} B over 900,000 pairs"
+    );
 }
