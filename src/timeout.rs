@@ -217,7 +217,7 @@ impl Killer {
     /// first cancel does not pay for a connect (and a full server does not
     /// refuse it then).
     pub(crate) async fn preconnect(&self) {
-        let r = match &self.kind {
+        let r: Result<(), sqlx::Error> = match &self.kind {
             #[cfg(feature = "postgres")]
             Kind::Postgres { options, conn } => sqlx::postgres::PgConnection::connect_with(options)
                 .await
