@@ -2,8 +2,9 @@
 //!
 //! Arms: the raw `sqlx::Pool`; `poolguard` with no metrics recorder; with the
 //! Prometheus recorder (`metrics-exporter-prometheus`) behind its handles;
-//! and `sqlx-otel` 0.5 with no OpenTelemetry provider (its documented
-//! zero-cost configuration). Workloads: acquire + release, and acquire +
+//! `sqlx-otel` 0.5 with no OpenTelemetry provider (its documented zero-cost
+//! configuration); and `sqlx-otel` with an OpenTelemetry SDK meter provider
+//! (a manual reader: instruments record, nothing exports). Workloads: acquire + release, and acquire +
 //! `SELECT 1` + release; concurrency 1, 16 and 256 tasks; pools of 8 and 50;
 //! SQLite in-memory always, PostgreSQL on loopback when `DATABASE_URL` (or
 //! the default) answers. Also: an acquire started and abandoned while 10,000
@@ -78,7 +79,7 @@ fn guard<DB: Database>(pool: &Pool<DB>, prometheus: bool) -> PoolGuard<DB> {
 }
 
 macro_rules! arms {
-    ($c:expr, $rt:expr, $label:expr, $pool:expr, $otel:expr, $query:expr) => {{
+    ($c:expr, $rt:expr, $label:expr, $pool:expr, $otel:expr, $otel_sdk:expr, $query:expr) => {{
         let group_name = format!(
             "{}/{}",
             if $query {
@@ -131,9 +132,9 @@ macro_rules! arms {
                     })
                 });
             }
-            {
+            for (arm, otel) in [("sqlx-otel", &otel), ("sqlx-otel+sdk", &$otel_sdk)] {
                 let otel = otel.clone();
-                group.bench_with_input(BenchmarkId::new("sqlx-otel", c), &c, |b, &c| {
+                group.bench_with_input(BenchmarkId::new(arm, c), &c, |b, &c| {
                     b.to_async(&$rt).iter_custom(|iters| {
                         let otel = otel.clone();
                         spread(c, iters, move || {
@@ -184,19 +185,30 @@ fn postgres_pool(rt: &tokio::runtime::Runtime, max: u32) -> Option<sqlx::PgPool>
 
 fn overhead(c: &mut Criterion) {
     let rt = runtime();
-    for max in POOLS {
-        let pool = sqlite_pool(&rt, max);
-        let otel = rt.block_on(async { sqlx_otel::PoolBuilder::from(pool.clone()).build() });
-        arms!(c, rt, format!("sqlite/pool{max}"), pool, otel, false);
-        arms!(c, rt, format!("sqlite/pool{max}"), pool, otel, true);
+    let sqlite: Vec<_> = POOLS.iter().map(|&max| sqlite_pool(&rt, max)).collect();
+    let postgres: Vec<_> = POOLS.iter().map_while(|&max| postgres_pool(&rt, max)).collect();
+    // sqlx-otel takes its meter when a pool is built: the no-provider arms
+    // first, then the SDK provider goes global and the other arms are built.
+    let otel = |p: &sqlx::SqlitePool| rt.block_on(async { sqlx_otel::PoolBuilder::from(p.clone()).build() });
+    let otel_pg = |p: &sqlx::PgPool| rt.block_on(async { sqlx_otel::PoolBuilder::from(p.clone()).build() });
+    let sqlite_otel: Vec<_> = sqlite.iter().map(otel).collect();
+    let postgres_otel: Vec<_> = postgres.iter().map(otel_pg).collect();
+    let reader = opentelemetry_sdk::metrics::ManualReader::builder().build();
+    let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
+        .with_reader(reader)
+        .build();
+    opentelemetry::global::set_meter_provider(provider);
+    let sqlite_sdk: Vec<_> = sqlite.iter().map(otel).collect();
+    let postgres_sdk: Vec<_> = postgres.iter().map(otel_pg).collect();
+    for (i, max) in POOLS.iter().enumerate() {
+        let (pool, o, s) = (&sqlite[i], &sqlite_otel[i], &sqlite_sdk[i]);
+        arms!(c, rt, format!("sqlite/pool{max}"), pool, o, s, false);
+        arms!(c, rt, format!("sqlite/pool{max}"), pool, o, s, true);
     }
-    for max in POOLS {
-        let Some(pool) = postgres_pool(&rt, max) else {
-            break;
-        };
-        let otel = rt.block_on(async { sqlx_otel::PoolBuilder::from(pool.clone()).build() });
-        arms!(c, rt, format!("postgres/pool{max}"), pool, otel, false);
-        arms!(c, rt, format!("postgres/pool{max}"), pool, otel, true);
+    for (i, max) in POOLS.iter().enumerate().take(postgres.len()) {
+        let (pool, o, s) = (&postgres[i], &postgres_otel[i], &postgres_sdk[i]);
+        arms!(c, rt, format!("postgres/pool{max}"), pool, o, s, false);
+        arms!(c, rt, format!("postgres/pool{max}"), pool, o, s, true);
     }
 }
 

@@ -702,12 +702,17 @@ impl BreakerCell {
     }
 
     fn sync(&self, m: &Breaker) {
+        use std::sync::atomic::Ordering::Relaxed;
+        // Stored only on a change: callers on other cores read these on
+        // every call, and a store each time would bounce the cache line.
         let pass = matches!(m.state(), BreakerState::Closed | BreakerState::Disabled);
-        self.pass.store(pass, std::sync::atomic::Ordering::Relaxed);
-        self.off.store(
-            m.state() == BreakerState::Disabled,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        if self.pass.load(Relaxed) != pass {
+            self.pass.store(pass, Relaxed);
+        }
+        let off = m.state() == BreakerState::Disabled;
+        if self.off.load(Relaxed) != off {
+            self.off.store(off, Relaxed);
+        }
     }
 
     pub(crate) fn state(&self) -> (BreakerState, bool) {
