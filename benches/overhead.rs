@@ -10,7 +10,7 @@
 //! the default) answers. Also: an acquire started and abandoned while 10,000
 //! tasks wait, and one rule-evaluation tick with every default rule.
 //!
-//! Run: `cargo bench --bench overhead` (about 10 minutes on 2 cores;
+//! Run: `cargo bench --bench overhead` (about 8 minutes on 2 cores;
 //! `-- acquire_release/sqlite` and the like select a part).
 
 use std::future::Future;
