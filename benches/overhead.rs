@@ -186,11 +186,17 @@ fn postgres_pool(rt: &tokio::runtime::Runtime, max: u32) -> Option<sqlx::PgPool>
 fn overhead(c: &mut Criterion) {
     let rt = runtime();
     let sqlite: Vec<_> = POOLS.iter().map(|&max| sqlite_pool(&rt, max)).collect();
-    let postgres: Vec<_> = POOLS.iter().map_while(|&max| postgres_pool(&rt, max)).collect();
+    let postgres: Vec<_> = POOLS
+        .iter()
+        .map_while(|&max| postgres_pool(&rt, max))
+        .collect();
     // sqlx-otel takes its meter when a pool is built: the no-provider arms
     // first, then the SDK provider goes global and the other arms are built.
-    let otel = |p: &sqlx::SqlitePool| rt.block_on(async { sqlx_otel::PoolBuilder::from(p.clone()).build() });
-    let otel_pg = |p: &sqlx::PgPool| rt.block_on(async { sqlx_otel::PoolBuilder::from(p.clone()).build() });
+    let otel = |p: &sqlx::SqlitePool| {
+        rt.block_on(async { sqlx_otel::PoolBuilder::from(p.clone()).build() })
+    };
+    let otel_pg =
+        |p: &sqlx::PgPool| rt.block_on(async { sqlx_otel::PoolBuilder::from(p.clone()).build() });
     let sqlite_otel: Vec<_> = sqlite.iter().map(otel).collect();
     let postgres_otel: Vec<_> = postgres.iter().map(otel_pg).collect();
     let reader = opentelemetry_sdk::metrics::ManualReader::builder().build();

@@ -104,8 +104,10 @@ pub enum Cancelled {
     /// possible and the connection closed, not reused.
     Closed,
     /// The backend offers no server-side cancel (SQLite, or the crate's
-    /// `postgres`/`mysql` feature is off): the connection was closed; the
-    /// statement may run on to its end.
+    /// `postgres`/`mysql` feature is off): the statement runs on to its end.
+    /// A server connection is closed; an SQLite connection goes back to the
+    /// pool (closing the last one would destroy an in-memory database), and
+    /// its next user waits for the statement to finish.
     NotSupported,
 }
 
@@ -114,7 +116,7 @@ impl fmt::Display for Cancelled {
         f.write_str(match self {
             Cancelled::Clean => "cancelled on the server, connection reused",
             Cancelled::Closed => "cancel not confirmed: session ended, connection closed",
-            Cancelled::NotSupported => "no server-side cancel, connection closed",
+            Cancelled::NotSupported => "no server-side cancel: the statement runs to its end",
         })
     }
 }

@@ -171,14 +171,21 @@ where
         let core = Arc::clone(guard.core());
         let ticket = core.admit()?;
         let r = async {
-            let mut conn = guard.acquire_at(Location::caller()).await?;
+            let conn = guard.acquire_at(Location::caller()).await?;
+            let mut flight = InFlight {
+                conn: Some(conn),
+                done: false,
+            };
+            let conn = flight.conn.as_mut().expect("set just above");
             let mut id = None;
-            match optional_on::<DB, E>(&core, &mut conn, query, limit, &mut id).await {
-                Ok(r) => r,
+            match optional_on::<DB, E>(&core, conn, query, limit, &mut id).await {
+                Ok(r) => {
+                    flight.done = true;
+                    r
+                }
                 Err((limit, server)) => {
-                    if !after_timeout(&core, id, server).await {
-                        conn.discard();
-                    }
+                    // Not clean: `flight` closes the connection when dropped.
+                    flight.done = after_timeout(&core, id, server).await;
                     Err(core.query_timed_out(limit, server).into())
                 }
             }
@@ -203,15 +210,21 @@ where
         let core = Arc::clone(guard.core());
         let ticket = core.admit()?;
         let r: Result<(), sqlx::Error> = async {
-            let mut conn = guard.acquire_at(Location::caller()).await?;
+            let conn = guard.acquire_at(Location::caller()).await?;
+            let mut flight = InFlight {
+                conn: Some(conn),
+                done: false,
+            };
+            let conn = flight.conn.as_mut().expect("set just above");
             let mut id = None;
-            let r = many_on::<DB, E>(&core, &mut conn, query, limit, &mut id, &yielder).await;
+            let r = many_on::<DB, E>(&core, conn, query, limit, &mut id, &yielder).await;
             match r {
-                Ok(r) => r,
+                Ok(r) => {
+                    flight.done = true;
+                    r
+                }
                 Err((limit, server)) => {
-                    if !after_timeout(&core, id, server).await {
-                        conn.discard();
-                    }
+                    flight.done = after_timeout(&core, id, server).await;
                     Err(core.query_timed_out(limit, server).into())
                 }
             }
@@ -220,6 +233,33 @@ where
         ticket.finish_sqlx(&r);
         r
     }))
+}
+
+/// A connection with a query in flight. Dropped before the query finished
+/// (the caller dropped the future or stream, e.g. under its own
+/// `tokio::time::timeout`, or stopped reading a stream before its end) or
+/// after a timeout that left it in doubt, it is closed instead of returned:
+/// sqlx would hand it to the next caller still busy with the old statement
+/// (holding the slot until it ends) or with a stale cancel error. Not on
+/// SQLite, where nothing keeps running.
+struct InFlight<DB: Database> {
+    conn: Option<GuardedConnection<DB>>,
+    done: bool,
+}
+
+impl<DB: Database> Drop for InFlight<DB> {
+    fn drop(&mut self) {
+        // SQLite has no server still working on the statement, and closing
+        // the last connection of an in-memory database would destroy it.
+        if !self.done && DB::NAME != "SQLite" {
+            // Detached and dropped: the socket closes now and the pool slot
+            // is free at once (sqlx's graceful close would first wait for the
+            // running statement). The server finishes the statement alone.
+            if let Some(conn) = self.conn.take() {
+                conn.discard();
+            }
+        }
+    }
 }
 
 /// What `fetch_many` streams.

@@ -103,6 +103,32 @@ async fn postgres_query_timeout_cancels_on_the_server_and_frees_the_slot() {
 }
 
 #[tokio::test]
+async fn a_call_dropped_by_the_caller_does_not_leave_its_statement_to_the_next() {
+    let Some(pool) = common::postgres(1, Duration::from_secs(5)).await else {
+        return;
+    };
+    // No guard timeout: the caller's own timeout drops the future mid-query.
+    let guard = PoolGuard::builder(pool).build().unwrap();
+    let dropped =
+        tokio::time::timeout(LIMIT, sqlx::query("SELECT pg_sleep(3)").execute(&guard)).await;
+    assert!(dropped.is_err(), "the caller gave up");
+    // Raw sqlx would hand the single connection back still running the
+    // sleep (the next query waits ~2.8 s); the guard closed it instead.
+    let started = Instant::now();
+    let v: i32 = sqlx::query_scalar("SELECT 9")
+        .fetch_one(&guard)
+        .await
+        .unwrap();
+    assert_eq!(v, 9);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(guard.snapshot().in_use, 0);
+}
+
+#[tokio::test]
 async fn postgres_timeout_inside_a_transaction() {
     let Some(pool) = common::postgres(1, Duration::from_secs(5)).await else {
         return;
