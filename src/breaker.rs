@@ -1005,7 +1005,17 @@ mod model {
 
     #[derive(Debug, Clone)]
     enum Op {
+        /// Permission asked and the outcome recorded at once.
         Call {
+            fail: bool,
+            slow: bool,
+            cancel: bool,
+        },
+        /// Permission asked; a granted call stays in flight.
+        Start,
+        /// The in-flight call at this index (modulo their number) ends.
+        Finish {
+            idx: usize,
             fail: bool,
             slow: bool,
             cancel: bool,
@@ -1017,15 +1027,19 @@ mod model {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            6 => (any::<bool>(), prop::bool::weighted(0.2), prop::bool::weighted(0.1))
+            5 => (any::<bool>(), prop::bool::weighted(0.2), prop::bool::weighted(0.1))
                 .prop_map(|(fail, slow, cancel)| Op::Call { fail, slow, cancel }),
+            2 => Just(Op::Start),
+            2 => (any::<usize>(), any::<bool>(), prop::bool::weighted(0.2), prop::bool::weighted(0.2))
+                .prop_map(|(idx, fail, slow, cancel)| Op::Finish { idx, fail, slow, cancel }),
             3 => (0u64..4000).prop_map(Op::Advance),
             1 => Just(Op::Reset),
             1 => Just(Op::ForceOpen),
         ]
     }
 
-    /// The spec, naively: every call kept, rates recounted each time.
+    /// The spec, naively: every call kept, rates recounted each time; a
+    /// trial permit belongs to the half-open episode that granted it.
     #[derive(Debug)]
     struct Model {
         state: BreakerState,
@@ -1034,6 +1048,7 @@ mod model {
         openings: u32,
         trials_started: usize,
         trials: Vec<(bool, bool)>,
+        episode: u32,
     }
 
     impl Model {
@@ -1056,32 +1071,34 @@ mod model {
             fails / n >= 0.5 || slow / n >= 0.8
         }
 
-        /// Some(trial) when granted.
-        fn permit(&mut self, now: u64) -> Option<bool> {
+        /// Some(episode of the trial, or None) when granted.
+        fn permit(&mut self, now: u64) -> Option<Option<u32>> {
             if self.state == BreakerState::Open && now >= self.open_until {
                 self.state = BreakerState::HalfOpen;
                 self.trials_started = 0;
                 self.trials.clear();
+                self.episode += 1;
             }
             match self.state {
-                BreakerState::Closed | BreakerState::Disabled => Some(false),
+                BreakerState::Closed | BreakerState::Disabled => Some(None),
                 BreakerState::HalfOpen if self.trials_started < TRIALS => {
                     self.trials_started += 1;
-                    Some(true)
+                    Some(Some(self.episode))
                 }
                 _ => None,
             }
         }
 
-        fn record(&mut self, now: u64, trial: bool, fail: bool, slow: bool, cancel: bool) {
+        fn record(&mut self, now: u64, trial: Option<u32>, fail: bool, slow: bool, cancel: bool) {
+            let current = self.state == BreakerState::HalfOpen && trial == Some(self.episode);
             if cancel {
-                if trial && self.state == BreakerState::HalfOpen {
+                if current {
                     self.trials_started -= 1;
                 }
                 return;
             }
             match self.state {
-                BreakerState::HalfOpen if trial => {
+                BreakerState::HalfOpen if current => {
                     self.trials.push((fail, slow));
                     if self.trials.len() == TRIALS {
                         if Self::trips(&self.trials) {
@@ -1091,7 +1108,7 @@ mod model {
                         }
                     }
                 }
-                BreakerState::Closed => {
+                BreakerState::Closed if trial.is_none() => {
                     self.calls.push((now / WIDTH_MS, fail, slow));
                     let cur = now / WIDTH_MS;
                     let window: Vec<(bool, bool)> = self
@@ -1112,6 +1129,24 @@ mod model {
             self.state = BreakerState::Closed;
             self.openings = 0;
             self.calls.clear();
+        }
+    }
+
+    fn outcome(fail: bool, cancel: bool) -> Outcome {
+        if cancel {
+            Outcome::Ignored
+        } else if fail {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        }
+    }
+
+    fn took(slow: bool) -> Duration {
+        if slow {
+            Duration::from_secs(3)
+        } else {
+            Duration::from_millis(1)
         }
     }
 
@@ -1138,27 +1173,26 @@ mod model {
                 openings: 0,
                 trials_started: 0,
                 trials: Vec::new(),
+                episode: 0,
             };
+            // Calls in flight: the breaker's permit and the model's.
+            let mut flying: Vec<(Option<u32>, Option<u32>)> = Vec::new();
             let mut now = 0u64;
             for (i, op) in ops.iter().enumerate() {
                 let at = t0 + Duration::from_millis(now);
                 match *op {
-                    Op::Call { fail, slow, cancel } => {
+                    Op::Call { .. } | Op::Start => {
                         let (permit, _) = b.try_acquire_permission(at);
                         let expected = m.permit(now);
                         match (permit, expected) {
                             (Permit::Granted { trial }, Some(t)) => {
-                                prop_assert_eq!(trial.is_some(), t, "op {}: trial flag", i);
-                                let outcome = if cancel {
-                                    Outcome::Ignored
-                                } else if fail {
-                                    Outcome::Failure
+                                prop_assert_eq!(trial, t, "op {}: trial permit", i);
+                                if let Op::Call { fail, slow, cancel } = *op {
+                                    b.on_result(at, trial, outcome(fail, cancel), took(slow));
+                                    m.record(now, t, fail, slow, cancel);
                                 } else {
-                                    Outcome::Success
-                                };
-                                let took = if slow { Duration::from_secs(3) } else { Duration::from_millis(1) };
-                                b.on_result(at, trial, outcome, took);
-                                m.record(now, trial.is_some(), fail, slow, cancel);
+                                    flying.push((trial, t));
+                                }
                             }
                             (Permit::Rejected { retry_in }, None) => {
                                 if m.state == BreakerState::Open {
@@ -1166,6 +1200,13 @@ mod model {
                                 }
                             }
                             (p, e) => prop_assert!(false, "op {}: breaker {:?}, model {:?} ({:?})", i, p, e, m),
+                        }
+                    }
+                    Op::Finish { idx, fail, slow, cancel } => {
+                        if !flying.is_empty() {
+                            let (trial, t) = flying.remove(idx % flying.len());
+                            b.on_result(at, trial, outcome(fail, cancel), took(slow));
+                            m.record(now, t, fail, slow, cancel);
                         }
                     }
                     Op::Advance(ms) => now += ms,
