@@ -479,7 +479,7 @@ impl<DB: Database> PoolGuardBuilder<DB> {
             return Err(Error::config(
                 "shed.max_waiters_per_connection",
                 0,
-                "must be at least 1 (disable shedding with `enabled: false`)",
+                "must be at least 1 (disable shedding with `ShedConfig::disabled()`)",
             ));
         }
         if self.instances == 0 {

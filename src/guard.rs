@@ -300,7 +300,7 @@ impl<DB: Database> PoolGuard<DB> {
     }
 
     /// The server's connection capacity, when watched (PostgreSQL,
-    /// [`watch_server`](crate::PoolGuardBuilder::watch_server)) and read at least once.
+    /// `PoolGuardBuilder::watch_server` (feature `postgres`)) and read at least once.
     pub fn server_capacity(&self) -> Option<ServerCapacity> {
         *self.inner.core.server.lock()
     }

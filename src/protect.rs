@@ -243,8 +243,9 @@ impl Core {
 }
 
 /// Manual control and a view of the circuit breaker, from
-/// [`PoolGuard::breaker`](crate::PoolGuard::breaker). Every change is an
-/// [`Event::Breaker`] like the automatic ones.
+/// [`PoolGuard::breaker`](crate::PoolGuard::breaker). Every change of state
+/// is an [`Event::Breaker`] like the automatic ones (switching shadow mode on
+/// or off is not a change of state and sends none).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]

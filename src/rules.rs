@@ -351,7 +351,7 @@ fn mins(m: u64) -> Duration {
 ///
 /// - error rate > 1 % for 3 min (warning) / > 2.5 % for 2 min (critical),
 ///   on the guard's query errors and on the requests the app records;
-/// - timeouts > 5 / > 10 in 5 min, on the guard's acquire timeouts and on
+/// - timeouts > 5 / > 10 in 5 min, on the guard's acquire and query timeouts and on
 ///   the app's 504s;
 /// - P95 > 400 ms for 5 min / > 600 ms for 3 min, on the guard's query
 ///   latency and on the app's request latency;
@@ -452,7 +452,8 @@ pub fn default_rules() -> Vec<Rule> {
         .collect()
 }
 
-/// The rules added by [`PoolGuardBuilder::watch_server`](crate::PoolGuardBuilder):
+/// The rules added by `PoolGuardBuilder::watch_server` (feature `postgres`), with fixed
+/// thresholds (80 % / 90 %, whatever the pool's own are):
 /// the server's connection slots, with the pool's own thresholds.
 pub fn server_rules() -> Vec<Rule> {
     vec![

@@ -3,7 +3,7 @@
 //! and the database server's connection capacity it must fit in.
 
 /// The server's connection slots, read by
-/// [`watch_server`](crate::PoolGuardBuilder::watch_server) (PostgreSQL).
+/// `PoolGuardBuilder::watch_server` (feature `postgres`) (PostgreSQL).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerCapacity {

@@ -71,7 +71,7 @@ pub enum Signal {
     /// Request latency the app recorded, seconds, over the window.
     RequestLatency(Quantile),
     /// Server-wide connection slots in use (PostgreSQL, with
-    /// [`watch_server`](crate::PoolGuardBuilder::watch_server)).
+    /// `PoolGuardBuilder::watch_server` (feature `postgres`)).
     ServerUtilization,
 }
 
