@@ -81,7 +81,7 @@ async fn main() -> Result<(), poolguard::Error> {
                 s.waiters,
                 s.demand * 100.0,
                 s.acquire_wait.p95,
-                s.timeouts_in_window,
+                s.acquire_timeouts_in_window,
             );
         }
     });
@@ -146,7 +146,7 @@ async fn main() -> Result<(), poolguard::Error> {
     let snap = guard.snapshot();
     println!(
         "final: level={} acquires={} timeouts={} hold p50={:?}",
-        snap.level, snap.acquires_total, snap.timeouts_total, snap.hold_time.p50
+        snap.level, snap.acquires_total, snap.acquire_timeouts_total, snap.hold_time.p50
     );
     for a in guard
         .alerts()

@@ -14,7 +14,7 @@ use sqlx::{Acquire, Database, Transaction};
 use std::sync::Arc;
 
 use crate::accounting::HoldTicket;
-use crate::executor::{Target, Timed};
+use crate::executor::{Target, TimedConnection};
 use crate::monitor::Core;
 
 /// A pooled connection checked out through a [`PoolGuard`](crate::PoolGuard).
@@ -52,8 +52,8 @@ impl<DB: Database> GuardedConnection<DB> {
     /// and are then cancelled on the server; if the connection cannot be
     /// proven clean afterwards it is closed when dropped instead of
     /// returned to the pool.
-    pub fn with_timeout(&mut self, limit: Duration) -> Timed<'_, DB> {
-        Timed {
+    pub fn with_timeout(&mut self, limit: Duration) -> TimedConnection<'_, DB> {
+        TimedConnection {
             target: Target::Conn(&mut self.conn),
             core: &self.core,
             backend_id: &mut self.backend_id,
@@ -155,8 +155,8 @@ impl<DB: Database> GuardedTransaction<DB> {
     /// tx.commit().await?;
     /// # Ok(()) }
     /// ```
-    pub fn with_timeout(&mut self, limit: Duration) -> Timed<'_, DB> {
-        Timed {
+    pub fn with_timeout(&mut self, limit: Duration) -> TimedConnection<'_, DB> {
+        TimedConnection {
             target: Target::Tx(&mut self.tx),
             core: &self.core,
             backend_id: &mut self.backend_id,

@@ -1,7 +1,7 @@
 //! The guard as an `sqlx::Executor` and `sqlx::Acquire`, so code that took
 //! `&Pool` keeps the guard's accounting and protection when handed `&guard`.
 //!
-//! Each call through `&PoolGuard` (or [`Timeout`], its per-call timeout
+//! Each call through `&PoolGuard` (or [`TimedGuard`], its per-call timeout
 //! variant) asks the circuit breaker first, then acquires through the guard
 //! (counted, load-shed like [`PoolGuard::acquire`]) and holds the connection
 //! until the returned future or stream finishes or is dropped. Queries
@@ -12,7 +12,7 @@
 //! With a query timeout, the connection's backend id is read first (one
 //! round trip), and an expired query is cancelled on the server and drained
 //! (see `timeout.rs`); a connection that cannot be proven clean is closed.
-//! [`Timed`] does the same on a connection or transaction already held.
+//! [`TimedConnection`] does the same on a connection or transaction already held.
 //!
 //! Leak reports for connections taken here name this file: sqlx calls the
 //! trait, so the application's call site is not visible. `describe` is
@@ -39,22 +39,22 @@ use crate::timeout::Timed as Outcome;
 
 /// `&PoolGuard` with a timeout for the calls made through it, from
 /// [`PoolGuard::with_timeout`]: an `Executor` like `&PoolGuard`.
-pub struct Timeout<'g, DB: Database> {
+pub struct TimedGuard<'g, DB: Database> {
     guard: &'g PoolGuard<DB>,
     limit: Option<Duration>,
 }
 
-impl<DB: Database> Clone for Timeout<'_, DB> {
+impl<DB: Database> Clone for TimedGuard<'_, DB> {
     fn clone(&self) -> Self {
         *self
     }
 }
 
-impl<DB: Database> Copy for Timeout<'_, DB> {}
+impl<DB: Database> Copy for TimedGuard<'_, DB> {}
 
-impl<DB: Database> std::fmt::Debug for Timeout<'_, DB> {
+impl<DB: Database> std::fmt::Debug for TimedGuard<'_, DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Timeout")
+        f.debug_struct("TimedGuard")
             .field("pool", &self.guard.name())
             .field("limit", &self.limit)
             .finish()
@@ -75,8 +75,8 @@ impl<DB: Database> PoolGuard<DB> {
     /// sqlx::query("SELECT 1").execute(guard.with_timeout(Duration::from_millis(500))).await?;
     /// # Ok(()) }
     /// ```
-    pub fn with_timeout(&self, limit: Duration) -> Timeout<'_, DB> {
-        Timeout {
+    pub fn with_timeout(&self, limit: Duration) -> TimedGuard<'_, DB> {
+        TimedGuard {
             guard: self,
             limit: Some(limit),
         }
@@ -401,7 +401,7 @@ where
     }
 }
 
-impl<'p, DB: Database> Executor<'p> for Timeout<'_, DB>
+impl<'p, DB: Database> Executor<'p> for TimedGuard<'_, DB>
 where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
@@ -444,7 +444,7 @@ where
     }
 }
 
-/// What a [`Timed`] executor runs on.
+/// What a [`TimedConnection`] executor runs on.
 pub(crate) enum Target<'c, DB: Database> {
     Conn(&'c mut PoolConnection<DB>),
     Tx(&'c mut Transaction<'static, DB>),
@@ -473,23 +473,23 @@ impl<DB: Database> Target<'_, DB> {
 /// [`GuardedTransaction::with_timeout`](crate::GuardedTransaction::with_timeout):
 /// an `Executor` whose queries are cancelled on the server when they run past
 /// the limit.
-pub struct Timed<'c, DB: Database> {
+pub struct TimedConnection<'c, DB: Database> {
     pub(crate) target: Target<'c, DB>,
     pub(crate) core: &'c Core,
     pub(crate) backend_id: &'c mut Option<u64>,
     pub(crate) limit: Duration,
 }
 
-impl<DB: Database> std::fmt::Debug for Timed<'_, DB> {
+impl<DB: Database> std::fmt::Debug for TimedConnection<'_, DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Timed")
+        f.debug_struct("TimedConnection")
             .field("pool", &self.core.name)
             .field("limit", &self.limit)
             .finish_non_exhaustive()
     }
 }
 
-impl<'c, DB: Database> Executor<'c> for Timed<'c, DB>
+impl<'c, DB: Database> Executor<'c> for TimedConnection<'c, DB>
 where
     for<'x> &'x mut DB::Connection: Executor<'x, Database = DB>,
 {

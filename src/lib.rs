@@ -129,7 +129,7 @@ pub use error::{Cancelled, Error, PoolState, ShedReason};
 pub use events::{
     AlertEvent, BreakerEvent, Event, EventStream, EventsMissed, LeakEvent, SaturationEvent,
 };
-pub use executor::{Timed, Timeout};
+pub use executor::{TimedConnection, TimedGuard};
 pub use forecast::Forecast;
 pub use guard::PoolGuard;
 pub use protect::BreakerHandle;

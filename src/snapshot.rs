@@ -42,7 +42,7 @@ pub struct Snapshot {
     /// Acquires that succeeded within the recent window.
     pub acquires_in_window: u64,
     /// Acquire timeouts within the recent window.
-    pub timeouts_in_window: u64,
+    pub acquire_timeouts_in_window: u64,
     /// Queries through the guard's executor within the recent window.
     pub queries_in_window: u64,
     /// Of those, the ones that returned an error.
@@ -52,7 +52,7 @@ pub struct Snapshot {
     /// Successful acquires since the guard was built.
     pub acquires_total: u64,
     /// Acquire timeouts since the guard was built.
-    pub timeouts_total: u64,
+    pub acquire_timeouts_total: u64,
     /// Acquires that failed otherwise (connect error, closed pool).
     pub acquire_errors_total: u64,
     /// Forecast time until demand reaches 100 % (see [`Forecast`](crate::Forecast)).

@@ -87,7 +87,11 @@ where
     }
     let snap = guard.snapshot();
     assert_eq!(
-        (snap.waiters, snap.timeouts_total, snap.timeouts_in_window),
+        (
+            snap.waiters,
+            snap.acquire_timeouts_total,
+            snap.acquire_timeouts_in_window
+        ),
         (0, 3, 3)
     );
     assert_eq!(snap.acquires_total, 10);

@@ -98,7 +98,10 @@ async fn postgres_query_timeout_cancels_on_the_server_and_frees_the_slot() {
         .await
         .unwrap();
     let snap = guard.snapshot();
-    assert_eq!(snap.timeouts_total, 0, "acquire timeouts stay apart");
+    assert_eq!(
+        snap.acquire_timeouts_total, 0,
+        "acquire timeouts stay apart"
+    );
     assert_eq!((snap.in_use, snap.waiters), (0, 0));
 }
 
@@ -331,12 +334,12 @@ async fn breaker_opens_on_a_dead_database_fails_fast_and_closes_after_recovery()
     assert_eq!(
         (
             after.acquires_total,
-            after.timeouts_total,
+            after.acquire_timeouts_total,
             after.acquire_errors_total
         ),
         (
             before.acquires_total,
-            before.timeouts_total,
+            before.acquire_timeouts_total,
             before.acquire_errors_total
         ),
         "rejected calls never reached the pool"
@@ -552,7 +555,7 @@ async fn load_shedding_refuses_hopeless_waits_and_too_many_waiters() {
     assert!(err.is_acquire_timeout(), "{err:?}");
     assert!(started.elapsed() < Duration::from_secs(1));
     drop(held);
-    assert_eq!(patient.snapshot().timeouts_total, 1);
+    assert_eq!(patient.snapshot().acquire_timeouts_total, 1);
 
     // The waiter cap: 1 per connection = 2 waiting at most.
     let guard = PoolGuard::builder(common::sqlite(2, Duration::from_secs(5)).await)
