@@ -73,11 +73,13 @@ async fn a_million_acquires_leave_memory_flat() {
         "live heap after 100k pairs: {after_100k} B, after 1M: {after_1m} B, growth {growth} B"
     );
     assert_eq!(guard.snapshot().acquires_total, 1_000_000);
-    // 900,000 more pairs: one byte kept per pair would be 900 KB. The
-    // windows (one counter mark a tick, a histogram mark every 5 s) may fill
-    // while the test runs; they are bounded and small.
+    // 900,000 more pairs: one byte kept per pair would be 900 KB. What may
+    // legitimately grow is time-bound, not count-bound: the windows fill as
+    // the run goes on (at most ~300 counter marks of ~140 B, 13 histogram
+    // marks of ~10 KB, the forecast's 600 points): under 200 KB even if a
+    // slow machine needs minutes for this.
     assert!(
-        growth < 256 * 1024,
+        growth < 512 * 1024,
         "heap grew {growth} B over 900,000 pairs"
     );
 }
