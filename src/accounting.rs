@@ -277,13 +277,7 @@ impl Accounting {
     /// dropped. `location` is where the caller acquires (for leak reports).
     #[inline]
     pub(crate) fn start_wait(self: &Arc<Self>, location: &'static Location<'static>) -> WaitTicket {
-        self.attempts_total.fetch_add(1, Relaxed);
-        self.change(WAITER, true);
-        WaitTicket {
-            acct: Some(Arc::clone(self)),
-            started: Instant::now(),
-            location,
-        }
+        self.start_wait_seen(location).0
     }
 
     /// Like [`start_wait`](Self::start_wait), and returns `in_use` and the

@@ -169,30 +169,13 @@ where
 {
     Box::pin(async move {
         let core = Arc::clone(guard.core());
-        let ticket = core.admit()?;
-        let r = async {
-            let conn = guard.acquire_at(Location::caller()).await?;
-            let mut flight = InFlight {
-                conn: Some(conn),
-                done: false,
-            };
-            let conn = flight.conn.as_mut().expect("set just above");
+        core.call(async {
+            let mut flight = InFlight::new(guard.acquire_at(Location::caller()).await?);
             let mut id = None;
-            match optional_on::<DB, E>(&core, conn, query, limit, &mut id).await {
-                Ok(r) => {
-                    flight.done = true;
-                    r
-                }
-                Err((limit, server)) => {
-                    // Not clean: `flight` closes the connection when dropped.
-                    flight.done = after_timeout(&core, id, server).await;
-                    Err(core.query_timed_out(limit, server).into())
-                }
-            }
-        }
-        .await;
-        ticket.finish_sqlx(&r);
-        r
+            let r = optional_on::<DB, E>(&core, flight.conn(), query, limit, &mut id).await;
+            flight.settle(&core, id, r).await
+        })
+        .await
     })
 }
 
@@ -208,30 +191,13 @@ where
 {
     Box::pin(TryAsyncStream::new(move |yielder| async move {
         let core = Arc::clone(guard.core());
-        let ticket = core.admit()?;
-        let r: Result<(), sqlx::Error> = async {
-            let conn = guard.acquire_at(Location::caller()).await?;
-            let mut flight = InFlight {
-                conn: Some(conn),
-                done: false,
-            };
-            let conn = flight.conn.as_mut().expect("set just above");
+        core.call(async {
+            let mut flight = InFlight::new(guard.acquire_at(Location::caller()).await?);
             let mut id = None;
-            let r = many_on::<DB, E>(&core, conn, query, limit, &mut id, &yielder).await;
-            match r {
-                Ok(r) => {
-                    flight.done = true;
-                    r
-                }
-                Err((limit, server)) => {
-                    flight.done = after_timeout(&core, id, server).await;
-                    Err(core.query_timed_out(limit, server).into())
-                }
-            }
-        }
-        .await;
-        ticket.finish_sqlx(&r);
-        r
+            let r = many_on::<DB, E>(&core, flight.conn(), query, limit, &mut id, &yielder).await;
+            flight.settle(&core, id, r).await
+        })
+        .await
     }))
 }
 
@@ -257,6 +223,39 @@ impl<DB: Database> Drop for InFlight<DB> {
             // running statement). The server finishes the statement alone.
             if let Some(conn) = self.conn.take() {
                 conn.discard();
+            }
+        }
+    }
+}
+
+impl<DB: Database> InFlight<DB> {
+    fn new(conn: GuardedConnection<DB>) -> Self {
+        Self {
+            conn: Some(conn),
+            done: false,
+        }
+    }
+
+    fn conn(&mut self) -> &mut DB::Connection {
+        self.conn.as_mut().expect("taken only on drop")
+    }
+
+    /// The call's result; after a timeout the connection stays marked for
+    /// closing unless the cancel was confirmed clean.
+    async fn settle<T>(
+        &mut self,
+        core: &Core,
+        id: Option<u64>,
+        r: Result<Result<T, sqlx::Error>, (Duration, Cancelled)>,
+    ) -> Result<T, sqlx::Error> {
+        match r {
+            Ok(r) => {
+                self.done = true;
+                r
+            }
+            Err((limit, server)) => {
+                self.done = after_timeout(core, id, server).await;
+                Err(core.query_timed_out(limit, server).into())
             }
         }
     }
@@ -373,14 +372,11 @@ where
         let guard = self.clone();
         Box::pin(async move {
             let core = Arc::clone(guard.core());
-            let ticket = core.admit()?;
-            let r = async {
+            core.call(async {
                 let mut conn = guard.acquire_at(Location::caller()).await?;
                 (&mut *conn).prepare_with(sql, parameters).await
-            }
-            .await;
-            ticket.finish_sqlx(&r);
-            r
+            })
+            .await
         })
     }
 
@@ -389,14 +385,11 @@ where
         let guard = self.clone();
         Box::pin(async move {
             let core = Arc::clone(guard.core());
-            let ticket = core.admit()?;
-            let r = async {
+            core.call(async {
                 let mut conn = guard.acquire_at(Location::caller()).await?;
                 (&mut *conn).describe(sql).await
-            }
-            .await;
-            ticket.finish_sqlx(&r);
-            r
+            })
+            .await
         })
     }
 }
@@ -489,6 +482,25 @@ impl<DB: Database> std::fmt::Debug for TimedConnection<'_, DB> {
     }
 }
 
+impl<DB: Database> TimedConnection<'_, DB> {
+    /// The query's result; after a timeout that left the session in doubt
+    /// the target is poisoned. Either timeout counts for the breaker.
+    async fn settle<T>(
+        &mut self,
+        r: Result<Result<T, sqlx::Error>, (Duration, Cancelled)>,
+    ) -> Result<T, sqlx::Error> {
+        let (limit, server) = match r {
+            Ok(r) => return r,
+            Err(e) => e,
+        };
+        if !after_timeout(self.core, *self.backend_id, server).await {
+            self.target.poison();
+        }
+        self.core.held_query_timed_out(limit);
+        Err(self.core.query_timed_out(limit, server).into())
+    }
+}
+
 impl<'c, DB: Database> Executor<'c> for TimedConnection<'c, DB>
 where
     for<'x> &'x mut DB::Connection: Executor<'x, Database = DB>,
@@ -514,16 +526,7 @@ where
                 &yielder,
             )
             .await;
-            match r {
-                Ok(r) => r,
-                Err((limit, server)) => {
-                    if !after_timeout(core, *self.backend_id, server).await {
-                        self.target.poison();
-                    }
-                    core.held_query_timed_out(limit);
-                    Err(core.query_timed_out(limit, server).into())
-                }
-            }
+            self.settle(r).await
         }))
     }
 
@@ -545,16 +548,7 @@ where
                 self.backend_id,
             )
             .await;
-            match r {
-                Ok(r) => r,
-                Err((limit, server)) => {
-                    if !after_timeout(core, *self.backend_id, server).await {
-                        self.target.poison();
-                    }
-                    core.held_query_timed_out(limit);
-                    Err(core.query_timed_out(limit, server).into())
-                }
-            }
+            self.settle(r).await
         })
     }
 
@@ -596,14 +590,11 @@ impl<'a, DB: Database> Acquire<'a> for &'_ PoolGuard<DB> {
         let guard = self.clone();
         Box::pin(async move {
             let core = Arc::clone(guard.core());
-            let ticket = core.admit()?;
-            let r = async {
+            core.call(async {
                 let (conn, _ticket) = guard.acquire_at(Location::caller()).await?.into_parts();
                 Transaction::begin(MaybePoolConnection::PoolConnection(conn), None).await
-            }
-            .await;
-            ticket.finish_sqlx(&r);
-            r
+            })
+            .await
         })
     }
 }

@@ -129,10 +129,7 @@ impl<DB: Database> PoolGuard<DB> {
         &self,
         location: &'static Location<'static>,
     ) -> Result<GuardedConnection<DB>, Error> {
-        let ticket = self.inner.core.admit()?;
-        let r = self.acquire_at(location).await;
-        ticket.finish_guard(&r);
-        r
+        self.inner.core.call_guard(self.acquire_at(location)).await
     }
 
     /// Load shedding, then the counted acquire.
@@ -163,12 +160,9 @@ impl<DB: Database> PoolGuard<DB> {
         deadline: Duration,
     ) -> impl Future<Output = Result<GuardedConnection<DB>, Error>> + '_ {
         let location = Location::caller();
-        async move {
-            let ticket = self.inner.core.admit()?;
-            let r = self.acquire_until(location, Some(deadline)).await;
-            ticket.finish_guard(&r);
-            r
-        }
+        self.inner
+            .core
+            .call_guard(self.acquire_until(location, Some(deadline)))
     }
 
     async fn acquire_until(
@@ -239,19 +233,12 @@ impl<DB: Database> PoolGuard<DB> {
     #[track_caller]
     pub fn begin(&self) -> impl Future<Output = Result<GuardedTransaction<DB>, Error>> + '_ {
         let location = Location::caller();
-        async move {
-            let core = &self.inner.core;
-            let admitted = core.admit()?;
-            let r = async {
-                let (conn, ticket) = self.acquire_at(location).await?.into_parts();
-                let tx =
-                    Transaction::begin(MaybePoolConnection::PoolConnection(conn), None).await?;
-                Ok(GuardedTransaction::new(tx, ticket, Arc::clone(core)))
-            }
-            .await;
-            admitted.finish_guard(&r);
-            r
-        }
+        let core = &self.inner.core;
+        core.call_guard(async move {
+            let (conn, ticket) = self.acquire_at(location).await?.into_parts();
+            let tx = Transaction::begin(MaybePoolConnection::PoolConnection(conn), None).await?;
+            Ok(GuardedTransaction::new(tx, ticket, Arc::clone(core)))
+        })
     }
 
     /// Records one request the application served, so the request rules

@@ -158,6 +158,30 @@ impl Core {
         }
     }
 
+    /// Runs one call under the breaker: admission, then `call`, then its
+    /// outcome by the classifier. A rejection never polls `call`.
+    pub(crate) async fn call<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, sqlx::Error> {
+        let ticket = self.admit()?;
+        let r = call.await;
+        ticket.finish_sqlx(&r);
+        r
+    }
+
+    /// [`call`](Self::call) for the guard's own API, which speaks
+    /// [`Error`].
+    pub(crate) async fn call_guard<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let ticket = self.admit()?;
+        let r = call.await;
+        ticket.finish_guard(&r);
+        r
+    }
+
     /// Refuses an acquire whose wait is hopeless. Called right after the
     /// acquire counted itself as a waiter, with the counts that step saw;
     /// `deadline` is the caller's own, if shorter than the configured one.
