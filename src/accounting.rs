@@ -229,6 +229,7 @@ impl Accounting {
             self.requests_504_total.fetch_add(1, Relaxed);
         }
         self.request.record(latency);
+        self.metrics.requests.record(status, latency.as_secs_f64());
     }
 
     /// An acquire refused before it waited (open breaker, load shedding):

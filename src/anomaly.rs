@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-/// Length of one baseline bucket and of the "current" rate.
+/// Default length of one baseline bucket and of the "current" rate (the
+/// builder's `time_scale` shortens it).
 pub(crate) const BUCKET: Duration = Duration::from_secs(60);
 /// Buckets the baseline uses (one hour).
 const BUCKETS: usize = 60;
@@ -29,19 +30,26 @@ pub(crate) struct Baseline {
     rates: VecDeque<f64>,
     started: Instant,
     start_count: u64,
+    bucket: Duration,
 }
 
 impl Baseline {
-    pub(crate) fn new(now: Instant, count: u64) -> Self {
+    pub(crate) fn new(now: Instant, count: u64, bucket: Duration) -> Self {
         Self {
             rates: VecDeque::with_capacity(BUCKETS + LAG),
             started: now,
             start_count: count,
+            bucket,
         }
     }
 
+    /// Length of one bucket (the span of the "current" rate).
+    pub(crate) fn bucket(&self) -> Duration {
+        self.bucket
+    }
+
     /// Feeds the cumulative count; `current_rate` is the rate over the last
-    /// [`BUCKET`] (when the window covers it). Returns (z, minutes learned).
+    /// bucket (when the window covers it). Returns (z, minutes learned).
     pub(crate) fn observe(
         &mut self,
         now: Instant,
@@ -49,7 +57,7 @@ impl Baseline {
         current_rate: Option<f64>,
     ) -> Option<(f64, u64)> {
         let elapsed = now.saturating_duration_since(self.started);
-        if elapsed >= BUCKET {
+        if elapsed >= self.bucket {
             let rate = count.saturating_sub(self.start_count) as f64 / elapsed.as_secs_f64();
             if self.rates.len() == BUCKETS + LAG {
                 self.rates.pop_front();
@@ -67,7 +75,8 @@ impl Baseline {
         let nf = n as f64;
         let mean = base().sum::<f64>() / nf;
         let var = base().map(|r| (r - mean).powi(2)).sum::<f64>() / (nf - 1.0);
-        let poisson = (mean.max(1.0 / BUCKET.as_secs_f64()) / BUCKET.as_secs_f64()).sqrt();
+        let b = self.bucket.as_secs_f64();
+        let poisson = (mean.max(1.0 / b) / b).sqrt();
         let std = var.sqrt().max(poisson);
         Some(((current - mean) / std, n as u64))
     }
@@ -80,7 +89,7 @@ mod tests {
     #[test]
     fn steady_traffic_scores_near_zero_and_a_3x_spike_scores_high() {
         let t0 = Instant::now();
-        let mut b = Baseline::new(t0, 0);
+        let mut b = Baseline::new(t0, 0, BUCKET);
         let mut count = 0u64;
         let mut last = None;
         // 30 minutes at 10/s +- 1/s (alternating), evaluated every second.
@@ -100,7 +109,7 @@ mod tests {
     #[test]
     fn no_score_before_two_minutes_past_the_lag() {
         let t0 = Instant::now();
-        let mut b = Baseline::new(t0, 0);
+        let mut b = Baseline::new(t0, 0, BUCKET);
         for m in 1..=11u64 {
             let at = t0 + Duration::from_secs(60 * m);
             assert_eq!(b.observe(at, 600 * m, Some(10.0)), None, "minute {m}");
@@ -112,7 +121,7 @@ mod tests {
     #[test]
     fn a_spike_stays_anomalous_for_the_lag() {
         let t0 = Instant::now();
-        let mut b = Baseline::new(t0, 0);
+        let mut b = Baseline::new(t0, 0, BUCKET);
         let mut count = 0;
         for m in 1..=30u64 {
             count += if m % 2 == 0 { 660 } else { 540 };

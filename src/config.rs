@@ -70,6 +70,7 @@ pub struct PoolGuardBuilder<DB: Database> {
     shed: ShedConfig,
     query_timeout: Option<Duration>,
     drain_timeout: Duration,
+    time_scale: f64,
 }
 
 impl<DB: Database> std::fmt::Debug for PoolGuardBuilder<DB> {
@@ -93,6 +94,7 @@ impl<DB: Database> std::fmt::Debug for PoolGuardBuilder<DB> {
             .field("shed", &self.shed)
             .field("query_timeout", &self.query_timeout)
             .field("drain_timeout", &self.drain_timeout)
+            .field("time_scale", &self.time_scale)
             .finish_non_exhaustive()
     }
 }
@@ -123,6 +125,7 @@ impl<DB: Database> PoolGuardBuilder<DB> {
             shed: ShedConfig::default(),
             query_timeout: None,
             drain_timeout: DEFAULT_DRAIN,
+            time_scale: 1.0,
         }
     }
 
@@ -304,6 +307,37 @@ impl<DB: Database> PoolGuardBuilder<DB> {
         self
     }
 
+    /// Runs the monitoring clock `factor` times faster than the wall clock,
+    /// for replays, simulations and load tests in compressed time (default
+    /// 1: real time). At `build()` the tick, the stats and forecast windows,
+    /// the traffic baseline's one-minute buckets and every rule (through
+    /// [`Rule::time_scaled`]: holds, windows, recovery and keep-firing times,
+    /// thresholds in seconds or per second) are converted, so you keep
+    /// writing them in incident time. What the guard measures and reports
+    /// (latencies, ETAs, events' durations, snapshots) stays in wall-clock
+    /// units: multiply by `factor` to read it in incident time. Protection
+    /// settings (breaker, shedding, query and drain timeouts) and leak
+    /// detection act on real calls and are *not* converted.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), poolguard::Error> {
+    /// # let pool = sqlx::sqlite::SqlitePoolOptions::new().connect("sqlite::memory:").await?;
+    /// use std::time::Duration;
+    /// // 1 s of wall time = 1 incident minute: the 5-minute warning holds 5 s.
+    /// let guard = poolguard::PoolGuard::builder(pool).time_scale(60.0).build()?;
+    /// let warn = guard.rules().iter().find(|r| &*r.name == "pool_utilization").unwrap();
+    /// assert_eq!(warn.hold, Duration::from_secs(5));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// An invalid factor (not finite, or outside `1e-3..=1e6`) fails
+    /// `build()` with [`Error::InvalidConfig`] naming `time_scale`.
+    pub fn time_scale(mut self, factor: f64) -> Self {
+        self.time_scale = factor;
+        self
+    }
+
     /// Window for percentiles and window counts in snapshots (default 60 s).
     pub fn stats_window(mut self, window: Duration) -> Self {
         self.stats_window = window;
@@ -482,6 +516,13 @@ impl<DB: Database> PoolGuardBuilder<DB> {
                 "must be at least 1 (disable shedding with `ShedConfig::disabled()`)",
             ));
         }
+        if !(self.time_scale.is_finite() && (1e-3..=1e6).contains(&self.time_scale)) {
+            return Err(Error::config(
+                "time_scale",
+                self.time_scale,
+                "must be a finite factor in 0.001..=1000000",
+            ));
+        }
         if self.instances == 0 {
             return Err(Error::config("instances", 0, "must be at least 1"));
         }
@@ -561,7 +602,27 @@ impl<DB: Database> PoolGuardBuilder<DB> {
             self.policy.critical_recover_below = below(self.policy.critical_at);
         }
         self.validate()?;
-        let rules = self.assemble_rules()?;
+        let mut rules = self.assemble_rules()?;
+        let k = self.time_scale;
+        let mut baseline_bucket = crate::anomaly::BUCKET;
+        if k != 1.0 {
+            rules = rules.into_iter().map(|r| r.time_scaled(k)).collect();
+            for d in [
+                &mut self.tick,
+                &mut self.stats_window,
+                &mut self.forecast_window,
+                &mut baseline_bucket,
+            ] {
+                *d = d.div_f64(k);
+            }
+            if self.tick.is_zero() {
+                return Err(Error::config(
+                    "time_scale",
+                    k,
+                    "leaves a tick of zero: raise the tick or lower the factor",
+                ));
+            }
+        }
         let rt = tokio::runtime::Handle::try_current().map_err(|_| Error::NoRuntime)?;
         let max = self.pool.options().get_max_connections();
         let (hot, gauges) = crate::metrics::register(&self.name, &rules);
@@ -600,6 +661,7 @@ impl<DB: Database> PoolGuardBuilder<DB> {
             tick: self.tick,
             stats_window: self.stats_window,
             forecast_window: self.forecast_window,
+            baseline_bucket,
             scale_target: self.scale_target,
             instances: self.instances,
             protect,

@@ -55,6 +55,23 @@ pub const SHED: &str = "poolguard.shed";
 /// `poolguard.query.timeouts`: queries that ran past their timeout.
 pub const QUERY_TIMEOUTS: &str = "poolguard.query.timeouts";
 
+/// `http.server.request.duration`: seconds per request the application
+/// reported with `PoolGuard::record_request`, labelled with
+/// [`STATUS_CODE`]. The request rows of a dashboard (rate, success and
+/// error rate, P50/P95/P99, 504s) read this histogram.
+pub const REQUEST_DURATION: &str = "http.server.request.duration";
+
+/// Histogram bucket bounds (seconds) that resolve the post-mortem's
+/// latency targets and alert thresholds (250 ms, 400 ms, 500 ms, 600 ms,
+/// 1 s) as well as fast acquires. Give them to the exporter, e.g.
+/// `PrometheusBuilder::new().set_buckets(poolguard::metrics::LATENCY_BUCKETS)`:
+/// without buckets `metrics-exporter-prometheus` renders summaries, whose
+/// quantiles cannot be aggregated across instances.
+pub const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0,
+    1.5, 2.5, 5.0, 10.0, 30.0,
+];
+
 /// Label with the pool's name, on every metric.
 pub const POOL_NAME: &str = "db.client.connection.pool.name";
 /// Label with the connection state on [`CONNECTION_COUNT`].
@@ -67,6 +84,9 @@ pub const SEVERITY: &str = "severity";
 pub const OUTCOME: &str = "outcome";
 /// Label with the reason on [`SHED`].
 pub const REASON: &str = "reason";
+/// Label with the HTTP status code on [`REQUEST_DURATION`] (`"200"`,
+/// `"504"`, ...; see [`STATUS_CODES`] for codes recorded by class).
+pub const STATUS_CODE: &str = "http.response.status_code";
 
 fn describe_all() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
@@ -148,6 +168,11 @@ fn describe_all() {
         Unit::Count,
         "Queries that ran past their timeout"
     );
+    describe_histogram!(
+        REQUEST_DURATION,
+        Unit::Seconds,
+        "Duration of requests the application reported, by status code"
+    );
     describe_counter!(
         LEAKS,
         Unit::Count,
@@ -161,6 +186,47 @@ pub(crate) struct HotMetrics {
     pub(crate) use_time: Histogram,
     pub(crate) timeouts: Counter,
     pub(crate) operation_duration: Histogram,
+    pub(crate) requests: RequestMetrics,
+}
+
+/// Status codes with their own [`STATUS_CODE`] label value; any other code
+/// is recorded under its class (`"1xx"` .. `"5xx"`), or `"other"` outside
+/// 100..=599. Handles are registered at build (like every handle here), so a
+/// recorder installed for the build alone still receives them, and recording
+/// is a binary search with no lock and no allocation.
+pub const STATUS_CODES: &[u16] = &[
+    200, 201, 202, 204, 301, 302, 304, 400, 401, 403, 404, 409, 422, 429, 500, 502, 503, 504,
+];
+
+/// One request-duration histogram per status code of [`STATUS_CODES`], then
+/// one per class, then `other`.
+pub(crate) struct RequestMetrics {
+    by_code: Vec<Histogram>,
+    by_class: Vec<Histogram>,
+}
+
+impl RequestMetrics {
+    fn register(pool: &str) -> Self {
+        let h = |label: String| metrics::histogram!(REQUEST_DURATION, POOL_NAME => pool.to_string(), STATUS_CODE => label);
+        Self {
+            by_code: STATUS_CODES.iter().map(|c| h(c.to_string())).collect(),
+            by_class: ["1xx", "2xx", "3xx", "4xx", "5xx", "other"]
+                .into_iter()
+                .map(|l| h(l.to_string()))
+                .collect(),
+        }
+    }
+
+    pub(crate) fn record(&self, status: u16, seconds: f64) {
+        let h = match STATUS_CODES.binary_search(&status) {
+            Ok(i) => &self.by_code[i],
+            Err(_) if (100..=599).contains(&status) => {
+                &self.by_class[usize::from(status / 100 - 1)]
+            }
+            Err(_) => &self.by_class[5],
+        };
+        h.record(seconds);
+    }
 }
 
 /// Gauges published by the monitor.
@@ -233,6 +299,7 @@ pub(crate) fn register(pool: &Arc<str>, rules: &[crate::rules::Rule]) -> (HotMet
         use_time: metrics::histogram!(USE_TIME, POOL_NAME => name.clone()),
         timeouts: metrics::counter!(TIMEOUTS, POOL_NAME => name.clone()),
         operation_duration: metrics::histogram!(OPERATION_DURATION, POOL_NAME => name.clone()),
+        requests: RequestMetrics::register(&name),
     };
     let gauges = Gauges {
         used: metrics::gauge!(CONNECTION_COUNT, POOL_NAME => name.clone(), STATE => "used"),

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::accounting::{Accounting, Counters};
-use crate::anomaly::{Baseline, BUCKET};
+use crate::anomaly::Baseline;
 use crate::events::{AlertEvent, Event, EventHub, LeakEvent, SaturationEvent};
 use crate::forecast::{Forecast, Forecaster, TickInput};
 use crate::leak::Finding;
@@ -150,6 +150,8 @@ pub(crate) struct CoreParts {
     pub(crate) tick: Duration,
     pub(crate) stats_window: Duration,
     pub(crate) forecast_window: Duration,
+    /// Bucket of the traffic baseline (one minute unless time-scaled).
+    pub(crate) baseline_bucket: Duration,
     pub(crate) scale_target: f64,
     pub(crate) instances: u32,
     pub(crate) protect: crate::protect::Protection,
@@ -174,9 +176,9 @@ impl Core {
             .iter()
             .filter(|r| r.signal.is_windowed())
             .map(|r| r.window)
-            .chain([p.stats_window, BUCKET])
+            .chain([p.stats_window, p.baseline_bucket])
             .max()
-            .unwrap_or(BUCKET);
+            .unwrap_or(p.baseline_bucket);
         let hist_windows: Vec<Duration> = p
             .rules
             .iter()
@@ -208,7 +210,7 @@ impl Core {
                 ),
                 forecaster: Forecaster::new(now, p.forecast_window),
                 forecast: Forecast::default(),
-                baseline: Baseline::new(now, c.attempts_total),
+                baseline: Baseline::new(now, c.attempts_total, p.baseline_bucket),
                 anomaly: None,
             }),
             acct: p.acct,
@@ -385,11 +387,12 @@ impl Core {
                     max,
                 },
             );
-            let (older, covered) = st.window.counters_at(now, BUCKET);
-            let rate = (covered >= BUCKET).then(|| {
-                c.acquires_total.saturating_sub(older.acquires_total) as f64 / covered.as_secs_f64()
+            let bucket = st.baseline.bucket();
+            let (older, covered) = st.window.counters_at(now, bucket);
+            let rate = (covered >= bucket).then(|| {
+                c.attempts_total.saturating_sub(older.attempts_total) as f64 / covered.as_secs_f64()
             });
-            st.anomaly = st.baseline.observe(now, c.acquires_total, rate);
+            st.anomaly = st.baseline.observe(now, c.attempts_total, rate);
         }
 
         let inputs = Inputs {

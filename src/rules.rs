@@ -253,6 +253,36 @@ impl Rule {
         self
     }
 
+    /// The same rule on a clock running `factor` times faster than the wall
+    /// clock (a replay or load test in compressed time): every duration is
+    /// divided by `factor`, and so is a threshold in seconds (latency, ETA);
+    /// a per-second threshold (acquire rate) is multiplied by it. Ratios,
+    /// counts and z-scores are unchanged. The builder's
+    /// [`time_scale`](crate::PoolGuardBuilder::time_scale) applies this to
+    /// every rule.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use poolguard::{Comparison, Quantile, Rule, Signal};
+    ///
+    /// let p95 = Rule::new("p95", Signal::RequestLatency(Quantile::P95), Comparison::Above, 0.6)
+    ///     .hold(Duration::from_secs(180))
+    ///     .time_scaled(60.0); // 1 s of wall time = 1 minute
+    /// assert_eq!(p95.hold, Duration::from_secs(3));
+    /// assert!((p95.threshold - 0.01).abs() < 1e-12);
+    /// ```
+    pub fn time_scaled(mut self, factor: f64) -> Self {
+        let d = |d: Duration| d.div_f64(factor);
+        self.hold = d(self.hold);
+        self.keep_firing_for = d(self.keep_firing_for);
+        self.recover_for = d(self.recover_for);
+        self.window = d(self.window);
+        let unit = factor.powi(-self.signal.time_dimension());
+        self.threshold *= unit;
+        self.recover_at *= unit;
+        self
+    }
+
     /// `name/severity`, how errors and logs name the rule.
     pub fn key(&self) -> String {
         format!("{}/{}", self.name, self.severity)

@@ -91,6 +91,20 @@ impl Signal {
         )
     }
 
+    /// How the signal's unit depends on time: `1` for seconds (latencies,
+    /// the ETA), `-1` for per-second rates, `0` for ratios, counts and
+    /// z-scores. [`Rule::time_scaled`](crate::Rule::time_scaled) uses it.
+    pub fn time_dimension(self) -> i32 {
+        match self {
+            Signal::AcquireWait(_)
+            | Signal::QueryLatency(_)
+            | Signal::RequestLatency(_)
+            | Signal::ExhaustionEta => 1,
+            Signal::AcquireRate => -1,
+            _ => 0,
+        }
+    }
+
     /// Stable lower-case name (used in logs).
     pub fn as_str(self) -> &'static str {
         match self {

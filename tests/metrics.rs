@@ -179,6 +179,37 @@ async fn exported_metrics_follow_otel_names_and_values() {
         other => panic!("operation duration: {other:?}"),
     }
 
+    // Requests the app reports: one histogram per status code, rarer codes
+    // by class, nonsense codes as `other`.
+    for (status, n) in [(200, 3), (504, 2), (418, 1), (999, 1)] {
+        for _ in 0..n {
+            guard.record_request(status, Duration::from_millis(250));
+        }
+    }
+    let requests = Seen::from(snapshotter.snapshot());
+    for (label, n) in [("200", 3), ("504", 2), ("4xx", 1), ("other", 1), ("503", 0)] {
+        let found: Vec<_> = requests
+            .0
+            .iter()
+            .filter(|(name, labels, ..)| {
+                name == m::REQUEST_DURATION
+                    && labels.contains(&(m::STATUS_CODE.to_string(), label.to_string()))
+                    && labels.contains(&(m::POOL_NAME.to_string(), "orders-db".to_string()))
+            })
+            .collect();
+        assert_eq!(found.len(), 1, "registered at build: {label}");
+        match &found[0].4 {
+            DebugValue::Histogram(v) => {
+                assert_eq!(v.len(), n, "{label}");
+                assert!(v.iter().all(|s| s.0 == 0.25), "{label}: seconds");
+            }
+            other => panic!("request duration: {other:?}"),
+        }
+        let (_, _, unit, desc, _) = found[0];
+        assert_eq!(unit.as_ref(), Some(&Unit::Seconds));
+        assert!(desc.as_ref().is_some_and(|d| !d.is_empty()));
+    }
+
     // Every metric is described, with its unit.
     for (name, unit) in [
         (m::CONNECTION_COUNT, Unit::Count),

@@ -188,6 +188,13 @@ async fn invalid_rules_are_typed_errors_naming_the_rule() {
             "forecast_window",
             "5s (tick = 1s)",
         ),
+        (b().time_scale(0.0), "time_scale", "0"),
+        (b().time_scale(f64::NAN), "time_scale", "NaN"),
+        (
+            b().tick(Duration::from_nanos(10)).time_scale(100.0),
+            "time_scale",
+            "100",
+        ),
     ];
     for (builder, field, value) in cases {
         match builder.build() {
@@ -198,6 +205,59 @@ async fn invalid_rules_are_typed_errors_naming_the_rule() {
             }
             other => panic!("{field}: expected InvalidConfig, got {other:?}"),
         }
+    }
+}
+
+#[tokio::test]
+async fn time_scale_converts_every_rule_duration_and_time_valued_threshold() {
+    let pool = common::sqlite(4, Duration::from_secs(1)).await;
+    let guard = PoolGuard::builder(pool)
+        .time_scale(60.0)
+        .rule(Rule::new(
+            "busy",
+            Signal::AcquireRate,
+            Comparison::Above,
+            10.0,
+        ))
+        .build()
+        .unwrap();
+    let unscaled = {
+        let pool = common::sqlite(4, Duration::from_secs(1)).await;
+        PoolGuard::builder(pool)
+            .rule(Rule::new(
+                "busy",
+                Signal::AcquireRate,
+                Comparison::Above,
+                10.0,
+            ))
+            .build()
+            .unwrap()
+    };
+    assert_eq!(guard.rules().len(), unscaled.rules().len());
+    for (s, u) in guard.rules().iter().zip(unscaled.rules()) {
+        assert_eq!((&s.name, s.severity), (&u.name, u.severity));
+        assert_eq!(s.hold * 60, u.hold, "{}", u.key());
+        assert_eq!(s.window * 60, u.window, "{}", u.key());
+        assert_eq!(s.recover_for * 60, u.recover_for, "{}", u.key());
+        let unit = match u.signal {
+            Signal::RequestLatency(_) | Signal::QueryLatency(_) | Signal::ExhaustionEta => {
+                1.0 / 60.0
+            }
+            Signal::AcquireRate => 60.0,
+            _ => 1.0,
+        };
+        assert!(
+            (s.threshold - u.threshold * unit).abs() < 1e-9,
+            "{}: {} vs {}",
+            u.key(),
+            s.threshold,
+            u.threshold
+        );
+        assert!(
+            (s.recover_at - u.recover_at * unit).abs() < 1e-9,
+            "{}",
+            u.key()
+        );
     }
 }
 

@@ -8,7 +8,7 @@ use futures::{FutureExt, StreamExt};
 use super::*;
 use crate::accounting::{Edges, HoldTicket};
 use crate::events::EventStream;
-use crate::rules::{default_rules, FORECAST_RULE};
+use crate::rules::{default_rules, FORECAST_RULE, POOL_RULE};
 use crate::saturation::SaturationPolicy;
 
 fn secs(s: u64) -> Duration {
@@ -27,6 +27,14 @@ struct Harness {
 
 /// Built like the builder builds it, with synthetic pool stats.
 fn harness_with(max: u32, rules: Vec<Rule>, leak: Option<Duration>) -> Harness {
+    harness_scaled(max, rules, leak, 1.0)
+}
+
+/// As the builder builds it with `time_scale(k)`: every monitoring duration
+/// divided by `k`, every rule `time_scaled(k)`.
+fn harness_scaled(max: u32, rules: Vec<Rule>, leak: Option<Duration>, k: f64) -> Harness {
+    let rules: Vec<Rule> = rules.into_iter().map(|r| r.time_scaled(k)).collect();
+    let scaled = |d: Duration| d.div_f64(k);
     let name: Arc<str> = Arc::from("synthetic");
     let (hot, gauges) = crate::metrics::register(&name, &rules);
     let acct = Arc::new(Accounting::new(
@@ -40,9 +48,10 @@ fn harness_with(max: u32, rules: Vec<Rule>, leak: Option<Duration>) -> Harness {
         name,
         acct,
         rules,
-        tick: secs(1),
-        stats_window: secs(60),
-        forecast_window: secs(300),
+        tick: scaled(secs(1)),
+        stats_window: scaled(secs(60)),
+        forecast_window: scaled(secs(300)),
+        baseline_bucket: scaled(crate::anomaly::BUCKET),
         scale_target: 0.6,
         instances: 1,
         protect,
@@ -682,4 +691,92 @@ async fn monitor_stops_when_closed() {
         1,
         "monitor task dropped its core"
     );
+}
+
+/// `time_scale(60)`: one wall second is one incident minute. The pool
+/// warning, the request P95 (threshold in seconds) and the traffic anomaly
+/// (its own one-minute buckets) keep their incident-time behaviour, 60 times
+/// faster.
+#[tokio::test(start_paused = true)]
+async fn time_scaled_rules_keep_their_incident_timing() {
+    const K: f64 = 60.0;
+    let find = |name: &str, sev: Severity| {
+        all_default_rules()
+            .into_iter()
+            .find(|r| &*r.name == name && r.severity == sev)
+            .unwrap()
+            .time_scaled(K)
+    };
+    let step = secs(1).div_f64(K); // one incident second
+    let scaled_fire = |h: &Harness, rule: &Rule| {
+        let fired = h.transitions(rule).last().copied().cloned();
+        let fired = fired.unwrap_or_else(|| panic!("{} never fired", rule.key()));
+        assert_eq!(fired.state, AlertState::Firing, "{}", rule.key());
+        assert_eq!(fired.previous, AlertState::Pending, "{}", rule.key());
+        fired.time_in_previous
+    };
+
+    // Pool warning: 43/50 held; fires 5 incident minutes = 5 wall seconds
+    // after it went pending.
+    let warn = find(POOL_RULE, Severity::Warning);
+    assert_eq!(warn.hold, secs(5));
+    let mut h = harness_scaled(50, all_default_rules(), None, K);
+    h.hold(43);
+    h.advance(secs(6)).await;
+    assert_eq!(scaled_fire(&h, &warn), secs(5));
+
+    // Request P95 above 400 incident ms: 450 incident ms = 7.5 wall ms.
+    let p95 = find("request_latency_p95", Severity::Warning);
+    assert!((p95.threshold - 0.4 / K).abs() < 1e-12);
+    let mut h = harness_scaled(50, all_default_rules(), None, K);
+    let mut t = 0u32;
+    while h.state(&p95) != AlertState::Firing {
+        assert!(t < 10 * 60, "request P95 never fired");
+        for _ in 0..30 {
+            h.acct()
+                .record_request(200, Duration::from_millis(450).div_f64(K));
+        }
+        h.advance(step).await;
+        t += 1;
+    }
+    let held = scaled_fire(&h, &p95);
+    assert!(
+        held.abs_diff(secs(5)) <= step,
+        "fired {held:?} after pending, want 5 s (one incident second of slack)"
+    );
+
+    // Traffic anomaly: no z-score during the 20 incident minutes of warm-up,
+    // then 3x traffic fires it 5 incident minutes after it went pending.
+    let anomaly = find("traffic_anomaly", Severity::Warning);
+    let value = |h: &Harness| {
+        h.core
+            .alerts()
+            .into_iter()
+            .find(|a| a.rule == anomaly.name)
+            .unwrap()
+            .value
+    };
+    let mut h = harness_scaled(50, all_default_rules(), None, K);
+    for t in 0..21 * 60u64 {
+        let n = if (t / 60).is_multiple_of(2) { 11 } else { 9 };
+        for _ in 0..n {
+            drop(h.acct().start_wait(Location::caller()).acquired());
+        }
+        h.advance(step).await;
+        if t < 20 * 60 - 2 {
+            assert_eq!(value(&h), None, "warm-up, incident second {t}");
+        }
+    }
+    assert!(value(&h).is_some_and(|z| z.abs() < 2.0), "{:?}", value(&h));
+    let mut t = 0;
+    while h.state(&anomaly) != AlertState::Firing {
+        assert!(t < 12 + 300, "anomaly never fired: {:?}", h.state(&anomaly));
+        for _ in 0..30 {
+            drop(h.acct().start_wait(Location::caller()).acquired());
+        }
+        h.advance(step).await;
+        t += 1;
+    }
+    let held = scaled_fire(&h, &anomaly);
+    assert!(held.abs_diff(secs(5)) <= step, "{held:?}");
 }
