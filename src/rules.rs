@@ -529,8 +529,34 @@ pub(crate) struct RuleTracker {
     last_met: Option<Instant>,
     /// Value over the last whole tick (`None` inside: no value).
     last_tick: Option<Option<f64>>,
+    /// Instantaneous signals: the tick averages of the last `window`
+    /// (tick start, seconds, value), bounded by `window / tick` entries.
+    ticks: std::collections::VecDeque<(Instant, f64, f64)>,
     /// Value at the last observation.
     pub(crate) value: Option<f64>,
+}
+
+/// Time-weighted mean of the tick averages of ticks that started at or
+/// after `from` (plain mean if they carry no duration); `None` without any.
+fn mean_since(
+    ticks: &std::collections::VecDeque<(Instant, f64, f64)>,
+    from: Instant,
+) -> Option<f64> {
+    let (mut area, mut secs, mut sum, mut n) = (0.0, 0.0, 0.0, 0u32);
+    for &(start, dt, v) in ticks.iter().rev() {
+        if start < from {
+            break;
+        }
+        area += v * dt;
+        secs += dt;
+        sum += v;
+        n += 1;
+    }
+    match (n, secs > 0.0) {
+        (0, _) => None,
+        (_, true) => Some(area / secs),
+        (n, false) => Some(sum / f64::from(n)),
+    }
 }
 
 /// Starts a hold when the condition holds now; ends it only when a whole
@@ -567,6 +593,7 @@ impl RuleTracker {
             cleared_since: None,
             last_met: None,
             last_tick: None,
+            ticks: std::collections::VecDeque::new(),
             value: None,
         }
     }
@@ -600,24 +627,52 @@ impl RuleTracker {
         value: Option<f64>,
         tick: Option<(Option<f64>, Instant)>,
     ) -> Option<Transition> {
-        if let Some((avg, _)) = tick {
-            self.last_tick = Some(avg);
-        }
         self.value = value;
         let met = |v: Option<f64>| v.is_some_and(|v| rule.met(v));
         let cleared = |v: Option<f64>| v.is_none_or(|v| rule.cleared(v));
         let met_now = met(value);
         let cleared_now = cleared(value);
+        // What may end a hold at the end of a tick. Instantaneous signals
+        // (the pool's counts) are judged on their time-weighted mean since
+        // the hold began, over at most the rule's window: a busy pool at
+        // 85 % averages 80-90 % over single 1-s ticks, and judging each tick
+        // alone restarted a 5-minute hold within seconds. (Recovery keeps
+        // the per-tick judgement: the recovery line below the threshold
+        // already absorbs that noise, and a tick back over the threshold
+        // should restart it.)
+        let (met_tick, cleared_tick) = match tick {
+            None => (None, None),
+            Some((avg, started)) if rule.signal.is_instantaneous() => {
+                if let Some(v) = avg {
+                    let secs = now.saturating_duration_since(started).as_secs_f64();
+                    self.ticks.push_back((started, secs, v));
+                }
+                // The window, but never less than the tick that just ended.
+                let oldest = now
+                    .checked_sub(rule.window)
+                    .map_or(started, |o| o.min(started));
+                while self.ticks.front().is_some_and(|t| t.0 < oldest) {
+                    self.ticks.pop_front();
+                }
+                let since = |marker: Option<Instant>| mean_since(&self.ticks, marker?.max(oldest));
+                let held = since(self.met_since).map(|mean| (Some(mean), started));
+                (held, Some((avg, started)))
+            }
+            Some((avg, started)) => (Some((avg, started)), Some((avg, started))),
+        };
+        if let Some((avg, _)) = tick {
+            self.last_tick = Some(avg);
+        }
         track(
             &mut self.met_since,
             met_now,
-            tick.map(|(a, s)| (met(a), s)),
+            met_tick.map(|(v, s)| (met(v), s)),
             now,
         );
         track(
             &mut self.cleared_since,
             cleared_now,
-            tick.map(|(a, s)| (cleared(a), s)),
+            cleared_tick.map(|(v, s)| (cleared(v), s)),
             now,
         );
         let met_eff = met_now || self.last_tick.is_some_and(met);

@@ -105,6 +105,12 @@ impl Signal {
         }
     }
 
+    /// The pool's instantaneous counts (utilization, demand, waiters), which
+    /// rules judge on time-weighted means.
+    pub(crate) fn is_instantaneous(self) -> bool {
+        matches!(self, Signal::Utilization | Signal::Demand | Signal::Waiters)
+    }
+
     /// Stable lower-case name (used in logs).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,0 +1,229 @@
+//! The replay's chart: utilization and demand, waiters, and P95 over
+//! incident time, with a vertical marker for every alert that fired and for
+//! customer impact. Written twice, PNG and SVG, from the same drawing code.
+
+use std::error::Error;
+use std::ops::Range;
+use std::path::Path;
+
+use plotters::coord::types::RangedCoordf64;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use poolguard::{AlertState, Severity};
+
+use crate::replay::{fmt_clock, Clock, Config, Pass, OLD_ALERT};
+
+const SIZE: (u32, u32) = (1400, 1000);
+const IMPACT: RGBColor = RGBColor(200, 0, 160);
+const WARNING: RGBColor = RGBColor(230, 140, 0);
+const CRITICAL: RGBColor = RGBColor(210, 30, 30);
+
+pub fn draw(pass: &Pass, cfg: &Config, png: &Path, svg: &Path) -> Result<(), Box<dyn Error>> {
+    plot(BitMapBackend::new(png, SIZE).into_drawing_area(), pass, cfg)?;
+    plot(SVGBackend::new(svg, SIZE).into_drawing_area(), pass, cfg)?;
+    Ok(())
+}
+
+fn hhmm(t: &Clock) -> String {
+    fmt_clock(*t)[..5].to_string()
+}
+
+/// A vertical line for every alert that fired, and for the impact.
+struct Marker {
+    at: Clock,
+    label: String,
+    color: RGBColor,
+}
+
+fn markers(pass: &Pass) -> Vec<Marker> {
+    let mut out: Vec<Marker> = pass
+        .marks
+        .iter()
+        .filter(|m| m.state == AlertState::Firing && m.severity != Severity::Info)
+        .map(|m| Marker {
+            at: m.at,
+            label: if m.rule == OLD_ALERT {
+                "old alert: P50 > 1 s".into()
+            } else {
+                format!("{} {}", m.rule, m.severity)
+            },
+            color: match (m.rule == OLD_ALERT, m.severity) {
+                (true, _) => BLACK,
+                (_, Severity::Critical) => CRITICAL,
+                _ => WARNING,
+            },
+        })
+        .collect();
+    if let Some(t) = pass.impact {
+        out.push(Marker {
+            at: t,
+            label: "CUSTOMER IMPACT".into(),
+            color: IMPACT,
+        });
+    }
+    out
+}
+
+fn plot<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    pass: &Pass,
+    cfg: &Config,
+) -> Result<(), Box<dyn Error>>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE)?;
+    let title = format!(
+        "INC-EX3 replay: pool of {}, {:?} ramp from 14:15, default poolguard rules vs the old alert",
+        cfg.pool_size, cfg.ramp
+    );
+    let root = root.titled(&title, ("sans-serif", 24))?;
+    let panels = root.split_evenly((3, 1));
+    let x = pass.from..cfg.until;
+    let marks = markers(pass);
+    let s = &pass.samples;
+
+    let top = s
+        .iter()
+        .map(|s| s.demand * 100.0)
+        .fold(110.0, f64::max)
+        .min(400.0);
+    let mut c = chart(
+        &panels[0],
+        x.clone(),
+        0.0..top,
+        "pool: utilization and demand, %",
+    )?;
+    c.draw_series(LineSeries::new(
+        s.iter().map(|s| (s.at, s.utilization * 100.0)),
+        BLUE.stroke_width(2),
+    ))?
+    .label("utilization (in use / 50)")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+    c.draw_series(LineSeries::new(
+        s.iter().map(|s| (s.at, s.demand.min(4.0) * 100.0)),
+        GREEN.stroke_width(2),
+    ))?
+    .label("demand ((in use + waiters) / 50)")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN.stroke_width(2)));
+    for (level, color) in [(80.0, WARNING), (90.0, CRITICAL)] {
+        c.draw_series(DashedLineSeries::new(
+            [(x.start, level), (x.end, level)],
+            8,
+            6,
+            color.stroke_width(1),
+        ))?;
+    }
+    draw_markers(&mut c, &marks, 0.0..top, true)?;
+    legend(&mut c)?;
+
+    let most = s.iter().map(|s| s.waiters).max().unwrap_or(0).max(10);
+    let mut c = chart(
+        &panels[1],
+        x.clone(),
+        0.0..f64::from(most) * 1.1,
+        "requests waiting for a connection",
+    )?;
+    c.draw_series(LineSeries::new(
+        s.iter().map(|s| (s.at, f64::from(s.waiters))),
+        RED.stroke_width(2),
+    ))?
+    .label("waiters")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED.stroke_width(2)));
+    draw_markers(&mut c, &marks, 0.0..f64::from(most) * 1.1, false)?;
+    legend(&mut c)?;
+
+    let p95_top = s.iter().filter_map(|s| s.p95_ms).fold(1000.0, f64::max) * 1.1;
+    let mut c = chart(
+        &panels[2],
+        x,
+        0.0..p95_top,
+        "P95 response time, ms (requests completed in each 5 s)",
+    )?;
+    c.draw_series(LineSeries::new(
+        s.iter().filter_map(|s| s.p95_ms.map(|v| (s.at, v))),
+        MAGENTA.stroke_width(2),
+    ))?
+    .label("P95")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], MAGENTA.stroke_width(2)));
+    c.draw_series(DashedLineSeries::new(
+        [(pass.from, 500.0), (cfg.until, 500.0)],
+        8,
+        6,
+        IMPACT.stroke_width(1),
+    ))?
+    .label("500 ms target (dashboard)")
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], IMPACT));
+    draw_markers(&mut c, &marks, 0.0..p95_top, false)?;
+    legend(&mut c)?;
+    root.present()?;
+    Ok(())
+}
+
+type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+fn chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    x: Range<f64>,
+    y: Range<f64>,
+    caption: &str,
+) -> Result<Chart<'a, DB>, Box<dyn Error>>
+where
+    DB::ErrorType: 'static,
+{
+    let mut c = ChartBuilder::on(area)
+        .margin(8)
+        .caption(caption, ("sans-serif", 18))
+        .x_label_area_size(28)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x, y)?;
+    c.configure_mesh()
+        .x_labels(12)
+        .x_label_formatter(&hhmm)
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()?;
+    Ok(c)
+}
+
+fn draw_markers<'a, DB: DrawingBackend + 'a>(
+    c: &mut Chart<'a, DB>,
+    marks: &[Marker],
+    y: Range<f64>,
+    labels: bool,
+) -> Result<(), Box<dyn Error>>
+where
+    DB::ErrorType: 'static,
+{
+    for m in marks {
+        let width = if m.color == IMPACT { 3 } else { 1 };
+        c.draw_series(std::iter::once(PathElement::new(
+            vec![(m.at, y.start), (m.at, y.end)],
+            m.color.stroke_width(width),
+        )))?;
+        if labels {
+            let style = ("sans-serif", 13)
+                .into_font()
+                .transform(FontTransform::Rotate270)
+                .color(&m.color);
+            c.draw_series(std::iter::once(Text::new(
+                format!("{} {}", &fmt_clock(m.at)[..5], m.label),
+                (m.at, y.start + (y.end - y.start) * 0.03),
+                style,
+            )))?;
+        }
+    }
+    Ok(())
+}
+
+fn legend<'a, DB: DrawingBackend + 'a>(c: &mut Chart<'a, DB>) -> Result<(), Box<dyn Error>>
+where
+    DB::ErrorType: 'static,
+{
+    c.configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}

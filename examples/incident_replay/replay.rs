@@ -1,0 +1,523 @@
+//! The replay engine: INC-EX3's traffic against a real guarded sqlx pool in
+//! compressed time. `main.rs` prints and charts what this returns;
+//! `tests/incident_replay.rs` includes this file and checks the order of
+//! events.
+//!
+//! Time: the guard runs with `time_scale(k)`, k = one incident minute / the
+//! wall time given to it, so its rules keep the post-mortem's incident-time
+//! holds and thresholds. Everything here is converted back to incident time
+//! (clock minutes since midnight, latencies in incident milliseconds).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use futures::StreamExt;
+use parking_lot::Mutex;
+use poolguard::rules::{FORECAST_RULE, POOL_RULE};
+use poolguard::{
+    AlertState, BreakerConfig, Comparison, Event, PoolGuard, Quantile, Rule, Severity, ShedConfig,
+    Signal,
+};
+use sqlx::{Database, Executor, Pool};
+
+/// Incident clock time: minutes since midnight (14:15 is 855.0).
+pub type Clock = f64;
+
+/// `hh:mm` as a clock time.
+pub const fn at(h: u32, m: u32) -> Clock {
+    (h * 60 + m) as f64
+}
+
+/// `14:23:05`.
+pub fn fmt_clock(t: Clock) -> String {
+    let s = (t * 60.0).round() as u64;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// The campaign's traffic, as a multiple of the baseline rate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ramp {
+    /// The post-mortem's timeline read plainly: a straight line from 1x at
+    /// 14:15 (spike begins) to 3x at 14:38 (3x traffic). With a third of
+    /// the pool busy at 1x, demand reaches 100 % at about 14:35, when the
+    /// post-mortem found the pool at 50/50.
+    Linear,
+    /// A launch burst to 2.4x within three minutes of 14:15, then a steady
+    /// climb to 3x at 14:38 (our shape, not the post-mortem's).
+    Burst,
+}
+
+impl Ramp {
+    /// Traffic multiple at `t`.
+    pub fn multiple(self, t: Clock) -> f64 {
+        let lerp = |t0: Clock, t1: Clock, a: f64, b: f64| a + (b - a) * ((t - t0) / (t1 - t0));
+        let (start, burst_end, full) = (at(14, 15), at(14, 18), at(14, 38));
+        if t < start {
+            return 1.0;
+        }
+        if t >= full {
+            return 3.0;
+        }
+        match self {
+            Ramp::Linear => lerp(start, full, 1.0, 3.0),
+            Ramp::Burst if t < burst_end => lerp(start, burst_end, 1.0, 2.4),
+            Ramp::Burst => lerp(burst_end, full, 2.4, 3.0),
+        }
+    }
+
+    /// `linear` or `burst`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "linear" => Some(Ramp::Linear),
+            "burst" => Some(Ramp::Burst),
+            _ => None,
+        }
+    }
+}
+
+/// What to replay.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Wall time of one incident minute (default 1 s).
+    pub minute: Duration,
+    /// Replay start (default 13:50: the traffic baseline needs 20 minutes).
+    pub from: Clock,
+    /// Replay end (default 14:45).
+    pub until: Clock,
+    /// Start of the protected pass (default 14:10; it needs no warm-up).
+    pub protected_from: Clock,
+    /// Traffic shape.
+    pub ramp: Ramp,
+    /// Pool size (the post-mortem's 50).
+    pub pool_size: u32,
+    /// Share of the pool busy at baseline traffic ("about a third").
+    pub baseline_utilization: f64,
+    /// Time a request holds its connection, incident time (the post-mortem's
+    /// 200 ms responses).
+    pub service: Duration,
+    /// The app's request timeout, incident time: past it the request is cut
+    /// off and answered 504 (its waiter or connection is dropped).
+    pub gateway_timeout: Duration,
+    /// Print a progress line every incident minute (stderr).
+    pub progress: bool,
+    /// Seed of the arrival process.
+    pub seed: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            minute: Duration::from_secs(1),
+            from: at(13, 50),
+            until: at(14, 45),
+            protected_from: at(14, 10),
+            ramp: Ramp::Linear,
+            pool_size: 50,
+            baseline_utilization: 0.34,
+            service: Duration::from_millis(200),
+            gateway_timeout: Duration::from_secs(5),
+            progress: true,
+            seed: 0x1BC_0E3,
+        }
+    }
+}
+
+impl Config {
+    /// Compression factor: incident seconds per wall second.
+    pub fn k(&self) -> f64 {
+        60.0 / self.minute.as_secs_f64()
+    }
+
+    /// Wall duration of an incident duration.
+    pub fn wall(&self, incident: Duration) -> Duration {
+        incident.div_f64(self.k())
+    }
+
+    /// Baseline arrivals per incident second (Little's law: busy = rate x
+    /// service).
+    pub fn baseline_rate(&self) -> f64 {
+        self.baseline_utilization * f64::from(self.pool_size) / self.service.as_secs_f64()
+    }
+}
+
+/// The post-mortem's old alert: P50 latency above 1000 ms (over the last
+/// minute, no hold: the most favourable reading for it).
+pub const OLD_ALERT: &str = "old_alert_p50";
+
+/// One rule's state change, in incident time.
+#[derive(Clone, Debug)]
+pub struct Mark {
+    pub at: Clock,
+    pub rule: String,
+    pub signal: Signal,
+    pub severity: Severity,
+    pub state: AlertState,
+    /// The value in incident units (ratios as they are, seconds as ms).
+    pub value: Option<f64>,
+}
+
+/// The pool every few incident seconds.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    pub at: Clock,
+    pub utilization: f64,
+    pub demand: f64,
+    pub waiters: u32,
+    /// P95 of the requests completed since the previous sample, incident ms.
+    pub p95_ms: Option<f64>,
+}
+
+/// One pass's results.
+#[derive(Clone, Debug)]
+pub struct Pass {
+    pub from: Clock,
+    pub marks: Vec<Mark>,
+    pub samples: Vec<Sample>,
+    /// First incident minute whose completed requests' P95 is over 500 ms,
+    /// or the first 504, whichever is first.
+    pub impact: Option<Clock>,
+    /// Calibrated baseline response, incident ms.
+    pub baseline_ms: f64,
+    /// Every request, in completion order.
+    pub done: Vec<Done>,
+}
+
+/// Request outcomes over part of a pass.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Tally {
+    pub requests: u64,
+    pub ok: u64,
+    /// Cut off at the gateway timeout (504).
+    pub gateway_timeouts: u64,
+    /// Refused at once by the breaker or load shedding (503).
+    pub failed_fast: u64,
+    /// Anything else that failed (acquire timeouts, database errors).
+    pub errors: u64,
+    /// P95 of the successful requests, incident ms.
+    pub p95_ok_ms: f64,
+    /// P95 of every answered request (504s at the timeout), incident ms.
+    pub p95_all_ms: f64,
+}
+
+impl Pass {
+    /// When `rule`/`severity` first went to `state`.
+    pub fn first(&self, rule: &str, severity: Severity, state: AlertState) -> Option<Clock> {
+        self.marks
+            .iter()
+            .find(|m| m.rule == rule && m.severity == severity && m.state == state)
+            .map(|m| m.at)
+    }
+
+    /// Outcomes of the requests completed from `since` on.
+    pub fn tally(&self, since: Clock) -> Tally {
+        let part: Vec<&Done> = self.done.iter().filter(|d| d.at >= since).collect();
+        let count = |s: u16| part.iter().filter(|d| d.status == s).count() as u64;
+        let mut ok: Vec<f64> = part
+            .iter()
+            .filter(|d| d.status == 200)
+            .map(|d| d.ms)
+            .collect();
+        let mut all: Vec<f64> = part
+            .iter()
+            .filter(|d| d.status != 503)
+            .map(|d| d.ms)
+            .collect();
+        Tally {
+            requests: part.len() as u64,
+            ok: count(200),
+            gateway_timeouts: count(504),
+            failed_fast: count(503),
+            errors: count(500),
+            p95_ok_ms: percentile(&mut ok, 0.95).unwrap_or(0.0),
+            p95_all_ms: percentile(&mut all, 0.95).unwrap_or(0.0),
+        }
+    }
+
+    /// The first pool warning: the first firing of a rule on the pool, the
+    /// utilization rules (> 80 % for 5 min, > 90 % for 2 min) or the
+    /// exhaustion forecast (ETA < 15 min for 1 min).
+    pub fn first_pool_warning(&self) -> Option<&Mark> {
+        self.marks.iter().find(|m| {
+            m.state == AlertState::Firing && (m.rule == POOL_RULE || m.rule == FORECAST_RULE)
+        })
+    }
+}
+
+/// One finished request: when it completed (incident clock), how long it
+/// took (incident ms), its status.
+#[derive(Clone, Copy, Debug)]
+pub struct Done {
+    pub at: Clock,
+    pub ms: f64,
+    pub status: u16,
+}
+
+/// Small deterministic generator (xorshift64*), so runs repeat.
+struct Rng(u64);
+
+impl Rng {
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        ((x >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+}
+
+/// Runs one pass on `pool` (its size must be `cfg.pool_size`).
+pub async fn run_pass<DB>(
+    pool: Pool<DB>,
+    cfg: &Config,
+    protected: bool,
+) -> Result<Pass, poolguard::Error>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    let k = cfg.k();
+    let from = if protected {
+        cfg.protected_from
+    } else {
+        cfg.from
+    };
+    let label = if protected {
+        "protected"
+    } else {
+        "unprotected"
+    };
+    let old_alert = Rule::new(
+        OLD_ALERT,
+        Signal::RequestLatency(Quantile::P50),
+        Comparison::Above,
+        1.0,
+    )
+    .severity(Severity::Critical)
+    .window(Duration::from_secs(60))
+    .min_samples(20);
+    let mut builder = PoolGuard::builder(pool)
+        .name(format!("replay-{label}"))
+        .time_scale(k)
+        .rule(old_alert);
+    builder = if protected {
+        // The post-mortem's remedies, in compressed time: the breaker's own
+        // clock is wall time, so its durations are scaled here.
+        builder
+            .breaker(
+                BreakerConfig::default()
+                    .window(cfg.wall(Duration::from_secs(10)))
+                    .slow_call_duration(cfg.wall(Duration::from_secs(2)))
+                    .base_wait(cfg.wall(Duration::from_secs(5)))
+                    .max_wait(cfg.wall(Duration::from_secs(60))),
+            )
+            .shed(ShedConfig::default().max_wait(cfg.wall(Duration::from_secs(1))))
+            .query_timeout(cfg.wall(Duration::from_secs(2)))
+    } else {
+        // As in the incident: no breaker (shadow mode only), no shedding.
+        builder
+            .breaker(BreakerConfig::default().metrics_only(true))
+            .shed(ShedConfig::disabled())
+    };
+    let guard = builder.build()?;
+
+    // Calibrate the hold: tokio's timer rounds sleeps up to the millisecond,
+    // which at 60x is 60 incident ms, so measure and compensate until a
+    // baseline request (acquire, statement, hold) averages `service`.
+    let target = cfg.wall(cfg.service);
+    let mut hold = target;
+    let mut baseline = target;
+    for _ in 0..3 {
+        let n = 40;
+        let t0 = Instant::now();
+        for _ in 0..n {
+            let mut conn = guard.acquire().await?;
+            (&mut *conn).execute("SELECT 1").await?;
+            tokio::time::sleep(hold).await;
+        }
+        baseline = t0.elapsed() / n;
+        let err = baseline.as_secs_f64() - target.as_secs_f64();
+        hold = Duration::from_secs_f64((hold.as_secs_f64() - err).max(0.0));
+    }
+
+    let done: Arc<Mutex<Vec<Done>>> = Arc::new(Mutex::new(Vec::with_capacity(1 << 20)));
+    let wall0 = Instant::now();
+    let sys0 = SystemTime::now();
+    let clock = move |i: Instant| from + i.duration_since(wall0).as_secs_f64() * k / 60.0;
+
+    // Alert marks, from the guard's event stream.
+    let mut events = guard.events();
+    let marks: Arc<Mutex<Vec<Mark>>> = Arc::default();
+    let marks_task = tokio::spawn({
+        let marks = Arc::clone(&marks);
+        async move {
+            while let Some(e) = events.next().await {
+                let Ok(Event::Alert(a)) = e else { continue };
+                let since = a.at.duration_since(sys0).unwrap_or_default();
+                let unit = if a.signal.time_dimension() == 1 {
+                    1000.0 * k
+                } else {
+                    1.0
+                };
+                marks.lock().push(Mark {
+                    at: from + since.as_secs_f64() * k / 60.0,
+                    rule: a.rule.to_string(),
+                    signal: a.signal,
+                    severity: a.severity,
+                    state: a.state,
+                    value: a.value.map(|v| v * unit),
+                });
+            }
+        }
+    });
+
+    // Samples of the pool every 5 incident seconds, with a progress line.
+    let sampler = {
+        let guard = guard.clone();
+        let done = Arc::clone(&done);
+        let every = cfg.wall(Duration::from_secs(5));
+        let (progress, until) = (cfg.progress, cfg.until);
+        tokio::spawn(async move {
+            let mut samples: Vec<Sample> = Vec::new();
+            let mut seen = 0usize;
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                let now = clock(Instant::now());
+                if now > until {
+                    break;
+                }
+                let s = guard.snapshot();
+                let mut ms: Vec<f64> = {
+                    let d = done.lock();
+                    let new = d[seen..].iter().map(|r| r.ms).collect();
+                    seen = d.len();
+                    new
+                };
+                let p95_ms = percentile(&mut ms, 0.95);
+                samples.push(Sample {
+                    at: now,
+                    utilization: s.utilization,
+                    demand: s.demand,
+                    waiters: s.waiters,
+                    p95_ms,
+                });
+                let whole_minute = samples.len().is_multiple_of(12);
+                if progress && whole_minute {
+                    let eta = guard.forecast().eta.map_or("-".into(), |d| {
+                        format!("{:.1}min", d.as_secs_f64() * k / 60.0)
+                    });
+                    eprintln!(
+                        "  [{label}] {}  pool {:>3.0}%  demand {:>3.0}%  waiters {:>4}  p95 {:>6}  eta {eta}",
+                        fmt_clock(now),
+                        s.utilization * 100.0,
+                        s.demand * 100.0,
+                        s.waiters,
+                        p95_ms.map_or("-".into(), |v| format!("{v:.0}ms")),
+                    );
+                }
+            }
+            samples
+        })
+    };
+
+    // Poisson arrivals at the ramp's rate, each a request task.
+    let mut rng = Rng(cfg.seed ^ u64::from(protected));
+    let base = cfg.baseline_rate() * k; // per wall second
+    let gateway = cfg.wall(cfg.gateway_timeout);
+    let end = wall0 + Duration::from_secs_f64((cfg.until - from) * 60.0 / k);
+    let mut next = wall0;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut ticker = tokio::time::interval(Duration::from_millis(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while next < end {
+        ticker.tick().await;
+        let now = Instant::now();
+        while next <= now && next < end {
+            let rate = base * cfg.ramp.multiple(clock(next));
+            next += Duration::from_secs_f64(-rng.unit().ln() / rate);
+            let guard = guard.clone();
+            let done = Arc::clone(&done);
+            tasks.spawn(async move {
+                let started = Instant::now();
+                let work = async {
+                    let mut conn = guard.acquire().await?;
+                    (&mut *conn).execute("SELECT 1").await?;
+                    tokio::time::sleep(hold).await;
+                    Ok::<_, poolguard::Error>(())
+                };
+                let status = match tokio::time::timeout(gateway, work).await {
+                    Ok(Ok(())) => 200,
+                    Err(_) => 504,
+                    Ok(Err(e)) if e.is_rejected() => 503,
+                    Ok(Err(_)) => 500,
+                };
+                let took = started.elapsed();
+                guard.record_request(status, took);
+                let ended = Instant::now();
+                done.lock().push(Done {
+                    at: clock(ended),
+                    ms: took.as_secs_f64() * k * 1000.0,
+                    status,
+                });
+            });
+        }
+        // Reap finished tasks so the set stays small.
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+    let samples = sampler.await.expect("sampler");
+    // Let the stream deliver the last evaluation's events, then stop it.
+    tokio::time::sleep(cfg.wall(Duration::from_secs(2))).await;
+    marks_task.abort();
+    let mut marks = std::mem::take(&mut *marks.lock());
+    marks.sort_by(|a, b| a.at.total_cmp(&b.at));
+
+    let done = std::mem::take(&mut *done.lock());
+    Ok(Pass {
+        from,
+        marks,
+        samples,
+        impact: impact(&done),
+        baseline_ms: baseline.as_secs_f64() * k * 1000.0,
+        done,
+    })
+}
+
+/// The first 504, or the start of the first incident minute whose completed
+/// requests (at least 20) have a P95 over the dashboard's 500 ms target: a
+/// dashboard's per-minute P95. (Shorter stretches catch scheduler hiccups,
+/// which compressed time magnifies: 5 ms of wall time is 300 incident ms.)
+fn impact(done: &[Done]) -> Option<Clock> {
+    let first_504 = done
+        .iter()
+        .filter(|d| d.status == 504)
+        .map(|d| d.at)
+        .min_by(f64::total_cmp);
+    let stretch = 1.0;
+    let mut by_stretch: std::collections::BTreeMap<i64, Vec<f64>> = Default::default();
+    for d in done.iter().filter(|d| d.status != 503) {
+        by_stretch
+            .entry((d.at / stretch).floor() as i64)
+            .or_default()
+            .push(d.ms);
+    }
+    let slow = by_stretch
+        .into_iter()
+        .find(|(_, ms)| ms.len() >= 20 && percentile(&mut ms.clone(), 0.95) > Some(500.0))
+        .map(|(i, _)| i as f64 * stretch);
+    match (first_504, slow) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// Nearest-rank percentile (sorts in place).
+pub fn percentile(v: &mut [f64], q: f64) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let i = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+    Some(v[i])
+}
