@@ -68,8 +68,7 @@ pub const REQUEST_DURATION: &str = "http.server.request.duration";
 /// without buckets `metrics-exporter-prometheus` renders summaries, whose
 /// quantiles cannot be aggregated across instances.
 pub const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0,
-    1.5, 2.5, 5.0, 10.0, 30.0,
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.4, 0.5, 0.6, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
 /// Label with the pool's name, on every metric.
@@ -194,9 +193,7 @@ pub(crate) struct HotMetrics {
 /// 100..=599. Handles are registered at build (like every handle here), so a
 /// recorder installed for the build alone still receives them, and recording
 /// is a binary search with no lock and no allocation.
-pub const STATUS_CODES: &[u16] = &[
-    200, 201, 202, 204, 301, 302, 304, 400, 401, 403, 404, 409, 422, 429, 500, 502, 503, 504,
-];
+pub const STATUS_CODES: &[u16] = &[200, 201, 204, 400, 404, 429, 500, 502, 503, 504];
 
 /// One request-duration histogram per status code of [`STATUS_CODES`], then
 /// one per class, then `other`.

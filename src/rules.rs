@@ -388,8 +388,9 @@ fn mins(m: u64) -> Duration {
 /// - traffic > 2 std dev for 5 min (acquire rate against an hour's baseline
 ///   that leaves out the last 10 minutes; 20 minutes of warm-up);
 /// - the forecast: exhaustion ETA < 15 min, held 1 min;
-/// - the scale hint: utilization > 75 %, at once (the post-mortem's
-///   auto-scaling trigger "> 75% -> scale").
+/// - the scale hint: utilization > 75 % for 1 min (the post-mortem's
+///   auto-scaling trigger "> 75% -> scale"; an autoscaler's stabilization
+///   minute, so a burst at a third of the pool does not ask for more).
 ///
 /// Every default rule keeps firing for 1 min after its condition last held
 /// (flapping does not resolve it); the rules with a hold also need 1 min of
@@ -473,6 +474,7 @@ pub fn default_rules() -> Vec<Rule> {
     rules.push(
         Rule::new(SCALE_RULE, Signal::Utilization, Comparison::Above, 0.75)
             .severity(Severity::Info)
+            .hold(mins(1))
             .recover_at(0.70)
             .recover_for(mins(1)),
     );

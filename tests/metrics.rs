@@ -120,11 +120,11 @@ async fn exported_metrics_follow_otel_names_and_values() {
     assert_eq!(full.gauge(m::DEMAND, None), 1.5);
     // Zero hold times: 100 % is critical at once.
     assert_eq!(full.gauge(m::SATURATION_LEVEL, None), 2.0);
-    // Every rule's state is a gauge: the pool rules and the scale rule fire
-    // (2), the timeout rules are inactive (0).
+    // Every rule's state is a gauge: the pool rules fire (2), the scale rule
+    // holds for its minute (1), the timeout rules are inactive (0).
     assert_eq!(full.alert("pool_utilization", "critical"), 2.0);
     assert_eq!(full.alert("pool_utilization", "warning"), 2.0);
-    assert_eq!(full.alert("scale_up", "info"), 2.0);
+    assert_eq!(full.alert("scale_up", "info"), 1.0);
     assert_eq!(full.alert("timeouts", "warning"), 0.0);
     assert_eq!(
         full.gauge(m::SCALE_RECOMMENDED, None),

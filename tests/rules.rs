@@ -55,7 +55,7 @@ async fn default_rules_are_the_post_mortem_table_and_readable() {
         ("request_latency_p95", Severity::Critical, 0.600, mins(3)),
         ("traffic_anomaly", Severity::Warning, 2.0, mins(5)),
         ("exhaustion_forecast", Severity::Warning, 900.0, mins(1)),
-        ("scale_up", Severity::Info, 0.75, Duration::ZERO),
+        ("scale_up", Severity::Info, 0.75, mins(1)),
     ] {
         let r = find(name, sev);
         assert_eq!((r.threshold, r.hold), (threshold, hold), "{name}/{sev}");

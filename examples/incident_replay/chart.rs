@@ -83,11 +83,12 @@ where
     let marks = markers(pass);
     let s = &pass.samples;
 
+    // Demand past 200 % is clipped: the interesting part is 34 % -> 100 %.
     let top = s
         .iter()
         .map(|s| s.demand * 100.0)
         .fold(110.0, f64::max)
-        .min(400.0);
+        .min(200.0);
     let mut c = chart(
         &panels[0],
         x.clone(),
@@ -101,10 +102,10 @@ where
     .label("utilization (in use / 50)")
     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
     c.draw_series(LineSeries::new(
-        s.iter().map(|s| (s.at, s.demand.min(4.0) * 100.0)),
+        s.iter().map(|s| (s.at, s.demand.min(2.0) * 100.0)),
         GREEN.stroke_width(2),
     ))?
-    .label("demand ((in use + waiters) / 50)")
+    .label("demand ((in use + waiters) / 50, clipped at 200 %)")
     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN.stroke_width(2)));
     for (level, color) in [(80.0, WARNING), (90.0, CRITICAL)] {
         c.draw_series(DashedLineSeries::new(
@@ -173,6 +174,7 @@ where
 {
     let mut c = ChartBuilder::on(area)
         .margin(8)
+        .margin_right(30)
         .caption(caption, ("sans-serif", 18))
         .x_label_area_size(28)
         .y_label_area_size(60)

@@ -214,7 +214,7 @@ fn summary(pass: &Pass) -> String {
     let relative = |t: Option<Clock>| match t {
         None => "never fired".to_string(),
         Some(t) if t <= impact => format!("{:.1} min before impact", impact - t),
-        Some(t) => format!("{:.1} min AFTER impact", t - impact),
+        Some(t) => format!("{:.1} min after impact", t - impact),
     };
     let first = pass.first_pool_warning();
     let name = first.map_or(String::new(), |m| format!(" ({} {})", m.rule, m.severity));
