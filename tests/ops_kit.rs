@@ -2,8 +2,10 @@
 //! label name used by a Prometheus rule or a Grafana panel is one a guard
 //! actually renders through `metrics-exporter-prometheus`, every in-process
 //! default rule has its Prometheus alert with the same hold, keep-firing
-//! time, threshold and recovery threshold, and every panel filters by the
-//! dashboard's pool variable and aggregates by pool.
+//! time, threshold and recovery threshold (the pool's instantaneous signals
+//! judged on their mean over the rule's window), every status code and
+//! latency bound the kit names is one the guard exports, and every panel
+//! filters by the dashboard's pool variable and aggregates by pool.
 //!
 //! This file is its own test binary, so it installs the global recorder.
 //! The rule timings themselves are tested by `promtool test rules
@@ -961,6 +963,30 @@ async fn rules_and_dashboard_use_only_exported_names() {
     );
 }
 
+/// The operands compared as `<operand> <sym> <value>` in an expression,
+/// with the number matched whole (`> 0.7` is not `> 0.75`). An operand that
+/// is not a name (`(...) > 1`) reads as its last character.
+fn compared(expr: &str, sym: &str, value: f64) -> Vec<String> {
+    let needle = format!("{sym} {value}");
+    let b = expr.as_bytes();
+    let name_char = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    expr.match_indices(&needle)
+        .filter(|(at, _)| {
+            !b.get(at + needle.len())
+                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'.')
+        })
+        .map(|(at, _)| {
+            let before = expr[..at].trim_end();
+            let name = before.trim_end_matches(name_char);
+            if name.len() < before.len() {
+                before[name.len()..].to_string()
+            } else {
+                before.chars().last().map(String::from).unwrap_or_default()
+            }
+        })
+        .collect()
+}
+
 fn symbol(c: Comparison) -> &'static str {
     match c {
         Comparison::Above => ">",
@@ -1012,24 +1038,70 @@ fn alerts_mirror_the_in_process_rules() {
             .map_or(Duration::ZERO, |d| prom_duration(d));
         assert_eq!(keep, rule.keep_firing_for, "{key}: keep_firing_for");
         let sym = symbol(rule.comparison);
-        let threshold = format!("{sym} {}", rule.threshold);
+        let on_threshold = compared(&a.expr, sym, rule.threshold);
         assert!(
-            a.expr.contains(&threshold),
-            "{key}: `{threshold}` in {}",
+            !on_threshold.is_empty(),
+            "{key}: `{sym} {}` in {}",
+            rule.threshold,
             a.expr
         );
+        let own = format!(
+            r#"ALERTS{{alertname="{name}", severity="{}", alertstate="firing"}}"#,
+            rule.severity
+        );
+        let on_recover = compared(&a.expr, sym, rule.recover_at);
         if rule.recover_at != rule.threshold {
-            let recover = format!("{sym} {}", rule.recover_at);
             assert!(
-                a.expr.contains(&recover),
-                "{key}: `{recover}` in {}",
+                !on_recover.is_empty(),
+                "{key}: `{sym} {}` in {}",
+                rule.recover_at,
                 a.expr
             );
-            let own = format!(
-                r#"ALERTS{{alertname="{name}", severity="{}", alertstate="firing"}}"#,
-                rule.severity
-            );
             assert!(a.expr.contains(&own), "{key}: hysteresis on `{own}`");
+        }
+        // Holds on the pool's instantaneous signals are judged in-process on
+        // the signal's mean since the hold began, over at most the rule's
+        // window, and recovery per tick: here the threshold is compared with
+        // a recorded `avg_over_time(<series>[<window>])`, the recovery
+        // threshold with <series> itself, and the mean is off while the
+        // alert fires (`unless on (pool) ALERTS{...firing}`).
+        if matches!(
+            rule.signal,
+            Signal::Utilization | Signal::Demand | Signal::Waiters
+        ) {
+            let [mean] = on_threshold.as_slice() else {
+                panic!("{key}: one operand of the threshold, found {on_threshold:?}");
+            };
+            let record = items
+                .iter()
+                .find(|r| r.record.as_deref() == Some(mean.as_str()))
+                .unwrap_or_else(|| panic!("{key}: `{mean}` is no recording rule"));
+            let (series, window) = record
+                .expr
+                .strip_prefix("avg_over_time(")
+                .and_then(|e| e.strip_suffix("])"))
+                .and_then(|e| e.split_once('['))
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{key}: `{mean}` is no avg_over_time(<series>[<window>]): {}",
+                        record.expr
+                    )
+                });
+            assert_eq!(
+                prom_duration(window),
+                rule.window,
+                "{key}: window of `{mean}`"
+            );
+            assert_eq!(
+                on_recover,
+                [series],
+                "{key}: recovery judged on `{series}` itself"
+            );
+            let flat = a.expr.split_whitespace().collect::<Vec<_>>().join(" ");
+            assert!(
+                flat.contains(&format!("unless on ({POOL}) {own}")),
+                "{key}: the mean is off while the alert fires"
+            );
         }
         if rule.min_samples > 0 && rule.signal != Signal::TrafficAnomaly {
             let gate = format!(">= {}", rule.min_samples);
@@ -1057,6 +1129,88 @@ fn alerts_mirror_the_in_process_rules() {
         );
     }
     assert_eq!(alerts.len(), in_process.len());
+}
+
+/// The request metrics the kit names exist: every status code a rule, panel
+/// or promtool test matches exactly is one the guard exports under its own
+/// value (`poolguard::metrics::STATUS_CODES`) or a class (`4xx`, `other`),
+/// and every latency bound (the latency alerts' thresholds, the promtool
+/// tests' `le`, the latency panels' lines) is a bucket bound of
+/// `poolguard::metrics::LATENCY_BUCKETS`, so it is decided at a bucket edge.
+#[test]
+fn status_codes_and_latency_bounds_are_exported() {
+    use poolguard::metrics::{LATENCY_BUCKETS, STATUS_CODES};
+    let code_ok = |v: &str| {
+        v.parse::<u16>().is_ok_and(|c| STATUS_CODES.contains(&c))
+            || ["1xx", "2xx", "3xx", "4xx", "5xx", "other"].contains(&v)
+    };
+    let bound_ok = |v: f64| LATENCY_BUCKETS.contains(&v);
+    let dash = dashboard();
+
+    let mut exprs: Vec<(String, String)> = rules()
+        .into_iter()
+        .map(|r| (r.alert.or(r.record).unwrap(), r.expr))
+        .collect();
+    exprs.extend(dashboard_exprs(&dash));
+    let tests = read("prometheus/poolguard.rules.test.yml");
+    exprs.extend(tests.lines().filter_map(|l| {
+        let series = l.trim().strip_prefix("- series:")?;
+        Some(("rules test".to_string(), unquote(series)))
+    }));
+    assert!(
+        exprs.iter().any(|(w, _)| w == "rules test"),
+        "test series read"
+    );
+    let mut problems = Vec::new();
+    for (what, expr) in &exprs {
+        for sel in scan(expr).unwrap().selectors {
+            for (label, op, value) in &sel.matchers {
+                let exact = op == "=" || op == "!=";
+                if label == "http_response_status_code" && exact && !code_ok(value) {
+                    problems.push(format!("{what}: status code {value} is not exported"));
+                }
+                if label == "le" && exact && value != "+Inf" && !value.parse().is_ok_and(bound_ok) {
+                    problems.push(format!("{what}: le=\"{value}\" is no bucket bound"));
+                }
+            }
+        }
+    }
+    // The recovery lines (480 / 320 ms) fall inside buckets by design.
+    for rule in poolguard::rules::default_rules() {
+        let latency = matches!(
+            rule.signal,
+            Signal::RequestLatency(_) | Signal::QueryLatency(_)
+        );
+        if latency && !bound_ok(rule.threshold) {
+            problems.push(format!(
+                "{}: threshold {} s is no bucket bound",
+                rule.key(),
+                rule.threshold
+            ));
+        }
+    }
+    for p in all_panels(&dash) {
+        let quantiles = p.arr("targets").iter().any(|t| {
+            t.str("expr")
+                .is_some_and(|e| e.contains("histogram_quantile("))
+        });
+        let steps = p
+            .get("fieldConfig")
+            .and_then(|f| f.get("defaults"))
+            .and_then(|d| d.get("thresholds"))
+            .map_or(&[][..], |t| t.arr("steps"));
+        for step in steps.iter().filter(|_| quantiles) {
+            if let Some(Json::Num(v)) = step.get("value") {
+                if !bound_ok(*v) {
+                    problems.push(format!(
+                        "panel {}: line at {v} s is no bucket bound",
+                        p.str("title").unwrap_or("?")
+                    ));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 /// Every aggregation is `<op> by (..., pool, ...)`, and what reads exported
@@ -1315,6 +1469,13 @@ fn the_name_check_finds_what_is_wrong() {
             .starts_with("unknown function `rat`")
     );
     assert!(!unknown_names("db_client_connection_max{le}", &known).is_empty());
+
+    // Compared operands: the number matched whole, `>=` not taken for `>`.
+    assert_eq!(
+        compared("a:b > 0.75 or c > 0.7 and d >= 0.7 or e > 0.7e1", ">", 0.7),
+        ["c"]
+    );
+    assert_eq!(compared("min by (p) (x) < 900", "<", 900.0), [")"]);
 
     // The rules reader: block scalars, inline and quoted values, nested maps.
     let items = parse_rules(concat!(

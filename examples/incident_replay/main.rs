@@ -294,6 +294,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.service.as_millis()
     );
     print_timeline(cfg, &unprotected);
+    for pass in std::iter::once(&unprotected).chain(&protected) {
+        if let Some(e) = &pass.first_error {
+            println!("(first request error in this pass: {e})");
+        }
+    }
     println!("\n{}", summary(&unprotected));
     if let Some(p) = &protected {
         print_protection(&unprotected, p);

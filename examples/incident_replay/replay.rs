@@ -95,8 +95,8 @@ pub struct Config {
     /// Time a request holds its connection, incident time (the post-mortem's
     /// 200 ms responses).
     pub service: Duration,
-    /// The app's request timeout, incident time: past it the request is cut
-    /// off and answered 504 (its waiter or connection is dropped).
+    /// The app's request timeout, incident time: a request still waiting
+    /// for a connection then is answered 504 (its waiter is dropped).
     pub gateway_timeout: Duration,
     /// Print a progress line every incident minute (stderr).
     pub progress: bool,
@@ -180,6 +180,8 @@ pub struct Pass {
     pub baseline_ms: f64,
     /// Every request, in completion order.
     pub done: Vec<Done>,
+    /// The first error other than a timeout or a fast refusal, if any.
+    pub first_error: Option<String>,
 }
 
 /// Request outcomes over part of a pass.
@@ -340,6 +342,7 @@ where
     }
 
     let done: Arc<Mutex<Vec<Done>>> = Arc::new(Mutex::new(Vec::with_capacity(1 << 20)));
+    let first_error: Arc<Mutex<Option<String>>> = Arc::default();
     let wall0 = Instant::now();
     let sys0 = SystemTime::now();
     let clock = move |i: Instant| from + i.duration_since(wall0).as_secs_f64() * k / 60.0;
@@ -438,19 +441,29 @@ where
             next += Duration::from_secs_f64(-rng.unit().ln() / rate);
             let guard = guard.clone();
             let done = Arc::clone(&done);
+            let first_error = Arc::clone(&first_error);
             tasks.spawn(async move {
                 let started = Instant::now();
+                // The request timeout bounds the wait for a connection; a
+                // request that got one finishes its work (cutting it off
+                // mid-statement would close server connections by the
+                // hundred and replay a reconnect storm instead).
                 let work = async {
-                    let mut conn = guard.acquire().await?;
+                    let mut conn = match tokio::time::timeout(gateway, guard.acquire()).await {
+                        Err(_) => return Ok(504),
+                        Ok(conn) => conn?,
+                    };
                     (&mut *conn).execute("SELECT 1").await?;
                     tokio::time::sleep(hold).await;
-                    Ok::<_, poolguard::Error>(())
+                    Ok::<_, poolguard::Error>(200)
                 };
-                let status = match tokio::time::timeout(gateway, work).await {
-                    Ok(Ok(())) => 200,
-                    Err(_) => 504,
-                    Ok(Err(e)) if e.is_rejected() => 503,
-                    Ok(Err(_)) => 500,
+                let status = match work.await {
+                    Ok(status) => status,
+                    Err(e) if e.is_rejected() => 503,
+                    Err(e) => {
+                        first_error.lock().get_or_insert_with(|| e.to_string());
+                        500
+                    }
                 };
                 let took = started.elapsed();
                 guard.record_request(status, took);
@@ -474,6 +487,7 @@ where
     marks.sort_by(|a, b| a.at.total_cmp(&b.at));
 
     let done = std::mem::take(&mut *done.lock());
+    let first_error = first_error.lock().take();
     Ok(Pass {
         from,
         marks,
@@ -481,6 +495,7 @@ where
         impact: impact(&done),
         baseline_ms: baseline.as_secs_f64() * k * 1000.0,
         done,
+        first_error,
     })
 }
 
