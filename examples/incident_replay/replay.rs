@@ -445,9 +445,8 @@ where
             tasks.spawn(async move {
                 let started = Instant::now();
                 // The request timeout bounds the wait for a connection; a
-                // request that got one finishes its work (cutting it off
-                // mid-statement would close server connections by the
-                // hundred and replay a reconnect storm instead).
+                // request that got one finishes its work, as a server does
+                // after its gateway gave up.
                 let work = async {
                     let mut conn = match tokio::time::timeout(gateway, guard.acquire()).await {
                         Err(_) => return Ok(504),
