@@ -316,8 +316,9 @@ impl<DB: Database> PoolGuardBuilder<DB> {
     /// writing them in incident time. What the guard measures and reports
     /// (latencies, ETAs, events' durations, snapshots) stays in wall-clock
     /// units: multiply by `factor` to read it in incident time. Protection
-    /// settings (breaker, shedding, query and drain timeouts) and leak
-    /// detection act on real calls and are *not* converted.
+    /// settings (breaker, shedding, query and drain timeouts), leak
+    /// detection and the `watch_server` interval act on real calls and are
+    /// *not* converted.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -331,8 +332,9 @@ impl<DB: Database> PoolGuardBuilder<DB> {
     /// # Ok(()) }
     /// ```
     ///
-    /// An invalid factor (not finite, or outside `1e-3..=1e6`) fails
-    /// `build()` with [`Error::InvalidConfig`] naming `time_scale`.
+    /// An invalid factor (not finite, outside `1e-3..=1e6`, or leaving a
+    /// tick under 1 ms) fails `build()` with [`Error::InvalidConfig`]
+    /// naming `time_scale`.
     pub fn time_scale(mut self, factor: f64) -> Self {
         self.time_scale = factor;
         self
@@ -615,11 +617,11 @@ impl<DB: Database> PoolGuardBuilder<DB> {
             ] {
                 *d = d.div_f64(k);
             }
-            if self.tick.is_zero() {
+            if self.tick < Duration::from_millis(1) {
                 return Err(Error::config(
                     "time_scale",
                     k,
-                    "leaves a tick of zero: raise the tick or lower the factor",
+                    "leaves a tick under 1 ms (tokio's timer resolution): raise the tick or lower the factor",
                 ));
             }
         }

@@ -538,6 +538,9 @@ pub(crate) struct RuleTracker {
     pub(crate) value: Option<f64>,
 }
 
+/// Most tick averages a tracker keeps for the mean since a hold began.
+const MAX_TICKS: usize = 3600;
+
 /// Time-weighted mean of the tick averages of ticks that started at or
 /// after `from` (plain mean if they carry no duration); `None` without any.
 fn mean_since(
@@ -648,6 +651,11 @@ impl RuleTracker {
                 if let Some(v) = avg {
                     let secs = now.saturating_duration_since(started).as_secs_f64();
                     self.ticks.push_back((started, secs, v));
+                }
+                // Bounded like the windows' marks: a window of more than
+                // MAX_TICKS ticks judges the latest MAX_TICKS.
+                while self.ticks.len() > MAX_TICKS {
+                    self.ticks.pop_front();
                 }
                 // The window, but never less than the tick that just ended.
                 let oldest = now

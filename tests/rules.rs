@@ -191,7 +191,7 @@ async fn invalid_rules_are_typed_errors_naming_the_rule() {
         (b().time_scale(0.0), "time_scale", "0"),
         (b().time_scale(f64::NAN), "time_scale", "NaN"),
         (
-            b().tick(Duration::from_nanos(10)).time_scale(100.0),
+            b().tick(Duration::from_millis(50)).time_scale(100.0),
             "time_scale",
             "100",
         ),

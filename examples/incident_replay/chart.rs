@@ -1,6 +1,7 @@
 //! The replay's chart: utilization and demand, waiters, and P95 over
 //! incident time, with a vertical marker for every alert that fired and for
-//! customer impact. Written twice, PNG and SVG, from the same drawing code.
+//! customer impact. Drawn once as SVG (plotters), then rasterized to PNG
+//! with resvg and the system's fonts: pure Rust, no C library to install.
 
 use std::error::Error;
 use std::ops::Range;
@@ -17,11 +18,62 @@ const SIZE: (u32, u32) = (1400, 1000);
 const IMPACT: RGBColor = RGBColor(200, 0, 160);
 const WARNING: RGBColor = RGBColor(230, 140, 0);
 const CRITICAL: RGBColor = RGBColor(210, 30, 30);
+const INFO: RGBColor = RGBColor(90, 120, 200);
 
-pub fn draw(pass: &Pass, cfg: &Config, png: &Path, svg: &Path) -> Result<(), Box<dyn Error>> {
-    plot(BitMapBackend::new(png, SIZE).into_drawing_area(), pass, cfg)?;
-    plot(SVGBackend::new(svg, SIZE).into_drawing_area(), pass, cfg)?;
-    Ok(())
+/// Writes the SVG and the PNG; returns a warning when the PNG has no text
+/// (no system font found).
+pub fn draw(
+    pass: &Pass,
+    cfg: &Config,
+    png: &Path,
+    svg: &Path,
+) -> Result<Option<String>, Box<dyn Error>> {
+    let mut text = String::new();
+    plot(
+        SVGBackend::with_string(&mut text, SIZE).into_drawing_area(),
+        pass,
+        cfg,
+    )?;
+    std::fs::write(svg, &text)?;
+    let mut options = resvg::usvg::Options::default();
+    options.fontdb_mut().load_system_fonts();
+    // The SVG asks for "sans-serif": map it to a sans face this system has.
+    let families: Vec<String> = options
+        .fontdb
+        .faces()
+        .flat_map(|f| f.families.iter().map(|(name, _)| name.clone()))
+        .collect();
+    let preferred = [
+        "DejaVu Sans",
+        "Liberation Sans",
+        "Noto Sans",
+        "Arial",
+        "Helvetica",
+    ];
+    let family = preferred
+        .iter()
+        .map(|p| p.to_string())
+        .find(|p| families.contains(p))
+        .or_else(|| families.first().cloned());
+    let warning = match &family {
+        Some(f) => {
+            options.fontdb_mut().set_sans_serif_family(f.clone());
+            options.font_family = f.clone();
+            None
+        }
+        None => Some("no system font found: the PNG has no text (the SVG has)".to_string()),
+    };
+    let tree = resvg::usvg::Tree::from_str(&text, &options)?;
+    let size = tree.size().to_int_size();
+    let mut pixmap =
+        resvg::tiny_skia::Pixmap::new(size.width(), size.height()).ok_or("chart of zero size")?;
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::default(),
+        &mut pixmap.as_mut(),
+    );
+    pixmap.save_png(png)?;
+    Ok(warning)
 }
 
 fn hhmm(t: &Clock) -> String {
@@ -39,7 +91,7 @@ fn markers(pass: &Pass) -> Vec<Marker> {
     let mut out: Vec<Marker> = pass
         .marks
         .iter()
-        .filter(|m| m.state == AlertState::Firing && m.severity != Severity::Info)
+        .filter(|m| m.state == AlertState::Firing)
         .map(|m| Marker {
             at: m.at,
             label: if m.rule == OLD_ALERT {
@@ -50,6 +102,7 @@ fn markers(pass: &Pass) -> Vec<Marker> {
             color: match (m.rule == OLD_ALERT, m.severity) {
                 (true, _) => BLACK,
                 (_, Severity::Critical) => CRITICAL,
+                (_, Severity::Info) => INFO,
                 _ => WARNING,
             },
         })
@@ -95,18 +148,22 @@ where
         0.0..top,
         "pool: utilization and demand, %",
     )?;
-    c.draw_series(LineSeries::new(
-        s.iter().map(|s| (s.at, s.utilization * 100.0)),
-        BLUE.stroke_width(2),
-    ))?
-    .label("utilization (in use / 50)")
-    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+    // Demand first: it is never below utilization, which stays visible.
     c.draw_series(LineSeries::new(
         s.iter().map(|s| (s.at, s.demand.min(2.0) * 100.0)),
         GREEN.stroke_width(2),
     ))?
-    .label("demand ((in use + waiters) / 50, clipped at 200 %)")
+    .label(format!(
+        "demand ((in use + waiters) / {}, clipped at 200 %)",
+        cfg.pool_size
+    ))
     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], GREEN.stroke_width(2)));
+    c.draw_series(LineSeries::new(
+        s.iter().map(|s| (s.at, s.utilization * 100.0)),
+        BLUE.stroke_width(2),
+    ))?
+    .label(format!("utilization (in use / {})", cfg.pool_size))
+    .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
     for (level, color) in [(80.0, WARNING), (90.0, CRITICAL)] {
         c.draw_series(DashedLineSeries::new(
             [(x.start, level), (x.end, level)],
