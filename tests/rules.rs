@@ -210,29 +210,17 @@ async fn invalid_rules_are_typed_errors_naming_the_rule() {
 
 #[tokio::test]
 async fn time_scale_converts_every_rule_duration_and_time_valued_threshold() {
-    let pool = common::sqlite(4, Duration::from_secs(1)).await;
-    let guard = PoolGuard::builder(pool)
-        .time_scale(60.0)
-        .rule(Rule::new(
+    let builder = || async {
+        let pool = common::sqlite(4, Duration::from_secs(1)).await;
+        PoolGuard::builder(pool).rule(Rule::new(
             "busy",
             Signal::AcquireRate,
             Comparison::Above,
             10.0,
         ))
-        .build()
-        .unwrap();
-    let unscaled = {
-        let pool = common::sqlite(4, Duration::from_secs(1)).await;
-        PoolGuard::builder(pool)
-            .rule(Rule::new(
-                "busy",
-                Signal::AcquireRate,
-                Comparison::Above,
-                10.0,
-            ))
-            .build()
-            .unwrap()
     };
+    let guard = builder().await.time_scale(60.0).build().unwrap();
+    let unscaled = builder().await.build().unwrap();
     assert_eq!(guard.rules().len(), unscaled.rules().len());
     for (s, u) in guard.rules().iter().zip(unscaled.rules()) {
         assert_eq!((&s.name, s.severity), (&u.name, u.severity));
