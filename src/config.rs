@@ -10,7 +10,7 @@ use crate::breaker::{BreakerCell, BreakerConfig, Classifier, Outcome};
 use crate::error::Error;
 use crate::events::{AlertEvent, Callback, Event, EventHub, SaturationEvent};
 use crate::guard::PoolGuard;
-use crate::monitor::{Core, CoreParts, PoolStats, ServerSlot};
+use crate::monitor::{Core, CoreParts, PoolStats, ServerSlot, StatsFn};
 use crate::protect::Protection;
 use crate::rules::{default_rules, Rule};
 use crate::saturation::SaturationPolicy;
@@ -594,7 +594,22 @@ impl<DB: Database> PoolGuardBuilder<DB> {
     ///
     /// Must run inside a tokio runtime. Install your `metrics` recorder before
     /// calling it: metric handles are registered here.
-    pub fn build(mut self) -> Result<PoolGuard<DB>, Error> {
+    pub fn build(self) -> Result<PoolGuard<DB>, Error> {
+        self.build_with(|pool| {
+            let pool = pool.clone();
+            Box::new(move || PoolStats {
+                size: pool.size(),
+                idle: u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            })
+        })
+    }
+
+    /// [`build`](Self::build) with the pool's own (size, idle) read by
+    /// `stats` (the simulated pool reads its model instead).
+    pub(crate) fn build_with(
+        mut self,
+        stats: impl FnOnce(&Pool<DB>) -> StatsFn,
+    ) -> Result<PoolGuard<DB>, Error> {
         // Recovery thresholds not given follow their level down 5 points.
         let below = |at: f64| if at > 0.1 { at - 0.05 } else { at / 2.0 };
         if !self.warn_recover_set {
@@ -655,7 +670,7 @@ impl<DB: Database> PoolGuardBuilder<DB> {
             let killer = Arc::clone(&protect.killer);
             rt.spawn(async move { killer.preconnect().await });
         }
-        let stats_pool = self.pool.clone();
+        let stats = stats(&self.pool);
         let core = Arc::new(Core::new(CoreParts {
             name: self.name,
             acct,
@@ -669,10 +684,7 @@ impl<DB: Database> PoolGuardBuilder<DB> {
             protect,
             gauges,
             hub: EventHub::new(self.event_capacity),
-            stats: Box::new(move || PoolStats {
-                size: stats_pool.size(),
-                idle: u32::try_from(stats_pool.num_idle()).unwrap_or(u32::MAX),
-            }),
+            stats,
         }));
         for cb in self.callbacks {
             core.hub

@@ -8,6 +8,7 @@ use std::time::Duration;
 use sqlx::pool::MaybePoolConnection;
 use sqlx::{Database, Pool, Transaction};
 
+use crate::accounting::HoldTicket;
 use crate::config::PoolGuardBuilder;
 use crate::connection::{GuardedConnection, GuardedTransaction};
 use crate::error::{Error, PoolState};
@@ -171,46 +172,15 @@ impl<DB: Database> PoolGuard<DB> {
         deadline: Option<Duration>,
     ) -> Result<GuardedConnection<DB>, Error> {
         let core = &self.inner.core;
-        let (ticket, in_use, ahead) = core.acct.start_wait_seen(location);
-        // Refused: dropping the unresolved ticket removes the waiter again.
-        core.shed_check(in_use, ahead, deadline)?;
-        let acquired = match deadline {
-            None => self.inner.pool.acquire().await,
-            Some(d) => tokio::time::timeout(d, self.inner.pool.acquire())
-                .await
-                .unwrap_or(Err(sqlx::Error::PoolTimedOut)),
-        };
-        match acquired {
-            Ok(conn) => Ok(GuardedConnection::new(
-                conn,
-                ticket.acquired(),
-                Arc::clone(core),
-            )),
-            Err(sqlx::Error::PoolTimedOut) => {
-                let c = core.acct.counters();
-                let waited = ticket.timed_out();
-                let state = PoolState {
-                    total: self.inner.pool.size(),
-                    in_use: c.in_use,
-                    idle: u32::try_from(self.inner.pool.num_idle()).unwrap_or(u32::MAX),
-                    max: core.acct.max(),
-                    waiting: c.waiters.saturating_sub(1),
-                    waited,
-                };
-                // Logged here too: the `Executor` path converts the error to
-                // `sqlx::Error::PoolTimedOut`, which cannot carry the state.
-                tracing::warn!(pool = %core.name, %state, "connection acquire timed out");
-                Err(Error::AcquireTimeout {
-                    pool: Arc::clone(&core.name),
-                    state,
-                    source: sqlx::Error::PoolTimedOut,
-                })
-            }
-            Err(e) => {
-                ticket.failed();
-                Err(Error::Sqlx(e))
-            }
-        }
+        let pool = &self.inner.pool;
+        let (conn, ticket) = counted_acquire(core, location, deadline, pool.acquire(), || {
+            (
+                pool.size(),
+                u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+            )
+        })
+        .await?;
+        Ok(GuardedConnection::new(conn, ticket, Arc::clone(core)))
     }
 
     /// Takes an idle connection if one is available right now, like
@@ -319,5 +289,55 @@ impl<DB: Database> PoolGuard<DB> {
     /// monitor's next wake (which comes within one tick anyway).
     pub fn evaluate_now(&self) {
         self.inner.core.evaluate();
+    }
+}
+
+/// The counted acquire every path shares: a waiter from the start, load
+/// shedding on the counts that step saw, the wait (bounded by `deadline`),
+/// then a held connection, a timeout carrying the pool state, or a failure.
+/// `pool_counts` reads the pool's own (size, idle) for the timeout's state.
+pub(crate) async fn counted_acquire<C>(
+    core: &Arc<Core>,
+    location: &'static Location<'static>,
+    deadline: Option<Duration>,
+    acquire: impl Future<Output = Result<C, sqlx::Error>>,
+    pool_counts: impl FnOnce() -> (u32, u32),
+) -> Result<(C, HoldTicket), Error> {
+    let (ticket, in_use, ahead) = core.acct.start_wait_seen(location);
+    // Refused: dropping the unresolved ticket removes the waiter again.
+    core.shed_check(in_use, ahead, deadline)?;
+    let acquired = match deadline {
+        None => acquire.await,
+        Some(d) => tokio::time::timeout(d, acquire)
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut)),
+    };
+    match acquired {
+        Ok(conn) => Ok((conn, ticket.acquired())),
+        Err(sqlx::Error::PoolTimedOut) => {
+            let c = core.acct.counters();
+            let waited = ticket.timed_out();
+            let (total, idle) = pool_counts();
+            let state = PoolState {
+                total,
+                in_use: c.in_use,
+                idle,
+                max: core.acct.max(),
+                waiting: c.waiters.saturating_sub(1),
+                waited,
+            };
+            // Logged here too: the `Executor` path converts the error to
+            // `sqlx::Error::PoolTimedOut`, which cannot carry the state.
+            tracing::warn!(pool = %core.name, %state, "connection acquire timed out");
+            Err(Error::AcquireTimeout {
+                pool: Arc::clone(&core.name),
+                state,
+                source: sqlx::Error::PoolTimedOut,
+            })
+        }
+        Err(e) => {
+            ticket.failed();
+            Err(Error::Sqlx(e))
+        }
     }
 }

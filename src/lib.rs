@@ -61,6 +61,7 @@
 //! | metric names and handles | [`metrics`] |
 //! | settings and validation | `config` |
 //! | the handle | `guard`, `connection`, `executor` |
+//! | a model pool (replays, paused clock) | [`sim`] |
 //!
 //! ## Example
 //!
@@ -115,6 +116,7 @@ mod scale;
 mod server;
 mod shed;
 mod signals;
+pub mod sim;
 mod snapshot;
 mod timeout;
 mod window;

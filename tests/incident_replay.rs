@@ -1,12 +1,24 @@
-//! The incident replay (`examples/incident_replay`) on embedded SQLite, at
-//! the example's compression (one incident minute per second; at 500 ms the
-//! replay needs ~2.7 cores at its peak and a 2-core machine, not the pool,
-//! caused the impact) over 14:00-14:42: the events come in the order the
-//! post-mortem's claim needs. The first pool warning (a `pool_utilization`
-//! rule or the exhaustion forecast) before customer impact, impact before
-//! the old alert (P50 > 1000 ms), and that warning at least 10 incident
-//! minutes ahead. (The 80 %-for-5-min rule alone fires about at impact on
-//! this ramp; the report prints it.)
+//! The incident replay (`examples/incident_replay`), twice.
+//!
+//! 1. **On tokio's paused clock**, the replay's traffic served by a
+//!    [`SimPool`](poolguard::sim::SimPool) (a FIFO model of the pool of 50,
+//!    no database): exact and independent of the machine's load. The
+//!    post-mortem's claim is checked here: the first pool warning (a
+//!    `pool_utilization` rule or the exhaustion forecast) before customer
+//!    impact, impact before the old alert (P50 > 1000 ms), the warning at
+//!    least 10 incident minutes ahead, the 80 % rule firing once the pool
+//!    is full, and nothing firing before the campaign.
+//! 2. **On a real SQLite pool in wall time** at the example's compression
+//!    (one incident minute a second), for what only a real pool shows: the
+//!    guard's counts stay exact through a real sqlx pool's churn and
+//!    cancelled waits, the pool warning reaches the event stream whole, and
+//!    the guard sees the pool fill. These checks hold however slow the
+//!    machine is (a starved process only makes holds longer and the pool
+//!    fuller); the order and lead time of a wall-time run are reported with
+//!    the measured scheduling lag, not asserted, because on a shared
+//!    machine the scheduler, not the pool, can decide when latency rises
+//!    (measured: impact at 14:27 instead of about 14:34 while a second
+//!    build shared the two cores).
 
 #[allow(dead_code)]
 #[path = "../examples/incident_replay/replay.rs"]
@@ -16,45 +28,56 @@ use std::time::Duration;
 
 use poolguard::rules::{FORECAST_RULE, POOL_RULE};
 use poolguard::{AlertState, Severity};
-use replay::{at, fmt_clock, Config, OLD_ALERT};
+use replay::{at, fmt_clock, Config, Pass, OLD_ALERT};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_orders_warning_impact_old_alert_with_ten_minutes_lead() {
+fn show(t: Option<f64>) -> String {
+    t.map_or("never".into(), fmt_clock)
+}
+
+fn report(pass: &Pass) -> String {
+    let firing = |rule, sev| pass.first(rule, sev, AlertState::Firing);
+    let mut r = format!(
+        "first pool warning {}, 80% rule {}, forecast {}, impact {}, old alert {}, baseline {:.0} ms",
+        show(pass.first_pool_warning().map(|m| m.at)),
+        show(firing(POOL_RULE, Severity::Warning)),
+        show(firing(FORECAST_RULE, Severity::Warning)),
+        show(pass.impact),
+        show(firing(OLD_ALERT, Severity::Critical)),
+        pass.baseline_ms
+    );
+    if let Some(lag) = pass.lag {
+        r += &format!("; {lag}");
+    }
+    r
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn replay_on_the_paused_clock_orders_warning_impact_old_alert_with_ten_minutes_lead() {
+    // Real incident time: the paused clock costs nothing to wait on, so
+    // there is no compression (one tick is one incident second).
     let cfg = Config {
-        minute: Duration::from_millis(1000),
+        minute: Duration::from_secs(60),
         from: at(14, 0),
         until: at(14, 42),
         progress: false,
+        simulated: true,
         ..Config::default()
     };
-    let acquire = cfg.wall(Duration::from_secs(30));
     let pool = sqlx::sqlite::SqlitePoolOptions::new()
         .max_connections(cfg.pool_size)
-        .min_connections(cfg.pool_size)
-        .acquire_timeout(acquire)
-        .connect("sqlite::memory:")
-        .await
+        .acquire_timeout(cfg.wall(Duration::from_secs(30)))
+        .connect_lazy("sqlite::memory:")
         .unwrap();
     let pass = replay::run_pass(pool, &cfg, false).await.unwrap();
-    let show = |t: Option<f64>| t.map_or("never".into(), fmt_clock);
+    let report = report(&pass);
     let firing = |rule, sev| pass.first(rule, sev, AlertState::Firing);
-    let warn = firing(POOL_RULE, Severity::Warning);
-    let forecast = firing(FORECAST_RULE, Severity::Warning);
-    let old = firing(OLD_ALERT, Severity::Critical);
-    let report = format!(
-        "80% rule {}, forecast {}, impact {}, old alert {}, baseline {:.0} ms",
-        show(warn),
-        show(forecast),
-        show(pass.impact),
-        show(old),
-        pass.baseline_ms
-    );
     let impact = pass.impact.unwrap_or_else(|| panic!("no impact: {report}"));
     assert!(
-        warn.is_some(),
+        firing(POOL_RULE, Severity::Warning).is_some(),
         "the 80% rule fires once the pool is full: {report}"
     );
-    let old = old.unwrap_or_else(|| panic!("no old alert: {report}"));
+    let old = firing(OLD_ALERT, Severity::Critical)
+        .unwrap_or_else(|| panic!("no old alert: {report}"));
     // Before the spike the pool is quiet: nothing fires, not even the
     // scale hint or the forecast during its warm-up.
     assert!(
@@ -64,15 +87,73 @@ async fn replay_orders_warning_impact_old_alert_with_ten_minutes_lead() {
         "an alert fired before the campaign: {report}"
     );
     assert_eq!(pass.events_missed, 0, "the timeline is whole");
-    assert!(
-        pass.first_pool_warning().is_some_and(|w| w.at < impact),
-        "pool warning before impact: {report}"
-    );
+    let first = pass
+        .first_pool_warning()
+        .unwrap_or_else(|| panic!("no pool warning: {report}"))
+        .at;
+    assert!(first < impact, "pool warning before impact: {report}");
     assert!(impact < old, "impact before the old alert: {report}");
-    let first = pass.first_pool_warning().expect("a pool warning").at;
     assert!(
         impact - first >= 10.0,
         "at least 10 incident minutes of lead: {report}"
     );
-    eprintln!("{report}");
+    // The model served at 200 ms until the pool filled.
+    assert!(
+        (pass.baseline_ms - 200.0).abs() < 1.0,
+        "baseline 200 ms: {report}"
+    );
+    assert_eq!((pass.end.in_use, pass.end.waiters), (0, 0), "{report}");
+    eprintln!("paused clock: {report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_on_a_real_pool_keeps_exact_counts_and_warns_as_the_pool_fills() {
+    let cfg = Config {
+        minute: Duration::from_millis(1000),
+        from: at(14, 0),
+        until: at(14, 42),
+        progress: false,
+        ..Config::default()
+    };
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(cfg.pool_size)
+        .min_connections(cfg.pool_size)
+        .acquire_timeout(cfg.wall(Duration::from_secs(30)))
+        .connect("sqlite::memory:")
+        .await
+        .unwrap();
+    let pass = replay::run_pass(pool.clone(), &cfg, false).await.unwrap();
+    let report = report(&pass);
+    eprintln!("real pool, wall time: {report}");
+    assert!(pass.lag.is_some(), "the wall-time pass measures its lag");
+    // Exact accounting on a real pool: every request that got a
+    // connection is one acquire, the requests cut off while waiting are
+    // none, and nothing is left in use or waiting.
+    let acquired = pass.done.iter().filter(|d| d.acquired).count() as u64;
+    assert_eq!(
+        pass.end.acquires_total,
+        pass.calibration_acquires + acquired,
+        "acquires counted exactly: {report}"
+    );
+    assert_eq!(
+        (pass.end.in_use, pass.end.waiters),
+        (0, 0),
+        "nothing left in use or waiting: {report}"
+    );
+    assert_eq!(
+        pass.first_error, None,
+        "no request failed otherwise: {report}"
+    );
+    // The pool filled: demand reaches 3x a third of the pool, whatever the
+    // machine's speed (slower holds only fill it sooner).
+    let peak = pass.samples.iter().map(|s| s.demand).fold(0.0, f64::max);
+    assert!(peak > 1.0, "the guard saw demand pass the pool ({peak:.2}): {report}");
+    assert_eq!(pass.events_missed, 0, "the timeline is whole: {report}");
+    let warning = pass
+        .first_pool_warning()
+        .unwrap_or_else(|| panic!("a pool warning reaches the event stream: {report}"));
+    assert!(
+        warning.at < cfg.until,
+        "warned during the replay: {report}"
+    );
 }

@@ -323,6 +323,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if let Some(e) = &pass.first_error {
             println!("(first request error in this pass: {e})");
         }
+        if let Some(lag) = pass.lag {
+            // A busy machine's lag is request latency in compressed time.
+            println!("({} pass: {lag})", if pass.from == cfg.from { "first" } else { "protected" });
+        }
         if pass.events_missed > 0 {
             println!(
                 "(the event stream fell behind: {} events missed, the timeline is incomplete)",

@@ -3,22 +3,31 @@
 //! `tests/incident_replay.rs` includes this file and checks the order of
 //! events.
 //!
+//! Two backends: a real sqlx pool (the example; wall time, so a busy
+//! machine's scheduling lag becomes incident latency, which `Pass::lag`
+//! measures), or the same traffic on a [`SimPool`] (no database, a FIFO
+//! model of the pool) on tokio's paused clock, where the run is exact and
+//! does not depend on the machine (`Config::simulated`; the integration
+//! test's verdict on order and lead time).
+//!
 //! Time: the guard runs with `time_scale(k)`, k = one incident minute / the
 //! wall time given to it, so its rules keep the post-mortem's incident-time
 //! holds and thresholds. Everything here is converted back to incident time
 //! (clock minutes since midnight, latencies in incident milliseconds).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use parking_lot::Mutex;
 use poolguard::rules::{FORECAST_RULE, POOL_RULE};
+use poolguard::sim::SimPool;
 use poolguard::{
     AlertState, BreakerConfig, Comparison, Event, PoolGuard, Quantile, Rule, Severity, ShedConfig,
-    Signal,
+    Signal, Snapshot,
 };
 use sqlx::{Database, Executor, Pool};
+use tokio::time::Instant;
 
 /// Incident clock time: minutes since midnight (14:15 is 855.0).
 pub type Clock = f64;
@@ -102,6 +111,10 @@ pub struct Config {
     pub progress: bool,
     /// Seed of the arrival process.
     pub seed: u64,
+    /// Serve from a [`SimPool`] (no database; meant for tokio's paused
+    /// clock) instead of the pool given to [`run_pass`], which then only
+    /// sizes the model (`connect_lazy` will do).
+    pub simulated: bool,
 }
 
 impl Default for Config {
@@ -118,6 +131,7 @@ impl Default for Config {
             gateway_timeout: Duration::from_secs(5),
             progress: true,
             seed: 0x1BC_0E3,
+            simulated: false,
         }
     }
 }
@@ -184,6 +198,41 @@ pub struct Pass {
     pub first_error: Option<String>,
     /// Events the mark collector fell behind on (0: the timeline is whole).
     pub events_missed: u64,
+    /// Connections the calibration took before the replay began.
+    #[allow(dead_code)] // read by tests/incident_replay.rs
+    pub calibration_acquires: u64,
+    /// The guard's counts once every request has finished.
+    #[allow(dead_code)] // read by tests/incident_replay.rs
+    pub end: Snapshot,
+    /// How late this process's timers fired (wall time only).
+    pub lag: Option<Lag>,
+}
+
+/// How late a 1 ms timer fired during a pass beyond tokio's own rounding
+/// (it fires on the first millisecond tick after its deadline, so up to
+/// 2 ms after it was set), in incident ms: the machine's scheduling lag,
+/// which wall-time replays turn into request latency (a 5 ms lag is 300
+/// incident ms at one second a minute).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Lag {
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+    /// Share of the pass's incident minutes with a lag over 300 incident ms.
+    pub slow_share: f64,
+}
+
+impl std::fmt::Display for Lag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "scheduling lag p50 {:.0} / p99 {:.0} / max {:.0} incident ms, {:.0}% of minutes over 300 ms",
+            self.p50_ms,
+            self.p99_ms,
+            self.max_ms,
+            self.slow_share * 100.0
+        )
+    }
 }
 
 /// Request outcomes over part of a pass.
@@ -254,6 +303,68 @@ pub struct Done {
     pub at: Clock,
     pub ms: f64,
     pub status: u16,
+    /// It got a connection (whatever happened after).
+    #[allow(dead_code)] // read by tests/incident_replay.rs
+    pub acquired: bool,
+}
+
+/// Where requests get their connection.
+enum Backend<DB: Database> {
+    Real(PoolGuard<DB>),
+    Sim(Arc<SimPool<DB>>),
+}
+
+impl<DB: Database> Clone for Backend<DB> {
+    fn clone(&self) -> Self {
+        match self {
+            Backend::Real(g) => Backend::Real(g.clone()),
+            Backend::Sim(s) => Backend::Sim(Arc::clone(s)),
+        }
+    }
+}
+
+impl<DB> Backend<DB>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    fn guard(&self) -> &PoolGuard<DB> {
+        match self {
+            Backend::Real(g) => g,
+            Backend::Sim(s) => s.guard(),
+        }
+    }
+
+    /// One request's database work: a connection within `gateway`, then
+    /// (real) `SELECT 1` and the rest of the hold, or (model) the hold.
+    /// `Ok(None)`: no connection within `gateway`.
+    async fn serve(
+        &self,
+        gateway: Duration,
+        hold: Duration,
+        acquired: &mut bool,
+    ) -> Result<Option<()>, poolguard::Error> {
+        match self {
+            Backend::Real(g) => {
+                let Ok(conn) = tokio::time::timeout(gateway, g.acquire()).await else {
+                    return Ok(None);
+                };
+                let mut conn = conn?;
+                *acquired = true;
+                (&mut *conn).execute("SELECT 1").await?;
+                tokio::time::sleep(hold).await;
+            }
+            Backend::Sim(s) => {
+                let Ok(slot) = tokio::time::timeout(gateway, s.acquire()).await else {
+                    return Ok(None);
+                };
+                let _slot = slot?;
+                *acquired = true;
+                tokio::time::sleep(hold).await;
+            }
+        }
+        Ok(Some(()))
+    }
 }
 
 /// Small deterministic generator (xorshift64*), so runs repeat.
@@ -322,15 +433,22 @@ where
             .breaker(BreakerConfig::default().metrics_only(true))
             .shed(ShedConfig::disabled())
     };
-    let guard = builder.build()?;
+    let backend = if cfg.simulated {
+        Backend::Sim(Arc::new(builder.build_sim()?))
+    } else {
+        Backend::Real(builder.build()?)
+    };
+    let guard = backend.guard().clone();
 
     // Calibrate the hold: tokio's timer rounds sleeps up to the millisecond,
     // which at 60x is 60 incident ms, so measure and compensate until a
-    // baseline request (acquire, statement, hold) averages `service`.
+    // baseline request (acquire, statement, hold) averages `service`. (The
+    // model holds exactly what it is told: no calibration.)
     let target = cfg.wall(cfg.service);
     let mut hold = target;
     let mut baseline = target;
-    for _ in 0..3 {
+    let mut calibration_acquires = 0;
+    for _ in 0..if cfg.simulated { 0 } else { 3 } {
         let n = 40;
         let t0 = Instant::now();
         for _ in 0..n {
@@ -338,6 +456,7 @@ where
             (&mut *conn).execute("SELECT 1").await?;
             tokio::time::sleep(hold).await;
         }
+        calibration_acquires += u64::from(n);
         baseline = t0.elapsed() / n;
         let err = baseline.as_secs_f64() - target.as_secs_f64();
         hold = Duration::from_secs_f64((hold.as_secs_f64() - err).max(0.0));
@@ -361,6 +480,7 @@ where
     let mut events = guard.events();
     let marks: Arc<Mutex<Vec<Mark>>> = Arc::default();
     let missed: Arc<std::sync::atomic::AtomicU64> = Arc::default();
+    let simulated = cfg.simulated;
     let marks_task = tokio::spawn({
         let marks = Arc::clone(&marks);
         let missed = Arc::clone(&missed);
@@ -374,7 +494,13 @@ where
                         continue;
                     }
                 };
-                let since = a.at.duration_since(sys0).unwrap_or_default();
+                // Wall time stamps the event; on the paused clock the
+                // stream delivers it at the instant it was published.
+                let since = if simulated {
+                    wall0.elapsed()
+                } else {
+                    a.at.duration_since(sys0).unwrap_or_default()
+                };
                 let unit = if a.signal.time_dimension() == 1 {
                     1000.0 * k
                 } else {
@@ -443,6 +569,24 @@ where
         })
     };
 
+    // How late timers fire: the machine's share of request latency.
+    let lag_probe = (!cfg.simulated).then(|| {
+        let until = cfg.until;
+        tokio::spawn(async move {
+            let tick = Duration::from_millis(1);
+            let mut lags: Vec<(Clock, f64)> = Vec::new();
+            loop {
+                let t = Instant::now();
+                if clock(t) > until {
+                    break lags;
+                }
+                tokio::time::sleep(tick).await;
+                let late = t.elapsed().saturating_sub(2 * tick);
+                lags.push((clock(t), late.as_secs_f64() * k * 1000.0));
+            }
+        })
+    });
+
     // Poisson arrivals at the ramp's rate, each a request task.
     let mut rng = Rng(cfg.seed ^ u64::from(protected));
     let base = cfg.baseline_rate() * k; // per wall second
@@ -453,15 +597,21 @@ where
     let mut ticker = tokio::time::interval(Duration::from_millis(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while next < end {
-        ticker.tick().await;
+        if cfg.simulated {
+            // The paused clock goes straight to the next arrival.
+            tokio::time::sleep_until(next).await;
+        } else {
+            ticker.tick().await;
+        }
         let now = Instant::now();
         while next <= now && next < end {
             let rate = base * cfg.ramp.multiple(clock(next));
             next += Duration::from_secs_f64(-rng.unit().ln() / rate);
-            let guard = guard.clone();
+            let backend = backend.clone();
             let done = Arc::clone(&done);
             let first_error = Arc::clone(&first_error);
             tasks.spawn(async move {
+                let guard = backend.guard();
                 // Latency counts from the task's first poll: the time it
                 // waited for a worker thread is in it; the arrival loop's
                 // own batching (arrivals are released once per 1 ms tick,
@@ -473,17 +623,10 @@ where
                 // The request timeout bounds the wait for a connection; a
                 // request that got one finishes its work, as a server does
                 // after its gateway gave up.
-                let work = async {
-                    let mut conn = match tokio::time::timeout(gateway, guard.acquire()).await {
-                        Err(_) => return Ok(504),
-                        Ok(conn) => conn?,
-                    };
-                    (&mut *conn).execute("SELECT 1").await?;
-                    tokio::time::sleep(hold).await;
-                    Ok::<_, poolguard::Error>(200)
-                };
-                let status = match work.await {
-                    Ok(status) => status,
+                let mut acquired = false;
+                let status = match backend.serve(gateway, hold, &mut acquired).await {
+                    Ok(None) => 504,
+                    Ok(Some(())) => 200,
                     Err(e) if e.is_rejected() => 503,
                     Err(e) => {
                         first_error.lock().get_or_insert_with(|| e.to_string());
@@ -504,6 +647,7 @@ where
                     at: clock(ended),
                     ms: took.as_secs_f64() * k * 1000.0,
                     status,
+                    acquired,
                 });
             });
         }
@@ -511,7 +655,12 @@ where
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
+    let end = guard.snapshot();
     let samples = sampler.await.expect("sampler");
+    let lag = match lag_probe {
+        Some(probe) => Some(lag_summary(probe.await.expect("lag probe"))),
+        None => None,
+    };
     // Let the stream deliver the last evaluation's events, then stop it.
     tokio::time::sleep(cfg.wall(Duration::from_secs(2))).await;
     marks_task.abort();
@@ -537,7 +686,25 @@ where
         done,
         first_error,
         events_missed: missed.load(std::sync::atomic::Ordering::Relaxed),
+        calibration_acquires,
+        end,
+        lag,
     })
+}
+
+fn lag_summary(lags: Vec<(Clock, f64)>) -> Lag {
+    let mut ms: Vec<f64> = lags.iter().map(|&(_, l)| l).collect();
+    let mut minutes: std::collections::BTreeMap<i64, bool> = Default::default();
+    for &(at, l) in &lags {
+        *minutes.entry(at.floor() as i64).or_default() |= l > 300.0;
+    }
+    let slow = minutes.values().filter(|&&s| s).count();
+    Lag {
+        p50_ms: percentile(&mut ms, 0.5).unwrap_or(0.0),
+        p99_ms: percentile(&mut ms, 0.99).unwrap_or(0.0),
+        max_ms: ms.last().copied().unwrap_or(0.0),
+        slow_share: slow as f64 / minutes.len().max(1) as f64,
+    }
 }
 
 /// The first 504, or the first moment (in 5-second steps) at which the
