@@ -136,10 +136,13 @@ impl<DB: Database> SimPool<DB> {
     ) -> Result<SimConnection, Error> {
         let core = self.guard.core();
         let wait = async {
-            tokio::time::timeout(self.acquire_timeout, Arc::clone(&self.slots).acquire_owned())
-                .await
-                .map_err(|_| sqlx::Error::PoolTimedOut)?
-                .map_err(|_| sqlx::Error::PoolClosed)
+            tokio::time::timeout(
+                self.acquire_timeout,
+                Arc::clone(&self.slots).acquire_owned(),
+            )
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
+            .map_err(|_| sqlx::Error::PoolClosed)
         };
         let counts = || {
             let free = u32::try_from(self.slots.available_permits()).unwrap_or(u32::MAX);

@@ -76,8 +76,8 @@ async fn replay_on_the_paused_clock_orders_warning_impact_old_alert_with_ten_min
         firing(POOL_RULE, Severity::Warning).is_some(),
         "the 80% rule fires once the pool is full: {report}"
     );
-    let old = firing(OLD_ALERT, Severity::Critical)
-        .unwrap_or_else(|| panic!("no old alert: {report}"));
+    let old =
+        firing(OLD_ALERT, Severity::Critical).unwrap_or_else(|| panic!("no old alert: {report}"));
     // Before the spike the pool is quiet: nothing fires, not even the
     // scale hint or the forecast during its warm-up.
     assert!(
@@ -147,13 +147,13 @@ async fn replay_on_a_real_pool_keeps_exact_counts_and_warns_as_the_pool_fills() 
     // The pool filled: demand reaches 3x a third of the pool, whatever the
     // machine's speed (slower holds only fill it sooner).
     let peak = pass.samples.iter().map(|s| s.demand).fold(0.0, f64::max);
-    assert!(peak > 1.0, "the guard saw demand pass the pool ({peak:.2}): {report}");
+    assert!(
+        peak > 1.0,
+        "the guard saw demand pass the pool ({peak:.2}): {report}"
+    );
     assert_eq!(pass.events_missed, 0, "the timeline is whole: {report}");
     let warning = pass
         .first_pool_warning()
         .unwrap_or_else(|| panic!("a pool warning reaches the event stream: {report}"));
-    assert!(
-        warning.at < cfg.until,
-        "warned during the replay: {report}"
-    );
+    assert!(warning.at < cfg.until, "warned during the replay: {report}");
 }

@@ -325,7 +325,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         if let Some(lag) = pass.lag {
             // A busy machine's lag is request latency in compressed time.
-            println!("({} pass: {lag})", if pass.from == cfg.from { "first" } else { "protected" });
+            println!(
+                "({} pass: {lag})",
+                if pass.from == cfg.from {
+                    "first"
+                } else {
+                    "protected"
+                }
+            );
         }
         if pass.events_missed > 0 {
             println!(
