@@ -359,6 +359,7 @@ impl WaitTicket {
             acct,
             since: now,
             leak,
+            handed_over: false,
         }
     }
 
@@ -399,11 +400,22 @@ pub(crate) struct HoldTicket {
     since: Instant,
     /// Slot in the leak table, when leak detection is on.
     leak: Option<crate::leak::Claim>,
+    /// Given up while the connection stays busy outside the guard's view.
+    handed_over: bool,
 }
 
 impl HoldTicket {
     pub(crate) fn held_for(&self) -> Duration {
         self.since.elapsed()
+    }
+
+    /// The connection leaves the guard's count but stays busy (a generic
+    /// `Acquire::begin` returns sqlx's own `Transaction`, which cannot
+    /// carry this ticket): from here the monitor sees it through sqlx's
+    /// counts (`untracked`), and no hold is recorded, since the hold has
+    /// not ended.
+    pub(crate) fn hand_over(mut self) {
+        self.handed_over = true;
     }
 }
 
@@ -412,6 +424,12 @@ impl Drop for HoldTicket {
     fn drop(&mut self) {
         let held = self.since.elapsed();
         self.acct.change(IN_USE, false);
+        if self.handed_over {
+            if let (Some(claim), Some(table)) = (self.leak, &self.acct.leaks) {
+                table.release(claim, held);
+            }
+            return;
+        }
         self.acct.hold.record(held);
         self.acct.metrics.use_time.record(held.as_secs_f64());
         if let (Some(claim), Some(table)) = (self.leak, &self.acct.leaks) {

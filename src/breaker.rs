@@ -83,14 +83,29 @@ pub enum Outcome {
     Ignored,
 }
 
-/// The default outcome of an sqlx error: load shedding and the breaker's own
-/// rejections are ignored; connection, I/O, TLS and protocol
-/// errors, pool timeouts and closures, query timeouts, and the database
-/// errors whose SQLSTATE class says the server is unavailable (08
-/// connection, 53 insufficient resources, 57 operator intervention, 58
-/// system error) are failures; every other answer from the database
-/// (constraint violation, syntax error, row not found, decode error) is a
-/// success.
+/// The default outcome of an sqlx error, one judgement for the circuit
+/// breaker and for the query-error signals (the error-rate rules): is this
+/// evidence that the database is failing?
+///
+/// - Ignored: load shedding and the breaker's own rejections (local
+///   decisions), and a closed pool (a deliberate shutdown).
+/// - Failure: connection, I/O, TLS and protocol errors, pool timeouts,
+///   query timeouts, a crashed worker, and the database errors that say the
+///   server is unavailable or overloaded: SQLSTATE classes 08 (connection),
+///   53 (insufficient resources), 57 (operator intervention, including a
+///   cancelled statement), 58 (system error) and XX (internal error), and
+///   with the `mysql` feature the MySQL/MariaDB equivalents by error number
+///   (too many connections 1040/1203, out of memory 1037/1038/1041, disk
+///   full 1021, shutdown 1053, query interrupted or over its time limit
+///   1317/1969/3024, server gone 2006/2013, aborted 1152), and SQLite's
+///   out of memory, I/O error, corrupt, full, cannot open and not a
+///   database.
+/// - Success: every other answer from the database: constraint violations
+///   (a unique violation is not an unhealthy database), syntax errors, row
+///   not found, decode errors.
+///
+/// An acquire timeout while every connection was busy is overload, not a
+/// failing database: the guard ignores it before asking the classifier.
 ///
 /// ```
 /// use poolguard::{breaker::classify, Outcome};
@@ -107,20 +122,44 @@ pub fn classify(err: &sqlx::Error) -> Outcome {
         return Outcome::Ignored;
     }
     match err {
-        E::Io(_)
-        | E::Tls(_)
-        | E::Protocol(_)
-        | E::PoolTimedOut
-        | E::PoolClosed
-        | E::WorkerCrashed => Outcome::Failure,
-        E::Database(db) => match db.code() {
-            Some(code) if ["08", "53", "57", "58"].iter().any(|c| code.starts_with(c)) => {
-                Outcome::Failure
-            }
-            _ => Outcome::Success,
-        },
+        E::PoolClosed => Outcome::Ignored,
+        E::Io(_) | E::Tls(_) | E::Protocol(_) | E::PoolTimedOut | E::WorkerCrashed => {
+            Outcome::Failure
+        }
+        E::Database(db) if server_unavailable(&**db) => Outcome::Failure,
         _ => Outcome::Success,
     }
+}
+
+/// SQLSTATE classes of a server that cannot serve (see [`classify`]).
+const FAILING_CLASSES: [&str; 5] = ["08", "53", "57", "58", "XX"];
+
+/// MySQL/MariaDB error numbers of a server that cannot serve.
+#[cfg(feature = "mysql")]
+const FAILING_MYSQL: [u16; 13] = [
+    1021, 1037, 1038, 1040, 1041, 1053, 1203, 1317, 1969, 2006, 2013, 3024, 1152,
+];
+
+/// SQLite primary result codes of a database that cannot serve: out of
+/// memory, I/O error, corrupt, full, cannot open, not a database.
+const FAILING_SQLITE: [u32; 6] = [7, 10, 11, 13, 14, 26];
+
+fn server_unavailable(db: &dyn sqlx::error::DatabaseError) -> bool {
+    #[cfg(feature = "mysql")]
+    if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        return FAILING_MYSQL.contains(&my.number());
+    }
+    let Some(code) = db.code() else {
+        return false;
+    };
+    // SQLite reports its (extended) result code as a number; PostgreSQL
+    // and MySQL a five-character SQLSTATE.
+    if let Ok(n) = code.parse::<u32>() {
+        if code.len() != 5 {
+            return FAILING_SQLITE.contains(&(n & 0xFF));
+        }
+    }
+    code.len() == 5 && FAILING_CLASSES.iter().any(|c| code.starts_with(c))
 }
 
 /// Settings of the breaker (validated by the guard's builder).

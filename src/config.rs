@@ -137,9 +137,28 @@ impl<DB: Database> PoolGuardBuilder<DB> {
         self
     }
 
-    /// Replaces how call errors count for the breaker (default
-    /// [`classify`](crate::breaker::classify)).
-    pub fn breaker_classifier(
+    /// Replaces the error classifier (default
+    /// [`classify`](crate::breaker::classify)): which errors are evidence
+    /// of a failing database. One judgement serves the circuit breaker and
+    /// the query-error signals (the `error_rate` rules), so the two never
+    /// disagree; an error classified `Success` or `Ignored` is an answer,
+    /// not an error.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), poolguard::Error> {
+    /// # let pool = sqlx::sqlite::SqlitePoolOptions::new().connect("sqlite::memory:").await?;
+    /// use poolguard::{breaker::classify, Outcome};
+    /// // Also count "row not found" as a failure (a table that must never be empty).
+    /// let guard = poolguard::PoolGuard::builder(pool)
+    ///     .classifier(|e| match e {
+    ///         sqlx::Error::RowNotFound => Outcome::Failure,
+    ///         e => classify(e),
+    ///     })
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn classifier(
         mut self,
         f: impl Fn(&sqlx::Error) -> Outcome + Send + Sync + 'static,
     ) -> Self {
@@ -147,9 +166,9 @@ impl<DB: Database> PoolGuardBuilder<DB> {
         self
     }
 
-    /// Load-shedding settings (default [`ShedConfig::default`]: at most 2
-    /// waiters per connection, and no acquire whose estimated wait exceeds
-    /// 1 s or the pool's acquire timeout).
+    /// Load-shedding settings (default [`ShedConfig::default`]: no acquire
+    /// whose expected wait exceeds the pool's acquire timeout or the
+    /// caller's `acquire_within` deadline; no waiter cap).
     pub fn shed(mut self, config: ShedConfig) -> Self {
         self.shed = config;
         self
@@ -501,7 +520,10 @@ impl<DB: Database> PoolGuardBuilder<DB> {
                 self.query_timeout.unwrap_or(Duration::from_secs(1)),
             ),
             ("drain_timeout", self.drain_timeout),
-            ("shed.max_wait", self.shed.max_wait),
+            (
+                "shed.max_wait",
+                self.shed.max_wait.unwrap_or(Duration::from_secs(1)),
+            ),
         ] {
             if d.is_zero() || d > MAX_DURATION {
                 return Err(Error::config(
@@ -510,13 +532,6 @@ impl<DB: Database> PoolGuardBuilder<DB> {
                     "must be above zero and at most one year",
                 ));
             }
-        }
-        if self.shed.max_waiters_per_connection == 0 {
-            return Err(Error::config(
-                "shed.max_waiters_per_connection",
-                0,
-                "must be at least 1 (disable shedding with `ShedConfig::disabled()`)",
-            ));
         }
         if !(self.time_scale.is_finite() && (1e-3..=1e6).contains(&self.time_scale)) {
             return Err(Error::config(
@@ -653,7 +668,10 @@ impl<DB: Database> PoolGuardBuilder<DB> {
         let protect = Protection {
             breaker: BreakerCell::new(self.breaker.clone(), Arc::clone(&self.classifier)),
             max_waiters: self.shed.max_waiters_per_connection.saturating_mul(max),
-            shed_deadline: acquire_timeout.min(self.shed.max_wait),
+            shed_deadline: self
+                .shed
+                .max_wait
+                .map_or(acquire_timeout, |w| w.min(acquire_timeout)),
             shed: self.shed.clone(),
             query_timeout: self.query_timeout,
             drain: self.drain_timeout,

@@ -297,6 +297,10 @@ pub struct PoolState {
     pub total: u32,
     /// Connections checked out through the guard (exact).
     pub in_use: u32,
+    /// Connections busy in sqlx beyond `in_use` (`total - idle - in_use`:
+    /// generic `Acquire::begin` transactions, listeners, the bare pool,
+    /// connections being opened or pinged; see `Snapshot::untracked`).
+    pub untracked: u32,
     /// Idle connections (`pool.num_idle()`, eventually consistent).
     pub idle: u32,
     /// `max_connections` of the pool.
@@ -307,12 +311,21 @@ pub struct PoolState {
     pub waited: Duration,
 }
 
+impl PoolState {
+    /// Every connection was busy (by the guard's count or sqlx's): the
+    /// timeout came from overload, not from a database refusing
+    /// connections.
+    pub fn saturated(&self) -> bool {
+        self.in_use.saturating_add(self.untracked) >= self.max
+    }
+}
+
 impl fmt::Display for PoolState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "total={}, in_use={}, idle={}, max={}, waiting={}, waited={:?}",
-            self.total, self.in_use, self.idle, self.max, self.waiting, self.waited
+            "total={}, in_use={}, untracked={}, idle={}, max={}, waiting={}, waited={:?}",
+            self.total, self.in_use, self.untracked, self.idle, self.max, self.waiting, self.waited
         )
     }
 }

@@ -124,7 +124,7 @@ where
     let q = core.acct.start_query();
     let Some(limit) = limit else {
         let r = conn.fetch_optional(query).await;
-        q.finish(r.is_ok());
+        q.finish(core.answered(&r));
         return Ok(r);
     };
     // The limit covers reading the backend id too: a stalled server must
@@ -147,7 +147,7 @@ where
         .await
     {
         Outcome::Done(r) => {
-            q.finish(r.is_ok());
+            q.finish(core.answered(&r));
             Ok(r)
         }
         Outcome::TimedOut(server) => {
@@ -313,7 +313,7 @@ where
                 return Ok(Ok(()));
             }
             Err(e) => {
-                q.finish(false);
+                q.finish(!core.is_failure(&e));
                 return Ok(Err(e));
             }
         }
@@ -574,9 +574,11 @@ where
 
 /// `acquire()` is fully counted. `begin()` must return sqlx's own
 /// `Transaction`, which cannot carry the guard's hold ticket: its acquire
-/// (wait, timeout, total) is counted, but the connection stops counting as in
-/// use when the transaction starts. Call the inherent [`PoolGuard::begin`]
-/// (what `guard.begin()` resolves to) for a fully counted transaction.
+/// (wait, timeout, total) is counted, and while the transaction is open the
+/// connection counts as busy through sqlx's own counts (`Snapshot::untracked`,
+/// reconciled at every evaluation and in every timeout's pool state); its
+/// hold time is not recorded. The inherent [`PoolGuard::begin`] (what
+/// `guard.begin()` resolves to) counts it exactly.
 impl<'a, DB: Database> Acquire<'a> for &'_ PoolGuard<DB> {
     type Database = DB;
     type Connection = GuardedConnection<DB>;
@@ -591,8 +593,12 @@ impl<'a, DB: Database> Acquire<'a> for &'_ PoolGuard<DB> {
         Box::pin(async move {
             let core = Arc::clone(guard.core());
             core.call(async {
-                let (conn, _ticket) = guard.acquire_at(Location::caller()).await?.into_parts();
-                Transaction::begin(MaybePoolConnection::PoolConnection(conn), None).await
+                let (conn, ticket) = guard.acquire_at(Location::caller()).await?.into_parts();
+                let tx = Transaction::begin(MaybePoolConnection::PoolConnection(conn), None).await;
+                // sqlx's `Transaction` cannot carry the ticket: the monitor
+                // counts the connection through sqlx from here (`untracked`).
+                ticket.hand_over();
+                tx
             })
             .await
         })

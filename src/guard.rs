@@ -321,6 +321,7 @@ pub(crate) async fn counted_acquire<C>(
             let state = PoolState {
                 total,
                 in_use: c.in_use,
+                untracked: total.saturating_sub(idle).saturating_sub(c.in_use),
                 idle,
                 max: core.acct.max(),
                 waiting: c.waiters.saturating_sub(1),

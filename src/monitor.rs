@@ -7,6 +7,7 @@
 //! every rule, publishes gauges and sends events. It holds the core strongly
 //! but stops as soon as the last `PoolGuard` clone is dropped.
 
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -31,6 +32,14 @@ use crate::window::{HistSet, Window};
 pub(crate) struct PoolStats {
     pub(crate) size: u32,
     pub(crate) idle: u32,
+}
+
+impl PoolStats {
+    /// Connections sqlx counts as not idle: checked out (through the guard
+    /// or not), being opened, or being pinged after a release.
+    pub(crate) fn busy(&self) -> u32 {
+        self.size.saturating_sub(self.idle)
+    }
 }
 
 pub(crate) type StatsFn = Box<dyn Fn() -> PoolStats + Send + Sync>;
@@ -129,6 +138,13 @@ pub(crate) struct Core {
     gauges: Gauges,
     pub(crate) hub: EventHub,
     stats: StatsFn,
+    /// Connections busy in sqlx but not checked out through the guard, as
+    /// of the last evaluation (written by the monitor, read by shedding).
+    busy_untracked: AtomicU32,
+    /// The least of that difference at the last two ticks: what persisted.
+    untracked_seen: AtomicU32,
+    /// That difference at the last tick.
+    untracked_last_tick: AtomicU32,
 }
 
 impl std::fmt::Debug for Core {
@@ -224,7 +240,38 @@ impl Core {
             gauges: p.gauges,
             hub: p.hub,
             stats: p.stats,
+            busy_untracked: AtomicU32::new(0),
+            untracked_seen: AtomicU32::new(0),
+            untracked_last_tick: AtomicU32::new(0),
         }
+    }
+
+    /// Connections busy in sqlx beyond the guard's `in_use`, counted only
+    /// as far as the last two ticks saw them too: sqlx pings every returned
+    /// connection before it is idle again (FINDINGS: its counts lag a
+    /// release), so a quiet pool's release would otherwise read as busy
+    /// for a moment and move the level; a transaction begun through generic
+    /// `Acquire`, a listener, or a pool busy pinging under load persists
+    /// and counts from the second tick on (at most two ticks late).
+    fn untracked(&self, stats: PoolStats, in_use: u32) -> u32 {
+        stats
+            .busy()
+            .saturating_sub(in_use)
+            .min(self.untracked_seen.load(Relaxed))
+    }
+
+    /// Connections busy in sqlx but not through the guard, as of the last
+    /// evaluation.
+    pub(crate) fn busy_untracked(&self) -> u32 {
+        self.busy_untracked.load(Relaxed)
+    }
+
+    /// Whether every connection is busy now (by the guard's count or
+    /// sqlx's): an acquire timing out then is overload, not a failing
+    /// database.
+    pub(crate) fn saturated(&self) -> bool {
+        let in_use = self.acct.counters().in_use;
+        in_use.max((self.stats)().busy()) >= self.acct.max()
     }
 
     pub(crate) fn level(&self) -> Level {
@@ -305,16 +352,19 @@ impl Core {
         let d = c.since(&older);
         let old = st.window.hist_at(now, self.stats_window);
         let max = self.acct.max();
+        let untracked = self.untracked(stats, c.in_use);
+        let busy = c.in_use.saturating_add(untracked);
         Snapshot {
             pool: Arc::clone(&self.name),
             level: st.level,
             in_use: c.in_use,
+            untracked,
             idle: stats.idle,
             size: stats.size,
             max,
             waiters: c.waiters,
-            utilization: ratio(c.in_use, max),
-            demand: ratio(c.in_use.saturating_add(c.waiters), max),
+            utilization: ratio(busy, max),
+            demand: ratio(busy.saturating_add(c.waiters), max),
             acquire_wait: Percentiles::from_counts(&hist.wait.since(&old.wait)),
             hold_time: Percentiles::from_counts(&hist.hold.since(&old.hold)),
             query_latency: Percentiles::from_counts(&hist.query.since(&old.query)),
@@ -346,12 +396,24 @@ impl Core {
         let now = Instant::now();
         let c = self.acct.counters();
         let max = self.acct.max();
+        // Reconciled with sqlx: connections busy there but not through the
+        // guard (generic `Acquire::begin` transactions, listeners, the pool
+        // used directly, connections sqlx is pinging after a release) are
+        // busy too; nobody can acquire them.
+        let untracked = self.untracked(stats, c.in_use);
+        self.busy_untracked.store(untracked, Relaxed);
+        let busy = c.in_use.saturating_add(untracked);
         let current = Instantaneous {
-            utilization: ratio(c.in_use, max),
-            demand: ratio(c.in_use.saturating_add(c.waiters), max),
+            utilization: ratio(busy, max),
+            demand: ratio(busy.saturating_add(c.waiters), max),
             waiters: f64::from(c.waiters),
         };
         let tick = st.average.advance(now, current, self.tick, force);
+        if tick.is_some() {
+            let raw = stats.busy().saturating_sub(c.in_use);
+            let last = self.untracked_last_tick.swap(raw, Relaxed);
+            self.untracked_seen.store(raw.min(last), Relaxed);
+        }
         // Windowed signals move with the window, which moves on ticks; the
         // wakes in between (a count crossed a line, a timer ran out) only
         // re-judge the instantaneous signals and the timers, and copy no

@@ -53,7 +53,7 @@ impl Protection {
                 Arc::new(crate::breaker::classify),
             ),
             max_waiters: shed.max_waiters_per_connection.saturating_mul(max),
-            shed_deadline: shed.max_wait,
+            shed_deadline: shed.max_wait.unwrap_or(Duration::MAX),
             shed,
             query_timeout: None,
             drain: crate::timeout::DEFAULT_DRAIN,
@@ -91,11 +91,14 @@ impl CallTicket<'_> {
         }
     }
 
-    /// Finishes with the outcome of an sqlx result, by the classifier.
+    /// Finishes with the outcome of an sqlx result, by the classifier; an
+    /// acquire timeout while every connection was busy is overload, which
+    /// says nothing about the database's health (shedding's business).
     pub(crate) fn finish_sqlx<T>(self, r: &Result<T, sqlx::Error>) {
         let outcome = match r {
             Ok(_) => Outcome::Success,
-            Err(e) => (self.core.protect.breaker.classifier)(e),
+            Err(sqlx::Error::PoolTimedOut) if self.core.saturated() => Outcome::Ignored,
+            Err(e) => self.core.classify(e),
         };
         self.finish(outcome);
     }
@@ -105,14 +108,15 @@ impl CallTicket<'_> {
     pub(crate) fn finish_guard<T>(self, r: &Result<T, Error>) {
         let outcome = match r {
             Ok(_) => Outcome::Success,
-            Err(Error::Sqlx(e)) => (self.core.protect.breaker.classifier)(e),
+            Err(Error::AcquireTimeout { state, .. }) if state.saturated() => Outcome::Ignored,
+            Err(Error::Sqlx(e)) => self.core.classify(e),
             Err(
                 e @ (Error::AcquireTimeout { .. }
                 | Error::LoadShed { .. }
                 | Error::QueryTimeout { .. }),
             ) => {
                 let as_sqlx = sqlx::Error::from(e.clone_for_classify());
-                (self.core.protect.breaker.classifier)(&as_sqlx)
+                self.core.classify(&as_sqlx)
             }
             Err(_) => Outcome::Ignored,
         };
@@ -132,6 +136,26 @@ impl Drop for CallTicket<'_> {
 }
 
 impl Core {
+    /// The configured classifier's verdict on an error: one judgement for
+    /// the breaker and for the query-error signals.
+    pub(crate) fn classify(&self, e: &sqlx::Error) -> Outcome {
+        (self.protect.breaker.classifier)(e)
+    }
+
+    /// Whether `e` is evidence of a failing database (the classifier says
+    /// `Failure`); anything else is an answer, not an error for the
+    /// error-rate rules.
+    pub(crate) fn is_failure(&self, e: &sqlx::Error) -> bool {
+        self.classify(e) == Outcome::Failure
+    }
+
+    /// A query result that is an answer from the database: success, or an
+    /// error the classifier does not count (constraint violation, row not
+    /// found, ...).
+    pub(crate) fn answered<T>(&self, r: &Result<T, sqlx::Error>) -> bool {
+        r.as_ref().err().is_none_or(|e| !self.is_failure(e))
+    }
+
     /// Asks the breaker whether a call may go ahead. Rejections touch
     /// nothing but an atomic or two and the breaker's lock.
     pub(crate) fn admit(&self) -> Result<CallTicket<'_>, Error> {
@@ -200,7 +224,7 @@ impl Core {
             ns => Some(Duration::from_nanos(ns)),
         };
         let Some(reason) = shed::decide(
-            in_use,
+            in_use.saturating_add(self.busy_untracked()),
             waiters_ahead,
             self.acct.max(),
             hold,

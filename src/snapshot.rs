@@ -19,8 +19,15 @@ pub struct Snapshot {
     pub pool: Arc<str>,
     /// Current saturation level.
     pub level: Level,
-    /// Connections checked out through the guard.
+    /// Connections checked out through the guard (exact).
     pub in_use: u32,
+    /// Connections sqlx counts as busy beyond `in_use` (`size - idle -
+    /// in_use`): transactions begun through the generic `sqlx::Acquire`
+    /// (whose `Transaction` cannot carry the guard's count), listeners and
+    /// other users of the bare pool, connections being opened, and returned
+    /// connections sqlx is still pinging. Nobody can acquire them, so they
+    /// count in `utilization` and `demand`.
+    pub untracked: u32,
     /// Idle connections according to sqlx.
     pub idle: u32,
     /// Open connections according to sqlx.
@@ -29,9 +36,9 @@ pub struct Snapshot {
     pub max: u32,
     /// Acquires in progress (waiting for a connection).
     pub waiters: u32,
-    /// `in_use / max`.
+    /// `(in_use + untracked) / max`.
     pub utilization: f64,
-    /// `(in_use + waiters) / max`; above 1 when requests queue.
+    /// `(in_use + untracked + waiters) / max`; above 1 when requests queue.
     pub demand: f64,
     /// Acquire wait over the recent window.
     pub acquire_wait: Percentiles,

@@ -100,6 +100,12 @@ async fn custom_rules_replace_add_and_remove() {
     let guard = PoolGuard::builder(pool)
         .tick(Duration::from_millis(50))
         .without_rule("traffic_anomaly")
+        // By default a syntax error is an answer, not an error (issue 12);
+        // this app counts every database error.
+        .classifier(|e| match e {
+            sqlx::Error::Database(_) => poolguard::Outcome::Failure,
+            e => poolguard::breaker::classify(e),
+        })
         .rule(
             Rule::new("error_rate", Signal::QueryErrorRate, Comparison::Above, 0.2)
                 .severity(Severity::Critical)
@@ -126,7 +132,7 @@ async fn custom_rules_replace_add_and_remove() {
     guard.execute("SELECT 1").await.unwrap();
     let e = next_alert(&mut events, "slow_queries", AlertState::Firing).await;
     assert!(e.value.unwrap() >= 0.0);
-    // Errors through the executor: a syntax error is a query error.
+    // Errors through the executor: a syntax error is a query error here.
     for _ in 0..3 {
         guard.execute("SELEKT 1").await.unwrap_err();
     }

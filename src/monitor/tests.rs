@@ -44,6 +44,14 @@ fn harness_scaled(max: u32, rules: Vec<Rule>, leak: Option<Duration>, k: f64) ->
         hot,
     ));
     let protect = crate::protect::Protection::for_tests(&name, max);
+    // sqlx agrees with the guard: every busy connection is counted.
+    let stats: crate::monitor::StatsFn = {
+        let acct = Arc::clone(&acct);
+        Box::new(move || PoolStats {
+            size: max,
+            idle: max - acct.counters().in_use.min(max),
+        })
+    };
     let core = Arc::new(Core::new(CoreParts {
         name,
         acct,
@@ -57,7 +65,8 @@ fn harness_scaled(max: u32, rules: Vec<Rule>, leak: Option<Duration>, k: f64) ->
         protect,
         gauges,
         hub: EventHub::new(4096),
-        stats: Box::new(|| PoolStats { size: 20, idle: 1 }),
+        // sqlx agrees with the guard: every busy connection is counted.
+        stats,
     }));
     let events = core.hub.subscribe();
     spawn(Arc::clone(&core), &tokio::runtime::Handle::current());

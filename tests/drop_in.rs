@@ -1,0 +1,259 @@
+//! Issue 12, "drop-in without surprises", on the real servers: with
+//! defaults the guard serves what the pool would serve in time, its
+//! breaker and error-rate rules count only evidence of a failing database,
+//! and connections it cannot carry a ticket for still count as busy.
+
+mod common;
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use poolguard::{AlertState, BreakerState, Error, Event, PoolGuard};
+use sqlx::{Acquire, Executor};
+
+/// Events seen so far, without waiting.
+fn drain(events: &mut poolguard::EventStream) -> Vec<Event> {
+    let mut seen = Vec::new();
+    while let Some(Some(Ok(e))) = futures::FutureExt::now_or_never(events.next()) {
+        seen.push(e);
+    }
+    seen
+}
+
+#[tokio::test]
+async fn fifty_tasks_on_a_pool_of_ten_are_all_served_with_defaults() {
+    let Some(pool) = common::postgres(10, Duration::from_secs(30)).await else {
+        return;
+    };
+    let guard = PoolGuard::builder(pool).build().unwrap();
+    let served = Arc::new(AtomicU32::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (guard, served) = (guard.clone(), Arc::clone(&served));
+        tasks.spawn(async move {
+            for _ in 0..20 {
+                sqlx::query("SELECT 1")
+                    .execute(&guard)
+                    .await
+                    .expect("served");
+                served.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    assert_eq!(served.load(Ordering::Relaxed), 1000);
+    assert_eq!(guard.breaker().state(), BreakerState::Closed);
+}
+
+/// A burst of 60 on 2 connections held 100 ms with a 1 s deadline: about
+/// 20 fit; the rest are refused at once instead of waiting out the second,
+/// and the healthy database's breaker stays closed.
+#[tokio::test]
+async fn a_burst_is_served_up_to_its_deadline_and_refused_past_it() {
+    let Some(pool) = common::postgres(2, Duration::from_secs(30)).await else {
+        return;
+    };
+    let guard = PoolGuard::builder(pool)
+        .tick(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    let hold = Duration::from_millis(100);
+    // A hold history first (Little's W is the mean hold of the window).
+    for _ in 0..4 {
+        let mut c = guard.acquire().await.unwrap();
+        (&mut *c).execute("SELECT 1").await.unwrap();
+        tokio::time::sleep(hold).await;
+    }
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..60 {
+        let guard = guard.clone();
+        tasks.spawn(async move {
+            let t0 = std::time::Instant::now();
+            let r = guard.acquire_within(Duration::from_secs(1)).await;
+            let out = match r {
+                Ok(c) => {
+                    tokio::time::sleep(hold).await;
+                    drop(c);
+                    "served"
+                }
+                Err(Error::LoadShed { .. }) => "shed",
+                Err(Error::AcquireTimeout { .. }) => "timeout",
+                Err(e) => panic!("{e}"),
+            };
+            (out, t0.elapsed())
+        });
+    }
+    let mut counts = std::collections::BTreeMap::<&str, u32>::new();
+    let mut slowest_shed = Duration::ZERO;
+    while let Some(r) = tasks.join_next().await {
+        let (out, took) = r.unwrap();
+        *counts.entry(out).or_default() += 1;
+        if out == "shed" {
+            slowest_shed = slowest_shed.max(took);
+        }
+    }
+    let served = counts.get("served").copied().unwrap_or(0);
+    let timeouts = counts.get("timeout").copied().unwrap_or(0);
+    // 2 at once plus 2 per 100 ms for 1 s; a few more or less at the edge.
+    assert!((16..=24).contains(&served), "{counts:?}");
+    assert!(timeouts <= 3, "refused at once, not timed out: {counts:?}");
+    assert!(
+        slowest_shed < Duration::from_millis(100),
+        "a refusal is at once: {slowest_shed:?}"
+    );
+    assert_eq!(guard.breaker().state(), BreakerState::Closed, "{counts:?}");
+}
+
+/// A pool saturated by healthy work times acquires out; that is overload
+/// (shedding's business), not a failing database.
+#[tokio::test]
+async fn acquire_timeouts_on_a_full_pool_do_not_open_the_breaker() {
+    let Some(pool) = common::postgres(2, Duration::from_millis(50)).await else {
+        return;
+    };
+    let guard = PoolGuard::builder(pool)
+        .shed(poolguard::ShedConfig::disabled())
+        .build()
+        .unwrap();
+    let held = (
+        guard.acquire().await.unwrap(),
+        guard.acquire().await.unwrap(),
+    );
+    for _ in 0..40 {
+        let e = sqlx::query("SELECT 1").execute(&guard).await.unwrap_err();
+        assert!(matches!(e, sqlx::Error::PoolTimedOut), "{e}");
+        let e = guard.acquire().await.unwrap_err();
+        assert!(e.is_acquire_timeout(), "{e}");
+    }
+    assert_eq!(guard.breaker().state(), BreakerState::Closed);
+    assert_eq!(guard.breaker().window().2, 0, "no failure recorded");
+    drop(held);
+}
+
+#[tokio::test]
+async fn closing_the_pool_is_not_a_failure() {
+    let Some(pool) = common::postgres(2, Duration::from_secs(1)).await else {
+        return;
+    };
+    let guard = PoolGuard::builder(pool).build().unwrap();
+    let mut events = guard.events();
+    guard.pool().close().await;
+    for _ in 0..30 {
+        let e = sqlx::query("SELECT 1").execute(&guard).await.unwrap_err();
+        assert!(matches!(e, sqlx::Error::PoolClosed), "{e}");
+    }
+    assert_eq!(guard.breaker().state(), BreakerState::Closed);
+    guard.evaluate_now();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let breaker_events = drain(&mut events)
+        .into_iter()
+        .filter(|e| matches!(e, Event::Breaker(_)))
+        .count();
+    assert_eq!(breaker_events, 0);
+}
+
+/// 60 unique violations through the guard: answers, not errors. Neither
+/// the breaker nor the error-rate rules count them; a real server failure
+/// (statement cancelled, class 57) still counts.
+#[tokio::test]
+async fn unique_violations_do_not_raise_the_error_rate() {
+    let Some(pool) = common::postgres(4, Duration::from_secs(5)).await else {
+        return;
+    };
+    let table = format!("dropin_uniq_{}", std::process::id());
+    // `&PoolGuard` runs queries of any lifetime that outlives the call;
+    // leaked here to keep the test short.
+    let sql = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+    let guard = PoolGuard::builder(pool)
+        .tick(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    guard
+        .execute(sql(format!("CREATE TABLE {table} (id int PRIMARY KEY)")))
+        .await
+        .unwrap();
+    let insert = sql(format!("INSERT INTO {table} VALUES (1)"));
+    guard.execute(insert).await.unwrap();
+    for _ in 0..60 {
+        let e = guard.execute(insert).await.unwrap_err();
+        let db = e.as_database_error().expect("a database error");
+        assert_eq!(db.code().as_deref(), Some("23505"));
+    }
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    guard.evaluate_now();
+    let snap = guard.snapshot();
+    assert_eq!(snap.query_errors_in_window, 0, "{snap:?}");
+    assert!(snap.queries_in_window >= 61);
+    for a in guard.alerts() {
+        if &*a.rule == "error_rate" {
+            assert_eq!(a.state, AlertState::Inactive, "{a:?}");
+        }
+    }
+    assert_eq!(guard.breaker().window().2, 0, "no breaker failure");
+    // A statement the server cancels (57014) is a failure.
+    let e = guard
+        .execute("SET statement_timeout = '10ms'; SELECT pg_sleep(1)")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.as_database_error().and_then(|d| d.code()).as_deref(),
+        Some("57014")
+    );
+    let snap = guard.snapshot();
+    assert_eq!(snap.query_errors_in_window, 1, "{snap:?}");
+    guard
+        .execute(sql(format!("DROP TABLE {table}")))
+        .await
+        .unwrap();
+}
+
+/// Transactions opened through generic `Acquire::begin` cannot carry the
+/// guard's ticket; sqlx's counts reconcile them, so the pool reads full and
+/// a timeout's pool state does not contradict itself.
+#[tokio::test]
+async fn generic_acquire_begin_transactions_count_as_busy() {
+    let Some(pool) = common::postgres(2, Duration::from_millis(200)).await else {
+        return;
+    };
+    let guard = PoolGuard::builder(pool)
+        .tick(Duration::from_millis(20))
+        .shed(poolguard::ShedConfig::disabled())
+        .build()
+        .unwrap();
+    async fn begin_generic<'a, A: Acquire<'a, Database = sqlx::Postgres>>(
+        a: A,
+    ) -> sqlx::Transaction<'a, sqlx::Postgres> {
+        a.begin().await.unwrap()
+    }
+    let tx1 = begin_generic(&guard).await;
+    let tx2 = begin_generic(&guard).await;
+    // Counted from the second tick on.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    guard.evaluate_now();
+    let snap = guard.snapshot();
+    assert_eq!((snap.in_use, snap.untracked), (0, 2), "{snap:?}");
+    assert_eq!(snap.utilization, 1.0);
+    let Err(Error::AcquireTimeout { state, .. }) = guard.acquire().await else {
+        panic!("the pool is full");
+    };
+    assert_eq!(
+        (state.total, state.in_use + state.untracked, state.idle),
+        (2, 2, 0),
+        "{state}"
+    );
+    assert!(state.saturated(), "{state}");
+    // The hold histogram saw no 0-ms "holds" from the BEGINs.
+    assert_eq!(snap.hold_time.samples, 0, "{snap:?}");
+    tx1.rollback().await.unwrap();
+    tx2.rollback().await.unwrap();
+    common::settle_pool(guard.pool()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    guard.evaluate_now();
+    let snap = guard.snapshot();
+    assert_eq!((snap.in_use, snap.untracked), (0, 0), "{snap:?}");
+}
