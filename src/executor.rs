@@ -27,11 +27,11 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::TryStreamExt;
-use sqlx::pool::{MaybePoolConnection, PoolConnection};
+use sqlx::pool::MaybePoolConnection;
 use sqlx::{Acquire, Database, Either, Execute, Executor, SqlStr, Transaction};
 use sqlx_core::ext::async_stream::TryAsyncStream;
 
-use crate::connection::GuardedConnection;
+use crate::connection::{CountedConnection, Guarded, GuardedConnection, Held};
 use crate::error::Cancelled;
 use crate::guard::PoolGuard;
 use crate::monitor::Core;
@@ -237,7 +237,7 @@ impl<DB: Database> InFlight<DB> {
     }
 
     fn conn(&mut self) -> &mut DB::Connection {
-        self.conn.as_mut().expect("taken only on drop")
+        self.conn.as_mut().expect("taken only on drop").raw()
     }
 
     /// The call's result; after a timeout the connection stays marked for
@@ -262,7 +262,7 @@ impl<DB: Database> InFlight<DB> {
 }
 
 /// What `fetch_many` streams.
-type Rows<'e, DB> = BoxStream<
+pub(crate) type Rows<'e, DB> = BoxStream<
     'e,
     Result<Either<<DB as Database>::QueryResult, <DB as Database>::Row>, sqlx::Error>,
 >;
@@ -347,7 +347,7 @@ where
         E: 'q + Execute<'q, DB>,
     {
         let limit = self.core().protect.query_timeout;
-        fetch_many_guarded(self.clone(), query, limit)
+        fetch_many_guarded::<DB, E>(self.clone(), query, limit)
     }
 
     fn fetch_optional<'e, 'q: 'e, E>(
@@ -358,7 +358,7 @@ where
         E: 'q + Execute<'q, DB>,
     {
         let limit = self.core().protect.query_timeout;
-        fetch_optional_guarded(self.clone(), query, limit)
+        fetch_optional_guarded::<DB, E>(self.clone(), query, limit)
     }
 
     fn prepare_with<'e>(
@@ -374,7 +374,7 @@ where
             let core = Arc::clone(guard.core());
             core.call(async {
                 let mut conn = guard.acquire_at(Location::caller()).await?;
-                (&mut *conn).prepare_with(sql, parameters).await
+                conn.raw().prepare_with(sql, parameters).await
             })
             .await
         })
@@ -387,7 +387,7 @@ where
             let core = Arc::clone(guard.core());
             core.call(async {
                 let mut conn = guard.acquire_at(Location::caller()).await?;
-                (&mut *conn).describe(sql).await
+                conn.raw().describe(sql).await
             })
             .await
         })
@@ -407,7 +407,7 @@ where
     where
         E: 'q + Execute<'q, DB>,
     {
-        fetch_many_guarded(self.guard.clone(), query, self.limit)
+        fetch_many_guarded::<DB, E>(self.guard.clone(), query, self.limit)
     }
 
     fn fetch_optional<'e, 'q: 'e, E>(
@@ -417,7 +417,7 @@ where
     where
         E: 'q + Execute<'q, DB>,
     {
-        fetch_optional_guarded(self.guard.clone(), query, self.limit)
+        fetch_optional_guarded::<DB, E>(self.guard.clone(), query, self.limit)
     }
 
     fn prepare_with<'e>(
@@ -437,40 +437,17 @@ where
     }
 }
 
-/// What a [`TimedConnection`] executor runs on.
-pub(crate) enum Target<'c, DB: Database> {
-    Conn(&'c mut PoolConnection<DB>),
-    Tx(&'c mut Transaction<'static, DB>),
-}
-
-impl<DB: Database> Target<'_, DB> {
-    fn conn(&mut self) -> &mut DB::Connection {
-        match self {
-            Target::Conn(c) => c,
-            Target::Tx(t) => t,
-        }
-    }
-
-    /// After a timeout that left the session in doubt: a pooled connection
-    /// is closed instead of returned; a transaction's session is ended on
-    /// the server (its rollback then fails and sqlx discards it).
-    fn poison(&mut self) {
-        if let Target::Conn(c) = self {
-            c.close_on_drop();
-        }
-    }
-}
-
 /// A held connection or transaction with a query timeout, from
 /// [`GuardedConnection::with_timeout`] and
 /// [`GuardedTransaction::with_timeout`](crate::GuardedTransaction::with_timeout):
 /// an `Executor` whose queries are cancelled on the server when they run past
 /// the limit.
 pub struct TimedConnection<'c, DB: Database> {
-    pub(crate) target: Target<'c, DB>,
+    pub(crate) target: &'c mut Held<DB>,
     pub(crate) core: &'c Core,
     pub(crate) backend_id: &'c mut Option<u64>,
-    pub(crate) limit: Duration,
+    /// `None`: no timeout (the guard's default when it has none).
+    pub(crate) limit: Option<Duration>,
 }
 
 impl<DB: Database> std::fmt::Debug for TimedConnection<'_, DB> {
@@ -521,7 +498,7 @@ where
                 core,
                 self.target.conn(),
                 query,
-                Some(self.limit),
+                self.limit,
                 self.backend_id,
                 &yielder,
             )
@@ -540,20 +517,15 @@ where
     {
         Box::pin(async move {
             let core = self.core;
-            let r = optional_on::<DB, E>(
-                core,
-                self.target.conn(),
-                query,
-                Some(self.limit),
-                self.backend_id,
-            )
-            .await;
+            let r =
+                optional_on::<DB, E>(core, self.target.conn(), query, self.limit, self.backend_id)
+                    .await;
             self.settle(r).await
         })
     }
 
     fn prepare_with<'e>(
-        mut self,
+        self,
         sql: SqlStr,
         parameters: &'e [DB::TypeInfo],
     ) -> BoxFuture<'e, Result<DB::Statement, sqlx::Error>>
@@ -564,11 +536,149 @@ where
     }
 
     #[doc(hidden)]
-    fn describe<'e>(mut self, sql: SqlStr) -> BoxFuture<'e, Result<sqlx::Describe<DB>, sqlx::Error>>
+    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<sqlx::Describe<DB>, sqlx::Error>>
     where
         'c: 'e,
     {
         Box::pin(async move { self.target.conn().describe(sql).await })
+    }
+}
+
+/// The drivers a [`Guarded`] connection executes on: PostgreSQL, MySQL and
+/// SQLite (with this crate's feature of the same name). Generic code that
+/// runs queries on `&mut *conn` bounds its database type with it, as it
+/// bounds `&mut DB::Connection` with `Executor` for sqlx.
+///
+/// (`&mut Guarded<DB>` cannot be an `Executor` for every `DB` whose
+/// connection is one: the compiler's search for that bound would recurse
+/// through `Guarded<Guarded<..>>` in every generic caller.)
+pub trait Driver: Database + sealed::Sealed {
+    #[doc(hidden)]
+    fn guarded_fetch_many<'e, 'q: 'e, E>(conn: &'e mut Guarded<Self>, query: E) -> Rows<'e, Self>
+    where
+        E: 'q + Execute<'q, Self>;
+
+    #[doc(hidden)]
+    fn guarded_fetch_optional<'e, 'q: 'e, E>(
+        conn: &'e mut Guarded<Self>,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<Self::Row>, sqlx::Error>>
+    where
+        E: 'q + Execute<'q, Self>;
+
+    #[doc(hidden)]
+    fn guarded_prepare_with<'e>(
+        conn: &'e mut Guarded<Self>,
+        sql: SqlStr,
+        parameters: &'e [Self::TypeInfo],
+    ) -> BoxFuture<'e, Result<Self::Statement, sqlx::Error>>;
+
+    #[doc(hidden)]
+    fn guarded_describe(
+        conn: &mut Guarded<Self>,
+        sql: SqlStr,
+    ) -> BoxFuture<'_, Result<sqlx::Describe<Self>, sqlx::Error>>;
+}
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+macro_rules! driver {
+    ($feature:literal, $db:ty) => {
+        #[cfg(feature = $feature)]
+        impl sealed::Sealed for $db {}
+
+        #[cfg(feature = $feature)]
+        impl Driver for $db {
+            fn guarded_fetch_many<'e, 'q: 'e, E>(
+                conn: &'e mut Guarded<Self>,
+                query: E,
+            ) -> Rows<'e, Self>
+            where
+                E: 'q + Execute<'q, Self>,
+            {
+                let limit = conn.core.protect.query_timeout;
+                conn.timed(limit).fetch_many(query)
+            }
+
+            fn guarded_fetch_optional<'e, 'q: 'e, E>(
+                conn: &'e mut Guarded<Self>,
+                query: E,
+            ) -> BoxFuture<'e, Result<Option<Self::Row>, sqlx::Error>>
+            where
+                E: 'q + Execute<'q, Self>,
+            {
+                let limit = conn.core.protect.query_timeout;
+                conn.timed(limit).fetch_optional(query)
+            }
+
+            fn guarded_prepare_with<'e>(
+                conn: &'e mut Guarded<Self>,
+                sql: SqlStr,
+                parameters: &'e [Self::TypeInfo],
+            ) -> BoxFuture<'e, Result<Self::Statement, sqlx::Error>> {
+                conn.held.conn().prepare_with(sql, parameters)
+            }
+
+            fn guarded_describe(
+                conn: &mut Guarded<Self>,
+                sql: SqlStr,
+            ) -> BoxFuture<'_, Result<sqlx::Describe<Self>, sqlx::Error>> {
+                conn.held.conn().describe(sql)
+            }
+        }
+    };
+}
+
+driver!("postgres", sqlx::Postgres);
+driver!("mysql", sqlx::MySql);
+driver!("sqlite", sqlx::Sqlite);
+
+/// `&mut *conn` and `&mut *tx`: the held connection's queries with the
+/// guard's default query timeout (if any), timed and counted.
+impl<'c, DB: Driver> Executor<'c> for &'c mut Guarded<DB> {
+    type Database = DB;
+
+    fn fetch_many<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, DB>,
+    {
+        DB::guarded_fetch_many(self, query)
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(
+        self,
+        query: E,
+    ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
+    where
+        'c: 'e,
+        E: 'q + Execute<'q, DB>,
+    {
+        DB::guarded_fetch_optional(self, query)
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: SqlStr,
+        parameters: &'e [DB::TypeInfo],
+    ) -> BoxFuture<'e, Result<DB::Statement, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        DB::guarded_prepare_with(self, sql, parameters)
+    }
+
+    #[doc(hidden)]
+    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<sqlx::Describe<DB>, sqlx::Error>>
+    where
+        'c: 'e,
+    {
+        DB::guarded_describe(self, sql)
     }
 }
 
@@ -581,11 +691,11 @@ where
 /// `guard.begin()` resolves to) counts it exactly.
 impl<'a, DB: Database> Acquire<'a> for &'_ PoolGuard<DB> {
     type Database = DB;
-    type Connection = GuardedConnection<DB>;
+    type Connection = CountedConnection<DB>;
 
-    fn acquire(self) -> BoxFuture<'a, Result<GuardedConnection<DB>, sqlx::Error>> {
+    fn acquire(self) -> BoxFuture<'a, Result<CountedConnection<DB>, sqlx::Error>> {
         let guard = self.clone();
-        Box::pin(async move { Ok(guard.acquire_guarded(Location::caller()).await?) })
+        Box::pin(async move { Ok(guard.acquire_guarded(Location::caller()).await?.into()) })
     }
 
     fn begin(self) -> BoxFuture<'a, Result<Transaction<'a, DB>, sqlx::Error>> {

@@ -126,12 +126,12 @@ pub use config::{
     PoolGuardBuilder, DEFAULT_EVENT_CAPACITY, DEFAULT_FORECAST_WINDOW, DEFAULT_NAME,
     DEFAULT_SCALE_TARGET, DEFAULT_STATS_WINDOW, DEFAULT_TICK, MAX_DURATION, MAX_EVENT_CAPACITY,
 };
-pub use connection::{GuardedConnection, GuardedTransaction};
+pub use connection::{CountedConnection, Guarded, GuardedConnection, GuardedTransaction};
 pub use error::{Cancelled, Error, PoolState, ShedReason};
 pub use events::{
     AlertEvent, BreakerEvent, Event, EventStream, EventsMissed, LeakEvent, SaturationEvent,
 };
-pub use executor::{TimedConnection, TimedGuard};
+pub use executor::{Driver, TimedConnection, TimedGuard};
 pub use forecast::Forecast;
 pub use guard::PoolGuard;
 pub use protect::BreakerHandle;

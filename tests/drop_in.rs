@@ -257,3 +257,78 @@ async fn generic_acquire_begin_transactions_count_as_busy() {
     let snap = guard.snapshot();
     assert_eq!((snap.in_use, snap.untracked), (0, 0), "{snap:?}");
 }
+
+/// The idiom sqlx teaches, `execute(&mut *conn)` and `execute(&mut *tx)`,
+/// is guarded like `&guard`: the query timeout cancels the statement on the
+/// server, the connection is clean afterwards, and the queries are counted.
+#[tokio::test]
+async fn queries_on_held_connections_and_transactions_are_guarded() {
+    let limit = Duration::from_millis(200);
+    let Some(pool) = common::postgres(2, Duration::from_secs(5)).await else {
+        return;
+    };
+    let observer = common::postgres(1, Duration::from_secs(5)).await.unwrap();
+    let guard = PoolGuard::builder(pool)
+        .query_timeout(limit)
+        .build()
+        .unwrap();
+    let running = |marker: &'static str| {
+        let observer = observer.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' \
+                 AND query LIKE $1 AND pid <> pg_backend_pid()",
+            )
+            .bind(format!("SELECT pg_sleep(5.{marker}%"))
+            .fetch_one(&observer)
+            .await
+            .unwrap()
+        }
+    };
+    let timed_out = |e: &sqlx::Error| {
+        matches!(
+            Error::from_sqlx(e),
+            Some(Error::QueryTimeout { limit: l, .. }) if *l == limit
+        )
+    };
+    // Far below plain sqlx's 5 s, with room for a loaded machine.
+    let on_time = limit + Duration::from_secs(1);
+
+    let mut conn = guard.acquire().await.unwrap();
+    let t0 = std::time::Instant::now();
+    let e = sqlx::query("SELECT pg_sleep(5.0301)")
+        .execute(&mut *conn)
+        .await
+        .unwrap_err();
+    assert!(timed_out(&e), "{e:?}");
+    assert!(t0.elapsed() < on_time, "{:?}", t0.elapsed());
+    // The drain confirmed the cancel before the error returned.
+    assert_eq!(running("0301").await, 0, "cancelled on the server");
+    let v: i32 = sqlx::query_scalar("SELECT 7")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(v, 7, "the connection is clean");
+    // `&mut **conn` is sqlx's own connection, for APIs that need it.
+    sqlx::Connection::ping(&mut **conn).await.unwrap();
+    drop(conn);
+
+    let mut tx = guard.begin().await.unwrap();
+    let t0 = std::time::Instant::now();
+    let e = sqlx::query("SELECT pg_sleep(5.0302)")
+        .execute(&mut *tx)
+        .await
+        .unwrap_err();
+    assert!(timed_out(&e), "{e:?}");
+    assert!(t0.elapsed() < on_time, "{:?}", t0.elapsed());
+    assert_eq!(running("0302").await, 0, "cancelled on the server");
+    tx.rollback().await.unwrap();
+
+    let snap = guard.snapshot();
+    // Two timed out, one answered (SELECT 7); the pings are sqlx's own.
+    assert_eq!(
+        (snap.queries_in_window, snap.query_errors_in_window),
+        (3, 2),
+        "{snap:?}"
+    );
+}
