@@ -155,6 +155,10 @@ impl<DB: Database> GuardedConnection<DB> {
         self.inner.held.conn()
     }
 
+    pub(crate) fn core(&self) -> &Core {
+        &self.inner.core
+    }
+
     /// Drops the connection without returning it to the pool (its session
     /// is in doubt after a timeout); the pool may open a replacement.
     pub(crate) fn discard(self) {

@@ -171,9 +171,9 @@ where
         let core = Arc::clone(guard.core());
         core.call(async {
             let mut flight = InFlight::new(guard.acquire_at(Location::caller()).await?);
-            let mut id = None;
-            let r = optional_on::<DB, E>(&core, flight.conn(), query, limit, &mut id).await;
-            flight.settle(&core, id, r).await
+            let (conn, id) = flight.parts();
+            let r = optional_on::<DB, E>(&core, conn, query, limit, id).await;
+            flight.settle(&core, r).await
         })
         .await
     })
@@ -193,9 +193,9 @@ where
         let core = Arc::clone(guard.core());
         core.call(async {
             let mut flight = InFlight::new(guard.acquire_at(Location::caller()).await?);
-            let mut id = None;
-            let r = many_on::<DB, E>(&core, flight.conn(), query, limit, &mut id, &yielder).await;
-            flight.settle(&core, id, r).await
+            let (conn, id) = flight.parts();
+            let r = many_on::<DB, E>(&core, conn, query, limit, id, &yielder).await;
+            flight.settle(&core, r).await
         })
         .await
     }))
@@ -203,13 +203,21 @@ where
 
 /// A connection with a query in flight. Dropped before the query finished
 /// (the caller dropped the future or stream, e.g. under its own
-/// `tokio::time::timeout`, or stopped reading a stream before its end) or
-/// after a timeout that left it in doubt, it is closed instead of returned:
-/// sqlx would hand it to the next caller still busy with the old statement
-/// (holding the slot until it ends) or with a stale cancel error. Not on
-/// SQLite, where nothing keeps running.
+/// `tokio::time::timeout`, or stopped reading a stream before its end), it
+/// is settled in the background: most often the rest of the result is
+/// already on its way (a first-row read of a short result), so it is
+/// drained (a ping waits for the pending results) within `drain_timeout`
+/// and goes back to the pool like plain sqlx's. A statement still running
+/// then is cancelled on the server and drained as after a query timeout
+/// when its backend id is known (the call had a query timeout), and the
+/// connection is closed when that fails or the id is unknown (the server
+/// then runs the statement on), so the next caller never waits behind it.
+/// After a timeout that left it in doubt it is closed. Not on SQLite,
+/// where nothing keeps running.
 struct InFlight<DB: Database> {
     conn: Option<GuardedConnection<DB>>,
+    /// The session's backend id, when the call read it.
+    id: Option<u64>,
     done: bool,
 }
 
@@ -217,27 +225,55 @@ impl<DB: Database> Drop for InFlight<DB> {
     fn drop(&mut self) {
         // SQLite has no server still working on the statement, and closing
         // the last connection of an in-memory database would destroy it.
-        if !self.done && DB::NAME != "SQLite" {
-            // Detached and dropped: the socket closes now and the pool slot
-            // is free at once (sqlx's graceful close would first wait for the
-            // running statement). The server finishes the statement alone.
-            if let Some(conn) = self.conn.take() {
-                conn.discard();
+        if self.done || DB::NAME == "SQLite" {
+            return;
+        }
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(settle_abandoned(conn, self.id));
             }
+            // Detached and dropped: the socket closes now and the pool slot
+            // is free at once.
+            Err(_) => conn.discard(),
         }
     }
+}
+
+/// Drains an abandoned call's connection (bounded) and returns it to the
+/// pool, or closes it when the statement is still running. It counts as in
+/// use until then: nobody else could have it.
+async fn settle_abandoned<DB: Database>(mut conn: GuardedConnection<DB>, id: Option<u64>) {
+    let bound = conn.core().protect.drain;
+    if let Ok(Ok(())) = tokio::time::timeout(bound, sqlx::Connection::ping(conn.raw())).await {
+        return drop(conn);
+    }
+    if id.is_some() {
+        let killer = Arc::clone(&conn.core().protect.killer);
+        let rest = sqlx::Connection::ping(conn.raw());
+        let server = killer.cancel_and_drain(id, rest, bound).await;
+        if after_timeout(conn.core(), id, server).await {
+            return drop(conn);
+        }
+    }
+    conn.discard();
 }
 
 impl<DB: Database> InFlight<DB> {
     fn new(conn: GuardedConnection<DB>) -> Self {
         Self {
             conn: Some(conn),
+            id: None,
             done: false,
         }
     }
 
-    fn conn(&mut self) -> &mut DB::Connection {
-        self.conn.as_mut().expect("taken only on drop").raw()
+    /// The connection and its backend-id cache.
+    fn parts(&mut self) -> (&mut DB::Connection, &mut Option<u64>) {
+        let conn = self.conn.as_mut().expect("taken only on drop").raw();
+        (conn, &mut self.id)
     }
 
     /// The call's result; after a timeout the connection stays marked for
@@ -245,7 +281,6 @@ impl<DB: Database> InFlight<DB> {
     async fn settle<T>(
         &mut self,
         core: &Core,
-        id: Option<u64>,
         r: Result<Result<T, sqlx::Error>, (Duration, Cancelled)>,
     ) -> Result<T, sqlx::Error> {
         match r {
@@ -254,7 +289,7 @@ impl<DB: Database> InFlight<DB> {
                 r
             }
             Err((limit, server)) => {
-                self.done = after_timeout(core, id, server).await;
+                self.done = after_timeout(core, self.id, server).await;
                 Err(core.query_timed_out(limit, server).into())
             }
         }

@@ -332,3 +332,84 @@ async fn queries_on_held_connections_and_transactions_are_guarded() {
         "{snap:?}"
     );
 }
+
+/// Reading the first row of a short result and dropping the stream leaves
+/// the rest of the result in flight; the guard drains it and keeps the
+/// connection, as plain sqlx does, instead of opening a new backend.
+#[tokio::test]
+async fn first_row_reads_keep_their_connection() {
+    let Some(pool) = common::postgres(1, Duration::from_secs(5)).await else {
+        return;
+    };
+    let guard = PoolGuard::builder(pool).build().unwrap();
+    let mut pids = std::collections::BTreeSet::new();
+    for _ in 0..20 {
+        let mut rows = sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()").fetch(&guard);
+        pids.insert(rows.next().await.unwrap().unwrap());
+        drop(rows);
+    }
+    assert!(pids.len() <= 2, "at most one new backend: {pids:?}");
+    // The last drain settles in the background (a round trip).
+    for _ in 0..100 {
+        if guard.snapshot().in_use == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(guard.snapshot().in_use, 0);
+    // A statement still running when its stream is dropped is not handed
+    // on: the next caller does not wait behind it.
+    let mut rows = sqlx::query_scalar::<_, i32>(
+        "SELECT pg_backend_pid() FROM (SELECT 1) s, LATERAL (SELECT pg_sleep(3)) z",
+    )
+    .fetch(&guard);
+    let _ = tokio::time::timeout(Duration::from_millis(100), rows.next()).await;
+    drop(rows);
+    let t0 = std::time::Instant::now();
+    let v: i32 = sqlx::query_scalar("SELECT 9")
+        .fetch_one(&guard)
+        .await
+        .unwrap();
+    assert_eq!(v, 9);
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+}
+
+/// With a query timeout the guard knows the session's backend id, so a call
+/// abandoned mid-statement is cancelled on the server and its connection
+/// kept (no new backend), as after a query timeout.
+#[tokio::test]
+async fn an_abandoned_statement_is_cancelled_and_its_connection_kept() {
+    let Some(pool) = common::postgres(1, Duration::from_secs(5)).await else {
+        return;
+    };
+    let observer = common::postgres(1, Duration::from_secs(5)).await.unwrap();
+    let guard = PoolGuard::builder(pool)
+        .query_timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&guard)
+        .await
+        .unwrap();
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(100),
+        sqlx::query("SELECT pg_sleep(3.0401)").execute(&guard),
+    )
+    .await;
+    assert!(abandoned.is_err(), "the caller gave up");
+    let t0 = std::time::Instant::now();
+    let again: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&guard)
+        .await
+        .unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert_eq!(again, pid, "the same backend, cleaned and reused");
+    let running: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' \
+         AND query LIKE 'SELECT pg_sleep(3.0401)%'",
+    )
+    .fetch_one(&observer)
+    .await
+    .unwrap();
+    assert_eq!(running, 0, "cancelled on the server");
+}
