@@ -34,11 +34,12 @@
 //!   with 504; that many timeouts open the circuit breaker (then 503 +
 //!   `Retry-After` at once, no query sent) and fire the critical
 //!   `timeouts` rule, so `/health` answers 503.
-//! - `GET /health` is the guard's snapshot as plain text (pool level, in use,
-//!   size, waiters, breaker state, the rules now firing); it answers 503
-//!   while any `Severity::Critical` rule fires (with the default rules, for
-//!   example: pool utilization above 90 % for 2 minutes, or more than 10
-//!   acquire/query timeouts or 504s in 5 minutes).
+//! - `GET /health` is `guard.health()` as plain text (status, pool level, in
+//!   use, size, waiters, breaker state, the rules now firing, the reasons);
+//!   it answers 503 while the guard is unhealthy: a `Severity::Critical`
+//!   rule fires (with the default rules, for example: pool utilization above
+//!   90 % for 2 minutes, or more than 10 acquire/query timeouts or 504s in 5
+//!   minutes) or the circuit breaker is open.
 //! - `GET /metrics` is the Prometheus text format: the pool and query
 //!   metrics (`db_client_*`), the guard's own (`poolguard_*`, alert states
 //!   included) and the request histogram (`http_server_request_duration`)
@@ -60,7 +61,7 @@ use axum::Router;
 use futures::future::BoxFuture;
 use futures::{FutureExt, TryFutureExt};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use poolguard::{AlertState, BreakerConfig, PoolGuard, Severity, ShedConfig};
+use poolguard::{BreakerConfig, HealthStatus, PoolGuard, ShedConfig};
 use sqlx::mysql::MySql;
 use sqlx::pool::PoolOptions;
 use sqlx::postgres::Postgres;
@@ -247,36 +248,42 @@ async fn slow<DB: Backend>(
 
 /// `GET /health`: 503 while any critical rule fires, 200 otherwise.
 async fn health<DB: Database>(State(guard): State<PoolGuard<DB>>) -> (StatusCode, String) {
-    let snap = guard.snapshot();
-    let firing: Vec<_> = guard
-        .alerts()
-        .into_iter()
-        .filter(|a| a.state == AlertState::Firing)
-        .collect();
-    let critical = firing.iter().any(|a| a.severity == Severity::Critical);
-    let mut body = format!(
-        "status: {}\npool: {}\nlevel: {}\nin_use: {}\nidle: {}\nsize: {}\nmax: {}\n\
+    // One call: the verdict (a critical rule or an open breaker is
+    // unhealthy, a warning degraded), the reasons and the figures.
+    let health = guard.health();
+    let snap = &health.snapshot;
+    let mut body =
+        format!(
+        "status: {}\npool: {}\nlevel: {}\nin_use: {}\nuntracked: {}\nidle: {}\nsize: {}\nmax: {}\n\
          waiters: {}\nutilization: {:.2}\nbreaker: {}\nfiring:{}\n",
-        if critical { "unavailable" } else { "ok" },
+        match health.status {
+            HealthStatus::Healthy => "ok",
+            HealthStatus::Degraded => "degraded",
+            _ => "unavailable",
+        },
         snap.pool,
-        snap.level,
+        health.level,
         snap.in_use,
+        snap.untracked,
         snap.idle,
         snap.size,
         snap.max,
         snap.waiters,
         snap.utilization,
-        guard.breaker().state(),
-        if firing.is_empty() { " none" } else { "" },
+        health.breaker,
+        if health.firing.is_empty() { " none" } else { "" },
     );
-    for a in &firing {
+    for a in &health.firing {
         let value = a.value.map_or("-".to_owned(), |v| format!("{v:.3}"));
         body += &format!(
             "  - {} ({}): value {value}, threshold {}, for {:.0?}\n",
             a.rule, a.severity, a.threshold, a.in_state_for
         );
     }
-    let status = if critical {
+    for r in &health.reasons {
+        body += &format!("reason: {r}\n");
+    }
+    let status = if health.status == HealthStatus::Unhealthy {
         StatusCode::SERVICE_UNAVAILABLE
     } else {
         StatusCode::OK

@@ -24,6 +24,11 @@ use crate::config::MAX_DURATION;
 use crate::error::Error;
 
 /// The breaker's state.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "snake_case")
+)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum BreakerState {

@@ -24,6 +24,11 @@ use crate::signals::Signal;
 use crate::snapshot::Snapshot;
 
 /// Something the guard observed.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "snake_case")
+)]
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum Event {
@@ -40,6 +45,7 @@ pub enum Event {
 }
 
 /// A circuit-breaker transition.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct BreakerEvent {
@@ -62,6 +68,7 @@ pub struct BreakerEvent {
 }
 
 /// A rule's state changed.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct AlertEvent {
@@ -91,10 +98,12 @@ pub struct AlertEvent {
 }
 
 /// A suspected connection leak (HikariCP's `leakDetectionThreshold`).
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Copy, Debug)]
 #[non_exhaustive]
 pub struct LeakEvent {
     /// Where the connection was acquired (`#[track_caller]`).
+    #[cfg_attr(feature = "serde", serde(serialize_with = "location_text"))]
     pub acquired_at: &'static std::panic::Location<'static>,
     /// How long it has been held (when `returned`: how long it was held).
     pub held_for: Duration,
@@ -105,6 +114,7 @@ pub struct LeakEvent {
 }
 
 /// A change of saturation level.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub struct SaturationEvent {
@@ -215,4 +225,13 @@ impl std::fmt::Debug for EventStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EventStream").finish_non_exhaustive()
     }
+}
+
+/// A call site as `file:line:column`.
+#[cfg(feature = "serde")]
+fn location_text<S: serde::Serializer>(
+    location: &&'static std::panic::Location<'static>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_str(location)
 }

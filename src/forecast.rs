@@ -30,6 +30,7 @@ const MAX_POINTS: f64 = 600.0;
 
 /// The exhaustion forecast, from [`PoolGuard::forecast`](crate::PoolGuard::forecast)
 /// and on alert events of the `exhaustion_forecast` rule.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 #[non_exhaustive]
 pub struct Forecast {

@@ -267,6 +267,36 @@ impl<DB: Database> PoolGuard<DB> {
         self.inner.core.snapshot()
     }
 
+    /// Healthy, degraded or unhealthy, and why: the firing rules (a
+    /// critical one makes it unhealthy, a warning degraded) and the circuit
+    /// breaker (open: unhealthy; half-open: degraded; ignored in
+    /// metrics-only mode), with the snapshot behind them. One call for a
+    /// `/health` endpoint; with the `serde` feature it serializes.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), poolguard::Error> {
+    /// # let pool = sqlx::sqlite::SqlitePoolOptions::new().connect("sqlite::memory:").await?;
+    /// # let guard = poolguard::PoolGuard::builder(pool).build()?;
+    /// use poolguard::HealthStatus;
+    /// let health = guard.health();
+    /// assert_eq!(health.status, HealthStatus::Healthy);
+    /// guard.breaker().force_open();
+    /// let health = guard.health();
+    /// assert_eq!(health.status, HealthStatus::Unhealthy);
+    /// assert_eq!(health.reasons, ["circuit breaker forced_open"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn health(&self) -> crate::health::Health {
+        let breaker = self.breaker();
+        crate::health::Health::judge(
+            self.alerts(),
+            breaker.state(),
+            breaker.is_metrics_only(),
+            self.snapshot(),
+        )
+    }
+
     /// The current saturation level: the highest severity among the firing
     /// pool rules.
     pub fn level(&self) -> Level {

@@ -61,6 +61,7 @@
 //! | metric names and handles | [`metrics`] |
 //! | settings and validation | `config` |
 //! | the handle | `guard`, `connection`, `executor` |
+//! | one answer for `/health` | `health` |
 //! | a model pool (replays, paused clock) | [`sim`] |
 //!
 //! ## Example
@@ -104,6 +105,7 @@ mod events;
 mod executor;
 mod forecast;
 mod guard;
+mod health;
 mod histogram;
 mod leak;
 pub mod metrics;
@@ -134,6 +136,7 @@ pub use events::{
 pub use executor::{Driver, TimedConnection, TimedGuard};
 pub use forecast::Forecast;
 pub use guard::PoolGuard;
+pub use health::{Health, HealthStatus};
 pub use protect::BreakerHandle;
 pub use rules::{AlertState, Comparison, Rule, Severity};
 pub use saturation::{Level, SaturationPolicy};

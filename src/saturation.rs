@@ -11,6 +11,11 @@ use crate::signals::Signal;
 use std::time::Duration;
 
 /// How saturated the pool is.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "snake_case")
+)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub enum Level {
     /// Below the warning threshold (or recovered from it).

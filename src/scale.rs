@@ -4,6 +4,7 @@
 
 /// The server's connection slots, read by
 /// `PoolGuardBuilder::watch_server` (feature `postgres`) (PostgreSQL).
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerCapacity {
@@ -33,6 +34,7 @@ impl ServerCapacity {
 }
 
 /// What the pool should be resized to.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct ScaleHint {

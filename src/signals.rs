@@ -9,6 +9,11 @@ use crate::scale::ServerCapacity;
 use crate::window::{HistSet, Window};
 
 /// A quantile of a latency distribution.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "snake_case")
+)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Quantile {
@@ -33,6 +38,11 @@ impl Quantile {
 
 /// What a rule watches. Units: ratios are 0..=1 (demand may exceed 1),
 /// latencies and the ETA are seconds, rates are per second.
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize),
+    serde(rename_all = "snake_case")
+)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Signal {

@@ -12,6 +12,7 @@ use crate::signals::Signal;
 /// `in_use` and `waiters` are the guard's exact counts; `size` and `idle`
 /// come from sqlx (`pool.size()`, `pool.num_idle()`), which lag a release by
 /// the background ping sqlx runs on every returned connection.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Snapshot {
@@ -67,6 +68,7 @@ pub struct Snapshot {
 }
 
 /// One rule's state, from [`PoolGuard::alerts`](crate::PoolGuard::alerts).
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct AlertStatus {
@@ -88,6 +90,7 @@ pub struct AlertStatus {
 
 /// p50 / p95 / p99 of a duration over a window (bucket midpoints, within
 /// 6.25 % of the true value). All zero when `samples` is 0.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Percentiles {
