@@ -192,7 +192,6 @@ impl<DB: Database> PoolGuardBuilder<DB> {
         self
     }
 
-    #[cfg(feature = "postgres")]
     pub(crate) fn pool_ref(&self) -> &Pool<DB> {
         &self.pool
     }
