@@ -202,13 +202,72 @@ impl<DB: Database> PoolGuard<DB> {
     /// as in use until the transaction is committed, rolled back or dropped.
     #[track_caller]
     pub fn begin(&self) -> impl Future<Output = Result<GuardedTransaction<DB>, Error>> + '_ {
-        let location = Location::caller();
+        self.begin_at(Location::caller(), None)
+    }
+
+    /// Like [`begin`](Self::begin) with a custom `BEGIN` statement, as
+    /// [`Pool::begin_with`] (e.g. `"BEGIN ISOLATION LEVEL SERIALIZABLE"`).
+    #[track_caller]
+    pub fn begin_with(
+        &self,
+        statement: impl sqlx::SqlSafeStr,
+    ) -> impl Future<Output = Result<GuardedTransaction<DB>, Error>> + '_ {
+        self.begin_at(Location::caller(), Some(statement.into_sql_str()))
+    }
+
+    /// Begins a transaction on an idle connection if one is available right
+    /// now, as [`Pool::try_begin`].
+    #[track_caller]
+    pub fn try_begin(
+        &self,
+    ) -> impl Future<Output = Result<Option<GuardedTransaction<DB>>, Error>> + '_ {
+        let conn = self.try_acquire();
+        let core = &self.inner.core;
+        async move {
+            let Some(conn) = conn else {
+                return Ok(None);
+            };
+            let (conn, ticket) = conn.into_parts();
+            let tx = Transaction::begin(MaybePoolConnection::PoolConnection(conn), None).await?;
+            Ok(Some(GuardedTransaction::new(tx, ticket, Arc::clone(core))))
+        }
+    }
+
+    fn begin_at(
+        &self,
+        location: &'static Location<'static>,
+        statement: Option<sqlx::SqlStr>,
+    ) -> impl Future<Output = Result<GuardedTransaction<DB>, Error>> + '_ {
         let core = &self.inner.core;
         core.call_guard(async move {
             let (conn, ticket) = self.acquire_at(location).await?.into_parts();
-            let tx = Transaction::begin(MaybePoolConnection::PoolConnection(conn), None).await?;
+            let tx =
+                Transaction::begin(MaybePoolConnection::PoolConnection(conn), statement).await?;
             Ok(GuardedTransaction::new(tx, ticket, Arc::clone(core)))
         })
+    }
+
+    /// Closes the pool, as [`Pool::close`]: new acquires fail with
+    /// `PoolClosed` (not counted against the database by the breaker), and
+    /// the future resolves once every connection is returned and closed.
+    pub fn close(&self) -> impl Future<Output = ()> + '_ {
+        self.inner.pool.close()
+    }
+
+    /// Whether [`close`](Self::close) was called, as [`Pool::is_closed`].
+    pub fn is_closed(&self) -> bool {
+        self.inner.pool.is_closed()
+    }
+
+    /// Open connections, idle ones included, as [`Pool::size`] (sqlx's
+    /// count, which lags a release by its ping).
+    pub fn size(&self) -> u32 {
+        self.inner.pool.size()
+    }
+
+    /// Idle connections, as [`Pool::num_idle`] (sqlx's count).
+    pub fn num_idle(&self) -> usize {
+        self.inner.pool.num_idle()
     }
 
     /// Records one request the application served, so the request rules

@@ -413,3 +413,41 @@ async fn an_abandoned_statement_is_cancelled_and_its_connection_kept() {
     .unwrap();
     assert_eq!(running, 0, "cancelled on the server");
 }
+
+/// What `Pool` offers beside acquire, the guard offers too, counted.
+#[tokio::test]
+async fn pool_parity_begin_with_try_begin_close_size() {
+    let pool = common::sqlite(2, Duration::from_secs(1)).await;
+    let guard = PoolGuard::builder(pool).build().unwrap();
+    // Two connections open and idle (try_* takes only idle ones).
+    let both = (
+        guard.acquire().await.unwrap(),
+        guard.acquire().await.unwrap(),
+    );
+    drop(both);
+    common::settle_pool(guard.pool()).await;
+    assert_eq!((guard.size(), guard.num_idle()), (2, 2));
+    let second = guard.try_begin().await.unwrap();
+    assert!(second.is_some(), "an idle connection");
+    // (In-memory SQLite shares one database: the deferred transaction above
+    // takes no lock, so the IMMEDIATE one below does not wait for it.)
+    let mut tx = guard.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    sqlx::query("CREATE TABLE parity (x int)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    assert_eq!(guard.snapshot().in_use, 2);
+    assert!(guard.try_begin().await.unwrap().is_none(), "none idle");
+    tx.commit().await.unwrap();
+    drop(second);
+    assert_eq!(guard.snapshot().in_use, 0);
+    assert!(!guard.is_closed());
+    guard.close().await;
+    assert!(guard.is_closed());
+    assert_eq!((guard.size(), guard.num_idle()), (0, 0));
+    assert!(matches!(
+        guard.acquire().await,
+        Err(Error::Sqlx(sqlx::Error::PoolClosed))
+    ));
+    assert_eq!(guard.breaker().window().2, 0, "closing is not a failure");
+}
