@@ -28,12 +28,14 @@
 //! - `GET /slow?secs=N` keeps a connection busy inside the database for `N`
 //!   seconds (`pg_sleep`, `SLEEP`, or on SQLite, which has no sleep, a
 //!   counting query that takes about that long). Run a few at once to see
-//!   the pool fill: `for i in $(seq 30); do curl -s 'localhost:3000/slow?secs=1.5' & done`
-//!   answers some at once with 503 + `Retry-After` (load shed), some after
-//!   the 1 s acquire timeout with 503, the rest after the query timeout
-//!   with 504; that many timeouts open the circuit breaker (then 503 +
-//!   `Retry-After` at once, no query sent) and fire the critical
-//!   `timeouts` rule, so `/health` answers 503.
+//!   the pool fill: `for i in $(seq 30); do curl -s 'localhost:3000/slow?secs=3' & done`
+//!   answers some at once with 503 + `Retry-After` (load shed: their
+//!   expected wait is past the 1 s acquire deadline) and the rest after the
+//!   2 s query timeout with 504. Query timeouts count for the circuit
+//!   breaker (acquire timeouts on a pool that keeps serving do not: that is
+//!   overload); enough of them open it (then 503 + `Retry-After` at once, no
+//!   query sent) and fire the critical `timeouts` rule, so `/health`
+//!   answers 503.
 //! - `GET /health` is `guard.health()` as plain text (status, pool level, in
 //!   use, size, waiters, breaker state, the rules now firing, the reasons);
 //!   it answers 503 while the guard is unhealthy: a `Severity::Critical`

@@ -295,6 +295,7 @@ impl Accounting {
             acct: Some(Arc::clone(self)),
             started: Instant::now(),
             location,
+            acquires_before: self.acquires_total.load(Relaxed),
         };
         (ticket, in_use, waiters.saturating_sub(1))
     }
@@ -336,6 +337,10 @@ pub(crate) struct WaitTicket {
     acct: Option<Arc<Accounting>>,
     started: Instant,
     location: &'static Location<'static>,
+    /// `acquires_total` when this acquire started: whether the pool served
+    /// others while it waited tells overload from a database that gives no
+    /// connections.
+    acquires_before: u64,
 }
 
 impl WaitTicket {
@@ -367,14 +372,20 @@ impl WaitTicket {
     /// into the guard's own wait percentiles (the longest waits are the ones
     /// that matter), not into the OTel `wait_time`, which is for acquires
     /// that obtained a connection.
-    pub(crate) fn timed_out(mut self) -> Duration {
+    /// Also returns how many acquires the pool served while this one
+    /// waited.
+    pub(crate) fn timed_out(mut self) -> (Duration, u64) {
         let acct = self.acct.take().expect("ticket resolved once");
         let waited = self.started.elapsed();
         acct.timeouts_total.fetch_add(1, Relaxed);
         acct.metrics.timeouts.increment(1);
         acct.wait.record(waited);
         acct.change(WAITER, false);
-        waited
+        let served = acct
+            .acquires_total
+            .load(Relaxed)
+            .saturating_sub(self.acquires_before);
+        (waited, served)
     }
 
     /// The acquire failed for another reason (connect error, pool closed).

@@ -102,7 +102,8 @@ pub enum Outcome {
 ///   with the `mysql` feature the MySQL/MariaDB equivalents by error number
 ///   (too many connections 1040/1203, out of memory 1037/1038/1041, disk
 ///   full 1021, shutdown 1053, query interrupted or over its time limit
-///   1317/1969/3024, server gone 2006/2013, aborted 1152), and SQLite's
+///   1317/1969/3024, connection killed or aborted 1927/1152, server gone
+///   2006/2013, plus SQLSTATE class 08), and with `sqlite` SQLite's
 ///   out of memory, I/O error, corrupt, full, cannot open and not a
 ///   database.
 /// - Success: every other answer from the database: constraint violations
@@ -141,30 +142,32 @@ const FAILING_CLASSES: [&str; 5] = ["08", "53", "57", "58", "XX"];
 
 /// MySQL/MariaDB error numbers of a server that cannot serve.
 #[cfg(feature = "mysql")]
-const FAILING_MYSQL: [u16; 13] = [
-    1021, 1037, 1038, 1040, 1041, 1053, 1203, 1317, 1969, 2006, 2013, 3024, 1152,
+const FAILING_MYSQL: [u16; 14] = [
+    1021, 1037, 1038, 1040, 1041, 1053, 1152, 1203, 1317, 1927, 1969, 2006, 2013, 3024,
 ];
 
 /// SQLite primary result codes of a database that cannot serve: out of
 /// memory, I/O error, corrupt, full, cannot open, not a database.
+#[cfg(feature = "sqlite")]
 const FAILING_SQLITE: [u32; 6] = [7, 10, 11, 13, 14, 26];
 
 fn server_unavailable(db: &dyn sqlx::error::DatabaseError) -> bool {
+    let code = db.code();
+    #[cfg(feature = "sqlite")]
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // SQLite's code is its (extended) result code, a number.
+        return code
+            .and_then(|c| c.parse::<u32>().ok())
+            .is_some_and(|n| FAILING_SQLITE.contains(&(n & 0xFF)));
+    }
     #[cfg(feature = "mysql")]
     if let Some(my) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
-        return FAILING_MYSQL.contains(&my.number());
-    }
-    let Some(code) = db.code() else {
-        return false;
-    };
-    // SQLite reports its (extended) result code as a number; PostgreSQL
-    // and MySQL a five-character SQLSTATE.
-    if let Ok(n) = code.parse::<u32>() {
-        if code.len() != 5 {
-            return FAILING_SQLITE.contains(&(n & 0xFF));
+        // By number, and by SQLSTATE below (08S01, 08004: network, handshake).
+        if FAILING_MYSQL.contains(&my.number()) {
+            return true;
         }
     }
-    code.len() == 5 && FAILING_CLASSES.iter().any(|c| code.starts_with(c))
+    code.is_some_and(|c| c.len() == 5 && FAILING_CLASSES.iter().any(|f| c.starts_with(f)))
 }
 
 /// Settings of the breaker (validated by the guard's builder).

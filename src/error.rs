@@ -309,14 +309,19 @@ pub struct PoolState {
     pub waiting: u32,
     /// How long this acquire waited.
     pub waited: Duration,
+    /// Acquires the pool served to others while this one waited.
+    pub served_while_waiting: u64,
 }
 
 impl PoolState {
-    /// Every connection was busy (by the guard's count or sqlx's): the
-    /// timeout came from overload, not from a database refusing
-    /// connections.
-    pub fn saturated(&self) -> bool {
-        self.in_use.saturating_add(self.untracked) >= self.max
+    /// The pool served others while this acquire waited: the timeout came
+    /// from overload (more demand than connections), not from a database
+    /// that gives no connections (refusing, unreachable or stalled: then
+    /// nothing is served, and sqlx reports that as a timeout too). sqlx's
+    /// counts cannot tell the two apart: it counts a connection it is
+    /// still trying to open as busy.
+    pub fn overloaded(&self) -> bool {
+        self.served_while_waiting > 0
     }
 }
 
@@ -324,8 +329,15 @@ impl fmt::Display for PoolState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "total={}, in_use={}, untracked={}, idle={}, max={}, waiting={}, waited={:?}",
-            self.total, self.in_use, self.untracked, self.idle, self.max, self.waiting, self.waited
+            "total={}, in_use={}, untracked={}, idle={}, max={}, waiting={}, waited={:?}, served_while_waiting={}",
+            self.total,
+            self.in_use,
+            self.untracked,
+            self.idle,
+            self.max,
+            self.waiting,
+            self.waited,
+            self.served_while_waiting
         )
     }
 }

@@ -289,7 +289,16 @@ impl<DB: Database> InFlight<DB> {
                 r
             }
             Err((limit, server)) => {
-                self.done = after_timeout(core, self.id, server).await;
+                // A session in doubt was ended on the server: close the
+                // connection now (never settle it as an abandoned call,
+                // which could hand it on or signal a reused id). SQLite has
+                // nothing to end and keeps it (see `Drop`).
+                if !after_timeout(core, self.id, server).await && DB::NAME != "SQLite" {
+                    if let Some(conn) = self.conn.take() {
+                        conn.discard();
+                    }
+                }
+                self.done = true;
                 Err(core.query_timed_out(limit, server).into())
             }
         }

@@ -405,7 +405,8 @@ pub(crate) async fn counted_acquire<C>(
         Ok(conn) => Ok((conn, ticket.acquired())),
         Err(sqlx::Error::PoolTimedOut) => {
             let c = core.acct.counters();
-            let waited = ticket.timed_out();
+            let (waited, served_while_waiting) = ticket.timed_out();
+            core.note_timeout(served_while_waiting > 0);
             let (total, idle) = pool_counts();
             let state = PoolState {
                 total,
@@ -415,6 +416,7 @@ pub(crate) async fn counted_acquire<C>(
                 max: core.acct.max(),
                 waiting: c.waiters.saturating_sub(1),
                 waited,
+                served_while_waiting,
             };
             // Logged here too: the `Executor` path converts the error to
             // `sqlx::Error::PoolTimedOut`, which cannot carry the state.

@@ -7,7 +7,7 @@
 //! every rule, publishes gauges and sends events. It holds the core strongly
 //! but stops as soon as the last `PoolGuard` clone is dropped.
 
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -145,6 +145,8 @@ pub(crate) struct Core {
     untracked_seen: AtomicU32,
     /// That difference at the last tick.
     untracked_last_tick: AtomicU32,
+    /// Whether the latest acquire timeout came while others were served.
+    last_timeout_overloaded: AtomicBool,
 }
 
 impl std::fmt::Debug for Core {
@@ -243,6 +245,7 @@ impl Core {
             busy_untracked: AtomicU32::new(0),
             untracked_seen: AtomicU32::new(0),
             untracked_last_tick: AtomicU32::new(0),
+            last_timeout_overloaded: AtomicBool::new(false),
         }
     }
 
@@ -266,12 +269,15 @@ impl Core {
         self.busy_untracked.load(Relaxed)
     }
 
-    /// Whether every connection is busy now (by the guard's count or
-    /// sqlx's): an acquire timing out then is overload, not a failing
-    /// database.
-    pub(crate) fn saturated(&self) -> bool {
-        let in_use = self.acct.counters().in_use;
-        in_use.max((self.stats)().busy()) >= self.acct.max()
+    /// Records whether the latest acquire timeout came while the pool
+    /// served others (see `PoolState::overloaded`).
+    pub(crate) fn note_timeout(&self, overloaded: bool) {
+        self.last_timeout_overloaded.store(overloaded, Relaxed);
+    }
+
+    /// Whether the latest acquire timeout was overload.
+    pub(crate) fn last_timeout_overloaded(&self) -> bool {
+        self.last_timeout_overloaded.load(Relaxed)
     }
 
     pub(crate) fn level(&self) -> Level {

@@ -92,12 +92,16 @@ impl CallTicket<'_> {
     }
 
     /// Finishes with the outcome of an sqlx result, by the classifier; an
-    /// acquire timeout while every connection was busy is overload, which
-    /// says nothing about the database's health (shedding's business).
+    /// acquire timeout while the pool kept serving others is overload,
+    /// which says nothing about the database's health (shedding's
+    /// business). (`PoolTimedOut` carries no state: the guard's last
+    /// timeout, which this call's just was, says.)
     pub(crate) fn finish_sqlx<T>(self, r: &Result<T, sqlx::Error>) {
         let outcome = match r {
             Ok(_) => Outcome::Success,
-            Err(sqlx::Error::PoolTimedOut) if self.core.saturated() => Outcome::Ignored,
+            Err(sqlx::Error::PoolTimedOut) if self.core.last_timeout_overloaded() => {
+                Outcome::Ignored
+            }
             Err(e) => self.core.classify(e),
         };
         self.finish(outcome);
@@ -108,7 +112,7 @@ impl CallTicket<'_> {
     pub(crate) fn finish_guard<T>(self, r: &Result<T, Error>) {
         let outcome = match r {
             Ok(_) => Outcome::Success,
-            Err(Error::AcquireTimeout { state, .. }) if state.saturated() => Outcome::Ignored,
+            Err(Error::AcquireTimeout { state, .. }) if state.overloaded() => Outcome::Ignored,
             Err(Error::Sqlx(e)) => self.core.classify(e),
             Err(
                 e @ (Error::AcquireTimeout { .. }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use poolguard::{AlertState, BreakerState, Error, Event, PoolGuard};
+use poolguard::{AlertState, BreakerConfig, BreakerState, Error, Event, PoolGuard};
 use sqlx::{Acquire, Executor};
 
 /// Events seen so far, without waiting.
@@ -99,9 +99,11 @@ async fn a_burst_is_served_up_to_its_deadline_and_refused_past_it() {
     }
     let served = counts.get("served").copied().unwrap_or(0);
     let timeouts = counts.get("timeout").copied().unwrap_or(0);
-    // 2 at once plus 2 per 100 ms for 1 s; a few more or less at the edge.
-    assert!((16..=24).contains(&served), "{counts:?}");
-    assert!(timeouts <= 3, "refused at once, not timed out: {counts:?}");
+    // 2 at once plus 2 per 100 ms for 1 s: about 22 (before: 4-6 with the
+    // default waiter cap). A loaded machine stretches holds, so the band is
+    // wide; those past the estimate are refused at once, not timed out.
+    assert!((12..=26).contains(&served), "{counts:?}");
+    assert!(timeouts <= 8, "refused at once, not timed out: {counts:?}");
     assert!(
         slowest_shed < Duration::from_millis(100),
         "a refusal is at once: {slowest_shed:?}"
@@ -109,30 +111,86 @@ async fn a_burst_is_served_up_to_its_deadline_and_refused_past_it() {
     assert_eq!(guard.breaker().state(), BreakerState::Closed, "{counts:?}");
 }
 
-/// A pool saturated by healthy work times acquires out; that is overload
-/// (shedding's business), not a failing database.
+/// A pool saturated by healthy work times acquires out while it keeps
+/// serving others; that is overload (shedding's business), not a failing
+/// database, and the breaker stays closed.
 #[tokio::test]
-async fn acquire_timeouts_on_a_full_pool_do_not_open_the_breaker() {
-    let Some(pool) = common::postgres(2, Duration::from_millis(50)).await else {
+async fn acquire_timeouts_under_overload_do_not_open_the_breaker() {
+    let Some(pool) = common::postgres(2, Duration::from_millis(60)).await else {
         return;
     };
     let guard = PoolGuard::builder(pool)
         .shed(poolguard::ShedConfig::disabled())
         .build()
         .unwrap();
-    let held = (
-        guard.acquire().await.unwrap(),
-        guard.acquire().await.unwrap(),
-    );
-    for _ in 0..40 {
-        let e = sqlx::query("SELECT 1").execute(&guard).await.unwrap_err();
-        assert!(matches!(e, sqlx::Error::PoolTimedOut), "{e}");
-        let e = guard.acquire().await.unwrap_err();
-        assert!(e.is_acquire_timeout(), "{e}");
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let guard = guard.clone();
+        tasks.spawn(async move {
+            let (mut ok, mut timeouts) = (0, 0);
+            for _ in 0..10 {
+                match sqlx::query("SELECT pg_sleep(0.02)").execute(&guard).await {
+                    Ok(_) => ok += 1,
+                    Err(sqlx::Error::PoolTimedOut) => timeouts += 1,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            (ok, timeouts)
+        });
     }
+    let (mut ok, mut timeouts) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        let (o, t) = r.unwrap();
+        ok += o;
+        timeouts += t;
+    }
+    assert!(
+        timeouts >= 20,
+        "overloaded: {ok} served, {timeouts} timed out"
+    );
+    assert!(ok > 0);
     assert_eq!(guard.breaker().state(), BreakerState::Closed);
     assert_eq!(guard.breaker().window().2, 0, "no failure recorded");
-    drop(held);
+}
+
+/// A refusing database times every acquire out with nothing served, under
+/// any number of concurrent callers (sqlx then counts its connect attempts
+/// as busy, so its counts cannot tell this from overload): the breaker
+/// opens.
+#[tokio::test]
+async fn a_refusing_database_opens_the_breaker_under_concurrency() {
+    use std::str::FromStr;
+    if common::postgres(1, Duration::from_secs(5)).await.is_none() {
+        return;
+    }
+    let options = sqlx::postgres::PgConnectOptions::from_str(&common::pg_url()).unwrap();
+    let upstream = format!("127.0.0.1:{}", options.get_port()).parse().unwrap();
+    let proxy = common::proxy::Proxy::start(upstream).await;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_millis(200))
+        .connect_lazy_with(options.host("127.0.0.1").port(proxy.port()));
+    let guard = PoolGuard::builder(pool)
+        .breaker(BreakerConfig::default().minimum_calls(8))
+        .shed(poolguard::ShedConfig::disabled())
+        .build()
+        .unwrap();
+    proxy.refuse();
+    // The proxy closes its listener on its own task.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let guard = guard.clone();
+        tasks.spawn(async move { guard.acquire().await.map(drop) });
+    }
+    while let Some(r) = tasks.join_next().await {
+        let e = r.unwrap().unwrap_err();
+        let Error::AcquireTimeout { state, .. } = &e else {
+            panic!("{e}");
+        };
+        assert!(!state.overloaded(), "{state}");
+    }
+    assert_eq!(guard.breaker().state(), BreakerState::Open);
 }
 
 #[tokio::test]
@@ -246,7 +304,10 @@ async fn generic_acquire_begin_transactions_count_as_busy() {
         (2, 2, 0),
         "{state}"
     );
-    assert!(state.saturated(), "{state}");
+    assert!(
+        !state.overloaded(),
+        "nothing was served while it waited: {state}"
+    );
     // The hold histogram saw no 0-ms "holds" from the BEGINs.
     assert_eq!(snap.hold_time.samples, 0, "{snap:?}");
     tx1.rollback().await.unwrap();
@@ -450,4 +511,36 @@ async fn pool_parity_begin_with_try_begin_close_size() {
         Err(Error::Sqlx(sqlx::Error::PoolClosed))
     ));
     assert_eq!(guard.breaker().window().2, 0, "closing is not a failure");
+}
+
+/// The same on MariaDB: a duplicate key (1062, SQLSTATE 23000) is an
+/// answer; an interrupted query (1317, `KILL QUERY`) is a failure.
+#[tokio::test]
+async fn mariadb_duplicate_keys_are_answers() {
+    let Some(pool) = common::mysql(2, Duration::from_secs(5)).await else {
+        return;
+    };
+    let guard = PoolGuard::builder(pool).build().unwrap();
+    let mut conn = guard.acquire().await.unwrap();
+    sqlx::query("CREATE TEMPORARY TABLE dropin_dup (id int PRIMARY KEY)")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO dropin_dup VALUES (1)")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        let e = sqlx::query("INSERT INTO dropin_dup VALUES (1)")
+            .execute(&mut *conn)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.as_database_error().and_then(|d| d.code()).as_deref(),
+            Some("23000")
+        );
+    }
+    let snap = guard.snapshot();
+    assert_eq!(snap.query_errors_in_window, 0, "{snap:?}");
+    assert_eq!(snap.queries_in_window, 22, "{snap:?}");
 }

@@ -56,9 +56,11 @@ impl Proxy {
             listening: watch::channel(true).0,
         });
         let c = Arc::clone(&control);
+        // Subscribed before the task first runs, so a `refuse()` right after
+        // `start()` is not taken as the value already seen.
+        let mut listening = c.listening.subscribe();
         let task = tokio::spawn(async move {
             let mut listener = Some(listener);
-            let mut listening = c.listening.subscribe();
             loop {
                 match &listener {
                     Some(l) => {
