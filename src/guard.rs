@@ -173,12 +173,18 @@ impl<DB: Database> PoolGuard<DB> {
     ) -> Result<GuardedConnection<DB>, Error> {
         let core = &self.inner.core;
         let pool = &self.inner.pool;
-        let (conn, ticket) = counted_acquire(core, location, deadline, pool.acquire(), || {
-            (
-                pool.size(),
-                u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
-            )
-        })
+        let (conn, ticket) = counted_acquire(
+            core,
+            location,
+            deadline,
+            || pool.acquire(),
+            || {
+                (
+                    pool.size(),
+                    u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
+                )
+            },
+        )
         .await?;
         Ok(GuardedConnection::new(conn, ticket, Arc::clone(core)))
     }
@@ -385,19 +391,25 @@ impl<DB: Database> PoolGuard<DB> {
 /// shedding on the counts that step saw, the wait (bounded by `deadline`),
 /// then a held connection, a timeout carrying the pool state, or a failure.
 /// `pool_counts` reads the pool's own (size, idle) for the timeout's state.
-pub(crate) async fn counted_acquire<C>(
+pub(crate) async fn counted_acquire<C, F>(
     core: &Arc<Core>,
     location: &'static Location<'static>,
     deadline: Option<Duration>,
-    acquire: impl Future<Output = Result<C, sqlx::Error>>,
+    acquire: impl FnOnce() -> F,
     pool_counts: impl FnOnce() -> (u32, u32),
-) -> Result<(C, HoldTicket), Error> {
+) -> Result<(C, HoldTicket), Error>
+where
+    F: Future<Output = Result<C, sqlx::Error>>,
+{
     let (ticket, in_use, ahead) = core.acct.start_wait_seen(location);
     // Refused: dropping the unresolved ticket removes the waiter again.
     core.shed_check(in_use, ahead, deadline)?;
+    // The pool's future is made here, in this future's own state, not
+    // moved in from the caller (measured: a moved-in sqlx acquire future
+    // cost about 1,000 instructions of memcpy per acquire).
     let acquired = match deadline {
-        None => acquire.await,
-        Some(d) => tokio::time::timeout(d, acquire)
+        None => acquire().await,
+        Some(d) => tokio::time::timeout(d, acquire())
             .await
             .unwrap_or(Err(sqlx::Error::PoolTimedOut)),
     };

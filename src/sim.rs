@@ -135,7 +135,7 @@ impl<DB: Database> SimPool<DB> {
         deadline: Option<Duration>,
     ) -> Result<SimConnection, Error> {
         let core = self.guard.core();
-        let wait = async {
+        let wait = || async {
             tokio::time::timeout(
                 self.acquire_timeout,
                 Arc::clone(&self.slots).acquire_owned(),
