@@ -318,14 +318,18 @@ impl Core {
         self.hint(&st, server)
     }
 
-    /// Needed connections: the last tick's average demand (before the first
-    /// tick: the demand now), or Little's law's offered load if larger.
+    /// Needed connections: the largest of the last tick's average demand,
+    /// the demand now, and Little's law's offered load. (The demand now
+    /// counts: a rule that fires between ticks on a pool that just filled
+    /// would otherwise read a quiet tick's average and recommend fewer
+    /// connections than are in use; seen in CI on a loaded machine.)
     fn hint(&self, st: &State, server: Option<ServerCapacity>) -> ScaleHint {
         let c = self.acct.counters();
         let now = f64::from(c.in_use.saturating_add(c.waiters));
         let needed = st
             .tick_demand
-            .unwrap_or(now)
+            .unwrap_or(0.0)
+            .max(now)
             .max(st.forecast.offered_load.unwrap_or(0.0));
         recommend(
             needed,
