@@ -173,19 +173,7 @@ impl<DB: Database> PoolGuard<DB> {
     ) -> Result<GuardedConnection<DB>, Error> {
         let core = &self.inner.core;
         let pool = &self.inner.pool;
-        let (conn, ticket) = counted_acquire(
-            core,
-            location,
-            deadline,
-            || pool.acquire(),
-            || {
-                (
-                    pool.size(),
-                    u32::try_from(pool.num_idle()).unwrap_or(u32::MAX),
-                )
-            },
-        )
-        .await?;
+        let (conn, ticket) = counted_acquire(core, location, deadline, || pool.acquire()).await?;
         Ok(GuardedConnection::new(conn, ticket, Arc::clone(core)))
     }
 
@@ -390,13 +378,13 @@ impl<DB: Database> PoolGuard<DB> {
 /// The counted acquire every path shares: a waiter from the start, load
 /// shedding on the counts that step saw, the wait (bounded by `deadline`),
 /// then a held connection, a timeout carrying the pool state, or a failure.
-/// `pool_counts` reads the pool's own (size, idle) for the timeout's state.
+/// The timeout's pool state reads the pool's own counts through the same
+/// reader the monitor uses (sqlx's, or the model's for a `SimPool`).
 pub(crate) async fn counted_acquire<C, F>(
     core: &Arc<Core>,
     location: &'static Location<'static>,
     deadline: Option<Duration>,
     acquire: impl FnOnce() -> F,
-    pool_counts: impl FnOnce() -> (u32, u32),
 ) -> Result<(C, HoldTicket), Error>
 where
     F: Future<Output = Result<C, sqlx::Error>>,
@@ -419,7 +407,8 @@ where
             let c = core.acct.counters();
             let (waited, served_while_waiting) = ticket.timed_out();
             core.note_timeout(served_while_waiting > 0);
-            let (total, idle) = pool_counts();
+            let stats = core.pool_stats();
+            let (total, idle) = (stats.size, stats.idle);
             let state = PoolState {
                 total,
                 in_use: c.in_use,

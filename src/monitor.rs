@@ -269,6 +269,11 @@ impl Core {
         self.busy_untracked.load(Relaxed)
     }
 
+    /// The pool's own open and idle counts (sqlx's, or a model's).
+    pub(crate) fn pool_stats(&self) -> PoolStats {
+        (self.stats)()
+    }
+
     /// Records whether the latest acquire timeout came while the pool
     /// served others (see `PoolState::overloaded`).
     pub(crate) fn note_timeout(&self, overloaded: bool) {

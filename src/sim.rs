@@ -144,12 +144,8 @@ impl<DB: Database> SimPool<DB> {
             .map_err(|_| sqlx::Error::PoolTimedOut)?
             .map_err(|_| sqlx::Error::PoolClosed)
         };
-        let counts = || {
-            let free = u32::try_from(self.slots.available_permits()).unwrap_or(u32::MAX);
-            (self.max, free)
-        };
         core.call_guard(async {
-            let (slot, ticket) = counted_acquire(core, location, deadline, wait, counts).await?;
+            let (slot, ticket) = counted_acquire(core, location, deadline, wait).await?;
             Ok(SimConnection {
                 _slot: slot,
                 ticket,
