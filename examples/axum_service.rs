@@ -150,7 +150,7 @@ pub fn pool_options<DB: Backend>() -> PoolOptions<DB> {
 }
 
 /// The guard, with the protection this service wants.
-pub fn build_guard<DB: Database>(pool: Pool<DB>) -> Result<PoolGuard<DB>, poolguard::Error> {
+pub fn build_guard<DB: Database>(pool: Pool<DB>) -> Result<PoolGuard<DB>, poolguard::BuildError> {
     // The alert rules stay the defaults (the post-mortem's table: pool above
     // 80 % for 5 min warns, above 90 % for 2 min is critical, plus error
     // rate, timeouts and P95 on queries and on the requests recorded below).

@@ -1,18 +1,21 @@
-//! The crate's one error type.
+//! Errors: [`BuildError`] for a configuration `build()` refuses, [`Error`]
+//! for what a call through the guard can refuse or report, and the checks
+//! every setting's validation shares.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::breaker::BreakerState;
+use crate::protect::breaker::BreakerState;
+use crate::protect::shed::ShedReason;
 
-/// Everything a guard can refuse or report.
-///
-/// Convert into [`sqlx::Error`] with `?` or `.into()` where your code speaks
-/// sqlx errors: an acquire timeout becomes [`sqlx::Error::PoolTimedOut`].
+/// Longest accepted hold, recovery time, tick or window: one year.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// Why [`PoolGuardBuilder::build`](crate::PoolGuardBuilder::build) refused.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum Error {
+pub enum BuildError {
     /// The builder refused a setting; `field` names it and `value` shows it.
     #[error("invalid poolguard configuration: `{field}` = {value}: {reason}")]
     InvalidConfig {
@@ -31,6 +34,58 @@ pub enum Error {
     /// The thread that runs an event callback could not be started.
     #[error("could not start a poolguard event-callback thread: {0}")]
     CallbackThread(#[source] std::io::Error),
+}
+
+impl BuildError {
+    pub(crate) fn config(
+        field: &'static str,
+        value: impl fmt::Display,
+        reason: &'static str,
+    ) -> Self {
+        BuildError::InvalidConfig {
+            field,
+            value: value.to_string(),
+            reason,
+        }
+    }
+
+    /// `d` must be at most [`MAX_DURATION`] (zero allowed).
+    pub(crate) fn check_span(field: &'static str, d: Duration) -> Result<(), Self> {
+        if d > MAX_DURATION {
+            return Err(Self::config(
+                field,
+                format!("{d:?}"),
+                "must be at most one year",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `d` must be above zero and at most [`MAX_DURATION`].
+    pub(crate) fn check_positive_span(field: &'static str, d: Duration) -> Result<(), Self> {
+        if d.is_zero() || d > MAX_DURATION {
+            return Err(Self::config(
+                field,
+                format!("{d:?}"),
+                "must be above zero and at most one year",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What a call through the guard can refuse or report.
+///
+/// Convert into [`sqlx::Error`] with `?` or `.into()` where your code speaks
+/// sqlx errors: an acquire timeout becomes [`sqlx::Error::PoolTimedOut`].
+/// A [`BuildError`] converts into this type too, so one `?` serves a
+/// function that builds a guard and uses it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The guard could not be built (only from `?` on a [`BuildError`]).
+    #[error(transparent)]
+    Build(#[from] BuildError),
 
     /// No connection became available within the pool's `acquire_timeout`.
     /// `state` is the pool as it was when the wait gave up.
@@ -121,47 +176,6 @@ impl fmt::Display for Cancelled {
     }
 }
 
-/// Why load shedding rejected an acquire.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum ShedReason {
-    /// As many acquires were already waiting as allowed.
-    TooManyWaiters {
-        /// Acquires waiting.
-        waiters: u32,
-        /// The cap.
-        limit: u32,
-    },
-    /// The pool is full and the wait, estimated from the queue and the
-    /// recent hold times (Little's law), exceeds what the caller has left.
-    HopelessWait {
-        /// Acquires waiting ahead of this one.
-        waiters: u32,
-        /// `(waiters + 1) x mean hold / max_connections`.
-        estimated_wait: Duration,
-        /// The caller's remaining acquire deadline.
-        deadline: Duration,
-    },
-}
-
-impl fmt::Display for ShedReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ShedReason::TooManyWaiters { waiters, limit } => {
-                write!(f, "{waiters} acquires waiting, limit {limit}")
-            }
-            ShedReason::HopelessWait {
-                waiters,
-                estimated_wait,
-                deadline,
-            } => write!(
-                f,
-                "pool full with {waiters} waiting: estimated wait {estimated_wait:?} exceeds the {deadline:?} left"
-            ),
-        }
-    }
-}
-
 impl Error {
     /// The underlying sqlx error, if there is one: `Some(&PoolTimedOut)` for
     /// an acquire timeout, the error itself for [`Error::Sqlx`].
@@ -202,45 +216,6 @@ impl Error {
         }
     }
 
-    /// A copy of the guard's own variants (not `Sqlx`, whose errors do not
-    /// clone), for the breaker's classifier.
-    pub(crate) fn clone_for_classify(&self) -> Error {
-        match self {
-            Error::AcquireTimeout { pool, state, .. } => Error::AcquireTimeout {
-                pool: Arc::clone(pool),
-                state: *state,
-                source: sqlx::Error::PoolTimedOut,
-            },
-            Error::LoadShed { pool, reason } => Error::LoadShed {
-                pool: Arc::clone(pool),
-                reason: *reason,
-            },
-            Error::QueryTimeout {
-                pool,
-                limit,
-                server,
-            } => Error::QueryTimeout {
-                pool: Arc::clone(pool),
-                limit: *limit,
-                server: *server,
-            },
-            Error::CircuitOpen {
-                pool,
-                state,
-                retry_in,
-            } => Error::CircuitOpen {
-                pool: Arc::clone(pool),
-                state: *state,
-                retry_in: *retry_in,
-            },
-            other => Error::InvalidConfig {
-                field: "error",
-                value: other.to_string(),
-                reason: "not a guard error",
-            },
-        }
-    }
-
     /// True for [`Error::QueryTimeout`].
     pub fn is_query_timeout(&self) -> bool {
         matches!(self, Error::QueryTimeout { .. })
@@ -255,18 +230,6 @@ impl Error {
     /// True for [`Error::AcquireTimeout`].
     pub fn is_acquire_timeout(&self) -> bool {
         matches!(self, Error::AcquireTimeout { .. })
-    }
-
-    pub(crate) fn config(
-        field: &'static str,
-        value: impl fmt::Display,
-        reason: &'static str,
-    ) -> Self {
-        Error::InvalidConfig {
-            field,
-            value: value.to_string(),
-            reason,
-        }
     }
 }
 

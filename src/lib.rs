@@ -21,48 +21,37 @@
 //! ## Data flow
 //!
 //! ```text
-//!  guard.acquire() / &guard as Executor / guard.record_request()
+//!  guard.acquire() / &guard as Executor / guard.record_request()      handle/
 //!        │
-//!        ├─► protect: breaker admission, load shedding     (before the wait)
-//!        │            query timeout + server cancel       (around the query)
+//!        ├─► admission: breaker, load shedding       (before the wait)  handle/admission
+//!        │   query timeout + server cancel           (around the query) handle/query, protect/
 //!        ▼
-//!  accounting  (atomics + histograms; the only hot path)
+//!  accounting  (atomics + histograms; the only hot path)                hot/
 //!        │  a count crosses a rule's edge ─► Notify
 //!        ▼
-//!  monitor task (tick / edge wake / timer deadline)
-//!        ├─► window      (bounded marks of counters and histograms)
-//!        ├─► forecast, anomaly baseline   (once per tick)
-//!        ├─► signals ─► rules::RuleTracker (pure state machine, per rule)
-//!        │                └─► saturation::Level (summary of the pool rules)
-//!        ├─► scale hint, leak table scan
-//!        ├─► metrics gauges
-//!        └─► events (broadcast) ─► callbacks, EventStreams
-//!  guard.snapshot() / alerts() / forecast() ◄── accounting + monitor state
+//!  monitor task (tick / edge wake / timer deadline)                     monitor/
+//!        ├─► windows, forecast, traffic baseline (once per tick)        stats/
+//!        ├─► signals ─► each rule's tracker (pure state machine)        alert/
+//!        │                └─► the pool level (summary of the pool rules)
+//!        ├─► scale hint, leak table scan                                stats/, hot/
+//!        └─► gauges, events (broadcast) ─► callbacks, EventStreams      report/
+//!  guard.snapshot() / alerts() / health() ◄── monitor state             monitor/view
+//!  PoolGuard::builder(pool)...build() ─► settings ─► assemble           build/
 //! ```
 //!
-//! | concern | module |
-//! |---|---|
-//! | hot-path counts | `accounting` |
-//! | latency histograms | `histogram` |
-//! | windows over counts | `window` |
-//! | what rules can watch | `signals` |
-//! | rules, defaults, state machine (pure) | [`rules`] |
-//! | pool level | `saturation` |
-//! | exhaustion forecast | `forecast` |
-//! | traffic anomaly | `anomaly` |
-//! | scale hint, server capacity | `scale`, `server` (PostgreSQL) |
-//! | leak detection | `leak` |
-//! | circuit breaker (pure) | [`breaker`] |
-//! | load shedding (pure) | `shed` |
-//! | query timeouts, server cancel | `timeout` |
-//! | protection on the call path | `protect` |
-//! | background evaluation | `monitor` |
-//! | event delivery | `events` |
-//! | metric names and handles | [`metrics`] |
-//! | settings and validation | `config` |
-//! | the handle | `guard`, `connection`, `executor` |
-//! | one answer for `/health` | `health` |
-//! | a model pool (replays, paused clock) | [`sim`] |
+//! | layer | concern | files |
+//! |---|---|---|
+//! | `hot/` | hot-path counts, edges, histograms, leak table, metric handles | `accounting`, `edges`, `histogram`, `leak`, `handles` |
+//! | `stats/` | windows, exhaustion forecast, traffic baseline, scale hint | `window`, `forecast`, `anomaly`, `scale` |
+//! | `alert/` | signals, rules, default table, rule set, state machine, level | `signal`, `rule`, `defaults`, `rule_set`, `tracker`, `saturation` |
+//! | `protect/` | circuit breaker (pure), classifier, load shedding (pure), query cancel | [`breaker`], `classify`, `shed`, `timeout` |
+//! | `report/` | events, snapshot, metric names and gauges, health | `events`, `snapshot`, [`metrics`], `health` |
+//! | `monitor/` | the background task: shared core, evaluation, views, publishing, server watch | `shared`, `evaluate`, `tick`, `view`, `publish`, `server` |
+//! | `handle/` | the guard, connections, admission, `Executor` plumbing, model pool | `guard`, `connection`, `admission`, `executor`, `query`, `in_flight`, [`sim`] |
+//! | `build/` | builder (setters), settings and validation, assembly | `builder`, `settings`, `assemble` |
+//! | `error.rs` | [`BuildError`], [`Error`] | |
+//!
+//! Imports point up this table, never down; the [`guide`] says more.
 //!
 //! ## Example
 //!
@@ -95,52 +84,49 @@
 #![deny(missing_docs, missing_debug_implementations)]
 #![warn(rust_2018_idioms)]
 
-mod accounting;
-mod anomaly;
-pub mod breaker;
-mod config;
-mod connection;
+mod alert;
+mod build;
 mod error;
-mod events;
-mod executor;
-mod forecast;
-mod guard;
-mod health;
-mod histogram;
-mod leak;
-pub mod metrics;
+pub mod guide;
+mod handle;
+mod hot;
 mod monitor;
 mod protect;
-pub mod rules;
-mod saturation;
-mod scale;
-#[cfg(feature = "postgres")]
-mod server;
-mod shed;
-mod signals;
-pub mod sim;
-mod snapshot;
-mod timeout;
-mod window;
+mod report;
+mod stats;
 
+pub use handle::sim;
+pub use protect::breaker;
+pub use report::metrics;
+
+/// Alert rules: what a rule is, the default table, and the names the guard
+/// knows rules by (the state machine is internal; see [`Rule`]).
+pub mod rules {
+    pub use crate::alert::defaults::{
+        default_rules, server_rules, FORECAST_RULE, POOL_RULE, SCALE_RULE,
+    };
+    pub use crate::alert::rule::{AlertState, Comparison, Rule, Severity, DEFAULT_RULE_WINDOW};
+}
+
+pub use alert::rule::{AlertState, Comparison, Rule, Severity};
+pub use alert::saturation::{Level, SaturationPolicy};
+pub use alert::signal::{Quantile, Signal};
 pub use breaker::{BreakerConfig, BreakerState, Outcome};
-pub use config::{
-    PoolGuardBuilder, DEFAULT_EVENT_CAPACITY, DEFAULT_FORECAST_WINDOW, DEFAULT_NAME,
-    DEFAULT_SCALE_TARGET, DEFAULT_STATS_WINDOW, DEFAULT_TICK, MAX_DURATION, MAX_EVENT_CAPACITY,
+pub use build::builder::PoolGuardBuilder;
+pub use build::settings::{
+    DEFAULT_EVENT_CAPACITY, DEFAULT_FORECAST_WINDOW, DEFAULT_NAME, DEFAULT_SCALE_TARGET,
+    DEFAULT_STATS_WINDOW, DEFAULT_TICK, MAX_EVENT_CAPACITY,
 };
-pub use connection::{CountedConnection, Guarded, GuardedConnection, GuardedTransaction};
-pub use error::{Cancelled, Error, PoolState, ShedReason};
-pub use events::{
+pub use error::{BuildError, Cancelled, Error, PoolState, MAX_DURATION};
+pub use handle::admission::BreakerHandle;
+pub use handle::connection::{CountedConnection, Guarded, GuardedConnection, GuardedTransaction};
+pub use handle::executor::{Driver, TimedConnection, TimedGuard};
+pub use handle::guard::PoolGuard;
+pub use protect::shed::{ShedConfig, ShedReason};
+pub use report::events::{
     AlertEvent, BreakerEvent, Event, EventStream, EventsMissed, LeakEvent, SaturationEvent,
 };
-pub use executor::{Driver, TimedConnection, TimedGuard};
-pub use forecast::Forecast;
-pub use guard::PoolGuard;
-pub use health::{Health, HealthStatus};
-pub use protect::BreakerHandle;
-pub use rules::{AlertState, Comparison, Rule, Severity};
-pub use saturation::{Level, SaturationPolicy};
-pub use scale::{ScaleHint, ServerCapacity};
-pub use shed::ShedConfig;
-pub use signals::{Quantile, Signal};
-pub use snapshot::{AlertStatus, Percentiles, Snapshot};
+pub use report::health::{Health, HealthStatus};
+pub use report::snapshot::{AlertStatus, Percentiles, Snapshot};
+pub use stats::forecast::Forecast;
+pub use stats::scale::{ScaleHint, ServerCapacity};

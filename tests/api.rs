@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use poolguard::{Error, Event, Level, PoolGuard};
+use poolguard::{BuildError, Event, Level, PoolGuard};
 use sqlx::{Acquire, Executor, Row, SqlSafeStr, Sqlite};
 
 async fn guard(max: u32) -> PoolGuard<Sqlite> {
@@ -216,7 +216,7 @@ async fn invalid_configuration_is_a_typed_error_naming_field_and_value() {
     ];
     for (builder, field, value) in cases {
         match builder.build() {
-            Err(Error::InvalidConfig {
+            Err(BuildError::InvalidConfig {
                 field: f, value: v, ..
             }) => {
                 assert_eq!((f, v.as_str()), (field, value));
@@ -236,7 +236,7 @@ fn build_outside_a_runtime_is_an_error() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let pool = rt.block_on(common::sqlite(1, Duration::from_secs(1)));
     let err = PoolGuard::builder(pool).build().unwrap_err();
-    assert!(matches!(err, Error::NoRuntime), "{err:?}");
+    assert!(matches!(err, BuildError::NoRuntime), "{err:?}");
 }
 
 #[tokio::test]

@@ -10,7 +10,8 @@ use std::time::Duration;
 use futures::StreamExt;
 use poolguard::rules::{default_rules, POOL_RULE};
 use poolguard::{
-    AlertEvent, AlertState, Comparison, Error, Event, PoolGuard, Quantile, Rule, Severity, Signal,
+    AlertEvent, AlertState, BuildError, Comparison, Event, PoolGuard, Quantile, Rule, Severity,
+    Signal,
 };
 use sqlx::Executor;
 
@@ -204,7 +205,7 @@ async fn invalid_rules_are_typed_errors_naming_the_rule() {
     ];
     for (builder, field, value) in cases {
         match builder.build() {
-            Err(Error::InvalidConfig {
+            Err(BuildError::InvalidConfig {
                 field: f, value: v, ..
             }) => {
                 assert_eq!((f, v.as_str()), (field, value))

@@ -5,18 +5,29 @@ use std::panic::Location;
 
 use futures::{FutureExt, StreamExt};
 
-use super::*;
-use crate::accounting::{Edges, HoldTicket};
-use crate::events::EventStream;
-use crate::rules::{default_rules, FORECAST_RULE, POOL_RULE};
-use crate::saturation::SaturationPolicy;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Monitor, PoolStats};
+use crate::alert::defaults::{default_rules, FORECAST_RULE, POOL_RULE, SCALE_RULE};
+use crate::alert::rule::{AlertState, Rule, Severity};
+use crate::alert::saturation::{Level, SaturationPolicy};
+use crate::alert::signal::Signal;
+use crate::build::assemble::{assemble, PoolFacts};
+use crate::build::settings::Settings;
+use crate::hot::accounting::{Accounting, HoldTicket};
+use crate::protect::classify::classify;
+use crate::protect::timeout::Killer;
+use crate::report::events::{AlertEvent, Event, EventStream, SaturationEvent};
 
 fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
 struct Harness {
-    core: Arc<Core>,
+    monitor: Arc<Monitor>,
     events: EventStream,
     alerts: Vec<AlertEvent>,
     levels: Vec<SaturationEvent>,
@@ -25,7 +36,8 @@ struct Harness {
     t0: Instant,
 }
 
-/// Built like the builder builds it, with synthetic pool stats.
+/// Built as `build()` builds it (settings resolved, parts assembled and
+/// started), with synthetic pool stats and no pool.
 fn harness_with(max: u32, rules: Vec<Rule>, leak: Option<Duration>) -> Harness {
     harness_scaled(max, rules, leak, 1.0)
 }
@@ -33,45 +45,47 @@ fn harness_with(max: u32, rules: Vec<Rule>, leak: Option<Duration>) -> Harness {
 /// As the builder builds it with `time_scale(k)`: every monitoring duration
 /// divided by `k`, every rule `time_scaled(k)`.
 fn harness_scaled(max: u32, rules: Vec<Rule>, leak: Option<Duration>, k: f64) -> Harness {
-    let rules: Vec<Rule> = rules.into_iter().map(|r| r.time_scaled(k)).collect();
-    let scaled = |d: Duration| d.div_f64(k);
-    let name: Arc<str> = Arc::from("synthetic");
-    let (hot, gauges) = crate::metrics::register(&name, &rules);
-    let acct = Arc::new(Accounting::new(
-        max,
-        Edges::for_rules(&rules, max),
-        leak,
-        hot,
-    ));
-    let protect = crate::protect::Protection::for_tests(&name, max);
+    let mut settings = Settings {
+        name: Arc::from("synthetic"),
+        leak_threshold: leak,
+        event_capacity: 4096,
+        time_scale: k,
+        ..Settings::default()
+    };
+    settings.replace_rules(rules);
+    let (settings, rules) = settings.resolve().expect("valid settings");
     // sqlx agrees with the guard: every busy connection is counted.
-    let stats: crate::monitor::StatsFn = {
-        let acct = Arc::clone(&acct);
-        Box::new(move || PoolStats {
-            size: max,
-            idle: max - acct.counters().in_use.min(max),
+    let acct_cell: Arc<OnceLock<Arc<Accounting>>> = Arc::new(OnceLock::new());
+    let stats = {
+        let cell = Arc::clone(&acct_cell);
+        Box::new(move || {
+            let in_use = cell.get().map_or(0, |a| a.counters().in_use);
+            PoolStats {
+                size: max,
+                idle: max - in_use.min(max),
+            }
         })
     };
-    let core = Arc::new(Core::new(CoreParts {
-        name,
-        acct,
+    let parts = assemble(
+        settings,
         rules,
-        tick: scaled(secs(1)),
-        stats_window: scaled(secs(60)),
-        forecast_window: scaled(secs(300)),
-        baseline_bucket: scaled(crate::anomaly::BUCKET),
-        scale_target: 0.6,
-        instances: 1,
-        protect,
-        gauges,
-        hub: EventHub::new(4096),
-        // sqlx agrees with the guard: every busy connection is counted.
+        PoolFacts {
+            max,
+            acquire_timeout: Duration::MAX,
+        },
+        Killer::none(),
+        Arc::new(classify),
         stats,
-    }));
-    let events = core.hub.subscribe();
-    spawn(Arc::clone(&core), &tokio::runtime::Handle::current());
+    );
+    acct_cell
+        .set(Arc::clone(&parts.shared.acct))
+        .expect("set once");
+    let events = parts.shared.hub.subscribe();
+    parts
+        .start(Vec::new(), None, &tokio::runtime::Handle::current())
+        .expect("starts");
     Harness {
-        core,
+        monitor: parts.monitor,
         events,
         alerts: Vec::new(),
         levels: Vec::new(),
@@ -100,7 +114,7 @@ async fn settle() {
 
 impl Harness {
     fn acct(&self) -> &Arc<Accounting> {
-        &self.core.acct
+        &self.monitor.shared.acct
     }
 
     fn drain(&mut self) {
@@ -156,7 +170,7 @@ impl Harness {
     }
 
     fn state(&self, rule: &Rule) -> AlertState {
-        self.core
+        self.monitor
             .alerts()
             .into_iter()
             .find(|a| a.rule == rule.name && a.severity == rule.severity)
@@ -357,7 +371,7 @@ async fn ratio_and_percentile_rules_do_not_fire_below_their_minimum_samples() {
     for rule in with_minimum {
         n += 1;
         let status = |h: &Harness| {
-            h.core
+            h.monitor
                 .alerts()
                 .into_iter()
                 .find(|a| a.rule == rule.name && a.severity == rule.severity)
@@ -403,7 +417,7 @@ async fn traffic_anomaly_waits_for_its_warm_up() {
         .find(|r| r.signal == Signal::TrafficAnomaly)
         .unwrap();
     let value = |h: &Harness| {
-        h.core
+        h.monitor
             .alerts()
             .into_iter()
             .find(|a| a.rule == rule.name)
@@ -498,7 +512,7 @@ async fn pool_warning_hysteresis_holds_between_the_lines() {
     h.hold(41); // 82 %
     h.advance(secs(300)).await;
     assert_eq!(h.state(&warn), AlertState::Firing);
-    assert_eq!(h.core.level(), Level::Warning);
+    assert_eq!(h.monitor.level(), Level::Warning);
     // 78 %: below the threshold, above the recovery line, for 10 minutes.
     h.hold(39);
     h.advance(secs(600)).await;
@@ -509,7 +523,7 @@ async fn pool_warning_hysteresis_holds_between_the_lines() {
     assert_eq!(h.state(&warn), AlertState::Firing);
     h.advance(Duration::from_millis(100)).await;
     assert_eq!(h.state(&warn), AlertState::Resolved);
-    assert_eq!(h.core.level(), Level::Normal);
+    assert_eq!(h.monitor.level(), Level::Normal);
     let changes: Vec<_> = h.levels.iter().map(|e| (e.previous, e.level)).collect();
     assert_eq!(
         changes,
@@ -530,7 +544,7 @@ async fn stuck_pool_goes_critical_at_exactly_120_s_without_new_acquires() {
     tokio::time::advance(secs(120) - Duration::from_nanos(1)).await;
     settle().await;
     h.drain();
-    assert_eq!(h.core.level(), Level::Normal);
+    assert_eq!(h.monitor.level(), Level::Normal);
     assert!(h.levels.is_empty());
     tokio::time::advance(Duration::from_nanos(1)).await;
     settle().await;
@@ -609,7 +623,10 @@ async fn forecast_eta_on_the_event_is_within_ten_percent_of_the_truth() {
         (eta - truth).abs() <= 0.10 * truth,
         "eta {eta:.0} s vs truth {truth:.0} s"
     );
-    assert_eq!(h.core.snapshot().exhaustion_eta, h.core.forecast().eta);
+    assert_eq!(
+        h.monitor.snapshot().exhaustion_eta,
+        h.monitor.forecast().eta
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -625,7 +642,7 @@ async fn flat_load_never_fires_the_forecast() {
         h.advance(secs(1)).await;
     }
     assert!(h.transitions(&rule).is_empty());
-    assert!(h.core.forecast().eta.is_none_or(|e| e > secs(1800)));
+    assert!(h.monitor.forecast().eta.is_none_or(|e| e > secs(1800)));
 }
 
 #[tokio::test(start_paused = true)]
@@ -650,7 +667,7 @@ async fn scale_hint_recommends_the_size_for_60_percent() {
     assert_eq!(hint.recommended_max, 75);
     assert_eq!(hint.server, None);
     assert!(!hint.exceeds_server);
-    assert_eq!(h.core.scale_hint().recommended_max, 75);
+    assert_eq!(h.monitor.scale_hint().recommended_max, 75);
 }
 
 #[tokio::test(start_paused = true)]
@@ -692,11 +709,11 @@ async fn leaks_are_reported_with_the_place_of_acquire_and_again_on_return() {
 async fn monitor_stops_when_closed() {
     let h = harness(10, all_default_rules());
     settle().await;
-    assert_eq!(Arc::strong_count(&h.core), 2);
-    h.core.acct.close();
+    assert_eq!(Arc::strong_count(&h.monitor), 2);
+    h.monitor.shared.acct.close();
     settle().await;
     assert_eq!(
-        Arc::strong_count(&h.core),
+        Arc::strong_count(&h.monitor),
         1,
         "monitor task dropped its core"
     );
@@ -758,7 +775,7 @@ async fn time_scaled_rules_keep_their_incident_timing() {
     // then 3x traffic fires it 5 incident minutes after it went pending.
     let anomaly = find("traffic_anomaly", Severity::Warning);
     let value = |h: &Harness| {
-        h.core
+        h.monitor
             .alerts()
             .into_iter()
             .find(|a| a.rule == anomaly.name)

@@ -1,0 +1,132 @@
+//! Assembles the running parts of a guard from resolved settings: the hot
+//! path's accounting, the protection, the shared call-path part and the
+//! monitor; then starts the callbacks, the server watch and the monitor
+//! task. `build()` and the crate's own tests both build guards here, so the
+//! tests run exactly what users run.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::settings::Settings;
+use crate::alert::rule_set::RuleSet;
+use crate::error::BuildError;
+use crate::hot::accounting::Accounting;
+use crate::monitor::{Monitor, ScaleTarget, ServerTask, Shared, StatsFn, Timing};
+use crate::protect::breaker::BreakerCell;
+use crate::protect::classify::Classifier;
+use crate::protect::shed::HoldEstimate;
+use crate::protect::timeout::Killer;
+use crate::protect::Protection;
+use crate::report::events::{Callback, EventHub};
+use crate::report::metrics;
+
+/// What the guard learns from the pool it wraps.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PoolFacts {
+    /// `max_connections`.
+    pub(crate) max: u32,
+    /// The pool's `acquire_timeout`.
+    pub(crate) acquire_timeout: Duration,
+}
+
+/// A guard's running parts, before its tasks start.
+#[derive(Debug)]
+pub(crate) struct Parts {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) monitor: Arc<Monitor>,
+}
+
+/// Makes the parts from resolved settings (see [`Settings::resolve`]).
+pub(crate) fn assemble(
+    settings: Settings,
+    rules: RuleSet,
+    pool: PoolFacts,
+    killer: Killer,
+    classifier: Classifier,
+    stats: StatsFn,
+) -> Parts {
+    let name = settings.name;
+    let (hot, gauges) = metrics::register(&name, &rules);
+    let acct = Arc::new(Accounting::new(
+        pool.max,
+        rules.edges(pool.max),
+        settings.leak_threshold,
+        hot,
+    ));
+    let shed = settings.shed;
+    let protect = Protection {
+        breaker: BreakerCell::new(settings.breaker, classifier),
+        max_waiters: shed.max_waiters_per_connection.saturating_mul(pool.max),
+        shed_deadline: shed
+            .max_wait
+            .map_or(pool.acquire_timeout, |w| w.min(pool.acquire_timeout)),
+        shed,
+        query_timeout: settings.query_timeout,
+        drain: settings.drain_timeout,
+        killer: Arc::new(killer),
+        metrics: metrics::register_protect(&name),
+        hold_estimate: HoldEstimate::default(),
+    };
+    protect
+        .metrics
+        .breaker_state
+        .set(f64::from(protect.breaker.state().0.as_number()));
+    let shared = Arc::new(Shared::new(
+        name,
+        acct,
+        protect,
+        EventHub::new(settings.event_capacity),
+        stats,
+    ));
+    let monitor = Arc::new(Monitor::new(
+        Arc::clone(&shared),
+        rules,
+        Timing {
+            tick: settings.tick,
+            stats_window: settings.stats_window,
+            forecast_window: settings.forecast_window,
+            baseline_bucket: settings.baseline_bucket,
+        },
+        ScaleTarget {
+            utilization: settings.scale_target,
+            instances: settings.instances,
+        },
+        gauges,
+    ));
+    Parts { shared, monitor }
+}
+
+impl Parts {
+    /// Starts the event callbacks' threads, the server watch, the query
+    /// killer's first connection and the monitor task on `rt`.
+    pub(crate) fn start(
+        &self,
+        callbacks: Vec<Callback>,
+        server_task: Option<ServerTask>,
+        rt: &tokio::runtime::Handle,
+    ) -> Result<(), BuildError> {
+        let shared = &self.shared;
+        let p = &shared.protect;
+        if p.query_timeout.is_some() && p.killer.supported() {
+            // The first cancel should not pay for a connect, nor find a full
+            // server refusing it.
+            let killer = Arc::clone(&p.killer);
+            rt.spawn(async move { killer.preconnect().await });
+        }
+        for cb in callbacks {
+            shared
+                .hub
+                .spawn_callback(cb, Arc::clone(&shared.name))
+                .map_err(BuildError::CallbackThread)?;
+        }
+        if let Some(task) = server_task {
+            task(
+                Arc::clone(&self.monitor.server),
+                Arc::clone(&shared.acct),
+                rt,
+            );
+        }
+        crate::monitor::spawn(Arc::clone(&self.monitor), rt);
+        Ok(())
+    }
+}

@@ -1,0 +1,351 @@
+//! Every setting of a guard, its default, and its validation. The builder
+//! only writes these fields; `build()` validates them here and resolves the
+//! defaults that depend on other settings (recovery thresholds, time
+//! scale) before `assemble.rs` makes the running parts.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::alert::defaults::default_rules;
+use crate::alert::rule::Rule;
+use crate::alert::rule_set::RuleSet;
+use crate::alert::saturation::SaturationPolicy;
+use crate::alert::signal::Signal;
+use crate::error::{BuildError, MAX_DURATION};
+use crate::protect::breaker::BreakerConfig;
+use crate::protect::shed::ShedConfig;
+use crate::protect::timeout::DEFAULT_DRAIN;
+use crate::stats::anomaly;
+
+/// Default pool name when [`PoolGuardBuilder::name`](crate::PoolGuardBuilder::name) is not called.
+pub const DEFAULT_NAME: &str = "default";
+/// Default evaluation tick.
+pub const DEFAULT_TICK: Duration = Duration::from_secs(1);
+/// Default window for acquire-wait / hold-time percentiles and window counts.
+pub const DEFAULT_STATS_WINDOW: Duration = Duration::from_secs(60);
+/// Default capacity of the event channel (per stream backlog).
+pub const DEFAULT_EVENT_CAPACITY: usize = 1024;
+/// Largest accepted `event_capacity` (the channel preallocates its slots).
+pub const MAX_EVENT_CAPACITY: usize = 1 << 16;
+/// Default window of the exhaustion forecast's trend.
+pub const DEFAULT_FORECAST_WINDOW: Duration = Duration::from_secs(300);
+/// Default utilization the scale hint aims for.
+pub const DEFAULT_SCALE_TARGET: f64 = 0.60;
+
+/// Which rules the guard runs besides the ones given one by one.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum RuleBase {
+    /// The pool rules of the policy, then [`default_rules`], minus the
+    /// names removed.
+    Defaults {
+        /// Names removed with `without_rule`.
+        removed: Vec<String>,
+    },
+    /// Exactly the list given to `rules()` (a duplicate name and severity
+    /// in it, kept here, fails the build).
+    Replaced {
+        /// The first duplicate found in the list.
+        duplicate: Option<String>,
+    },
+}
+
+/// What the builder collects (everything but the pool, the callbacks, the
+/// classifier and the server watch, which are not plain settings).
+#[derive(Clone, Debug)]
+pub(crate) struct Settings {
+    pub(crate) name: Arc<str>,
+    pub(crate) policy: SaturationPolicy,
+    /// `None`: 5 points under the level's threshold.
+    pub(crate) warn_recover_below: Option<f64>,
+    pub(crate) critical_recover_below: Option<f64>,
+    pub(crate) tick: Duration,
+    pub(crate) stats_window: Duration,
+    pub(crate) event_capacity: usize,
+    pub(crate) base: RuleBase,
+    /// Rules added one by one (or the `rules()` list), in order.
+    pub(crate) rules: RuleSet,
+    pub(crate) leak_threshold: Option<Duration>,
+    pub(crate) forecast_window: Duration,
+    /// Bucket of the traffic baseline (one minute unless time-scaled).
+    pub(crate) baseline_bucket: Duration,
+    pub(crate) scale_target: f64,
+    pub(crate) instances: u32,
+    pub(crate) server_interval: Option<Duration>,
+    pub(crate) breaker: BreakerConfig,
+    pub(crate) shed: ShedConfig,
+    pub(crate) query_timeout: Option<Duration>,
+    pub(crate) drain_timeout: Duration,
+    pub(crate) time_scale: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            name: Arc::from(DEFAULT_NAME),
+            policy: SaturationPolicy::default(),
+            warn_recover_below: None,
+            critical_recover_below: None,
+            tick: DEFAULT_TICK,
+            stats_window: DEFAULT_STATS_WINDOW,
+            event_capacity: DEFAULT_EVENT_CAPACITY,
+            base: RuleBase::Defaults {
+                removed: Vec::new(),
+            },
+            rules: RuleSet::of(default_rules()),
+            leak_threshold: None,
+            forecast_window: DEFAULT_FORECAST_WINDOW,
+            baseline_bucket: anomaly::BUCKET,
+            scale_target: DEFAULT_SCALE_TARGET,
+            instances: 1,
+            server_interval: None,
+            breaker: BreakerConfig::default(),
+            shed: ShedConfig::default(),
+            query_timeout: None,
+            drain_timeout: DEFAULT_DRAIN,
+            time_scale: 1.0,
+        }
+    }
+}
+
+/// A ratio in `(0, 1)`: the pool rules fire *above* their threshold (the
+/// post-mortem's "> 80%"), so 1.0 could never fire on utilization.
+fn open_ratio(field: &'static str, v: f64) -> Result<(), BuildError> {
+    if v.is_finite() && v > 0.0 && v < 1.0 {
+        Ok(())
+    } else {
+        Err(BuildError::config(field, v, "must be a ratio in (0, 1)"))
+    }
+}
+
+/// `low` must not be above `high`.
+fn not_above(
+    (low_field, low): (&'static str, f64),
+    (high_field, high): (&'static str, f64),
+    reason: &'static str,
+) -> Result<(), BuildError> {
+    if low > high {
+        return Err(BuildError::config(
+            low_field,
+            format!("{low} ({high_field} = {high})"),
+            reason,
+        ));
+    }
+    Ok(())
+}
+
+impl Settings {
+    /// Replaces every rule with `rules` (no pool rules, no defaults).
+    pub(crate) fn replace_rules(&mut self, rules: impl IntoIterator<Item = Rule>) {
+        let list: Vec<Rule> = rules.into_iter().collect();
+        let duplicate = list.iter().enumerate().find_map(|(i, r)| {
+            list[..i]
+                .iter()
+                .any(|o| o.name == r.name && o.severity == r.severity)
+                .then(|| r.key())
+        });
+        self.base = RuleBase::Replaced { duplicate };
+        self.rules = RuleSet::of(list);
+    }
+
+    /// Removes every rule named `name`, the pool rules included.
+    pub(crate) fn remove_rule(&mut self, name: &str) {
+        self.rules.remove(name);
+        if let RuleBase::Defaults { removed } = &mut self.base {
+            removed.push(name.to_owned());
+        }
+    }
+
+    /// The policy with its recovery thresholds resolved: not given, they
+    /// follow their level down 5 points.
+    fn resolved_policy(&self) -> SaturationPolicy {
+        let below = |at: f64| if at > 0.1 { at - 0.05 } else { at / 2.0 };
+        let mut p = self.policy.clone();
+        p.warn_recover_below = self.warn_recover_below.unwrap_or(below(p.warn_at));
+        p.critical_recover_below = self.critical_recover_below.unwrap_or(below(p.critical_at));
+        p
+    }
+
+    fn validate_policy(p: &SaturationPolicy) -> Result<(), BuildError> {
+        open_ratio("warn_at", p.warn_at)?;
+        open_ratio("critical_at", p.critical_at)?;
+        open_ratio("warn_recover_below", p.warn_recover_below)?;
+        open_ratio("critical_recover_below", p.critical_recover_below)?;
+        if p.warn_at >= p.critical_at {
+            return Err(BuildError::config(
+                "warn_at",
+                format!("{} (critical_at = {})", p.warn_at, p.critical_at),
+                "must be below critical_at",
+            ));
+        }
+        not_above(
+            ("warn_recover_below", p.warn_recover_below),
+            ("warn_at", p.warn_at),
+            "must not be above warn_at",
+        )?;
+        not_above(
+            ("critical_recover_below", p.critical_recover_below),
+            ("critical_at", p.critical_at),
+            "must not be above critical_at",
+        )?;
+        not_above(
+            ("warn_recover_below", p.warn_recover_below),
+            ("critical_recover_below", p.critical_recover_below),
+            "must not be above critical_recover_below",
+        )?;
+        for (field, d) in [
+            ("warn_for", p.warn_for),
+            ("critical_for", p.critical_for),
+            ("recover_for", p.recover_for),
+        ] {
+            BuildError::check_span(field, d)?;
+        }
+        if !matches!(p.signal, Signal::Utilization | Signal::Demand) {
+            return Err(BuildError::config(
+                "signal",
+                format!("{:?}", p.signal),
+                "the pool rules take Signal::Utilization or Signal::Demand",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_monitoring(&self) -> Result<(), BuildError> {
+        BuildError::check_positive_span("tick", self.tick)?;
+        BuildError::check_span("stats_window", self.stats_window)?;
+        if self.stats_window < self.tick {
+            return Err(BuildError::config(
+                "stats_window",
+                format!("{:?} (tick = {:?})", self.stats_window, self.tick),
+                "must be at least one tick",
+            ));
+        }
+        if self.forecast_window < self.tick * 10 || self.forecast_window > MAX_DURATION {
+            return Err(BuildError::config(
+                "forecast_window",
+                format!("{:?} (tick = {:?})", self.forecast_window, self.tick),
+                "must span at least 10 ticks and at most one year",
+            ));
+        }
+        if self.event_capacity == 0 || self.event_capacity > MAX_EVENT_CAPACITY {
+            return Err(BuildError::config(
+                "event_capacity",
+                self.event_capacity,
+                "must be in 1..=65536",
+            ));
+        }
+        if self.name.is_empty() || self.name.contains('\0') {
+            return Err(BuildError::config(
+                "name",
+                format!("{:?}", self.name),
+                "must be non-empty, without NUL",
+            ));
+        }
+        if !(self.scale_target.is_finite() && self.scale_target > 0.0 && self.scale_target <= 1.0) {
+            return Err(BuildError::config(
+                "scale_target",
+                self.scale_target,
+                "must be a ratio in (0, 1]",
+            ));
+        }
+        if self.instances == 0 {
+            return Err(BuildError::config("instances", 0, "must be at least 1"));
+        }
+        if let Some(i) = self.server_interval {
+            BuildError::check_positive_span("watch_server", i)?;
+        }
+        if let Some(t) = self.leak_threshold {
+            BuildError::check_positive_span("leak_detection", t)?;
+        }
+        if !(self.time_scale.is_finite() && (1e-3..=1e6).contains(&self.time_scale)) {
+            return Err(BuildError::config(
+                "time_scale",
+                self.time_scale,
+                "must be a finite factor in 0.001..=1000000",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_protection(&self) -> Result<(), BuildError> {
+        self.breaker.validate()?;
+        if let Some(t) = self.query_timeout {
+            BuildError::check_positive_span("query_timeout", t)?;
+        }
+        BuildError::check_positive_span("drain_timeout", self.drain_timeout)?;
+        if let Some(w) = self.shed.max_wait {
+            BuildError::check_positive_span("shed.max_wait", w)?;
+        }
+        Ok(())
+    }
+
+    /// The rules the guard runs: the pool rules (unless replaced), then the
+    /// other rules; a later rule with the same name and severity wins.
+    fn rule_set(&self, policy: &SaturationPolicy) -> Result<RuleSet, BuildError> {
+        let mut all = RuleSet::default();
+        match &self.base {
+            RuleBase::Defaults { removed } => {
+                for r in policy.rules() {
+                    if !removed.iter().any(|n| **n == *r.name) {
+                        all.upsert(r);
+                    }
+                }
+            }
+            RuleBase::Replaced {
+                duplicate: Some(key),
+            } => {
+                return Err(BuildError::config(
+                    "rules",
+                    key,
+                    "two rules with the same name and severity",
+                ));
+            }
+            RuleBase::Replaced { duplicate: None } => {}
+        }
+        for r in self.rules.iter() {
+            r.validate(self.tick)?;
+            all.upsert(r.clone());
+        }
+        for r in all.iter() {
+            r.validate(self.tick)?;
+            if r.signal == Signal::ServerUtilization && self.server_interval.is_none() {
+                return Err(BuildError::config(
+                    "rule.signal",
+                    format!("rule `{}`: {:?}", r.key(), r.signal),
+                    "needs watch_server (PostgreSQL): without it the signal never has a value",
+                ));
+            }
+        }
+        Ok(all)
+    }
+
+    /// Validates every setting and returns the settings as the monitor runs
+    /// them: recovery thresholds resolved, every monitoring duration and
+    /// rule converted by the time scale, and the rule set assembled.
+    pub(crate) fn resolve(mut self) -> Result<(Self, RuleSet), BuildError> {
+        self.policy = self.resolved_policy();
+        Self::validate_policy(&self.policy)?;
+        self.validate_monitoring()?;
+        self.validate_protection()?;
+        let mut rules = self.rule_set(&self.policy)?;
+        let k = self.time_scale;
+        if k != 1.0 {
+            rules = rules.map(|r| r.time_scaled(k));
+            for d in [
+                &mut self.tick,
+                &mut self.stats_window,
+                &mut self.forecast_window,
+                &mut self.baseline_bucket,
+            ] {
+                *d = d.div_f64(k);
+            }
+            if self.tick < Duration::from_millis(1) {
+                return Err(BuildError::config(
+                    "time_scale",
+                    k,
+                    "leaves a tick under 1 ms (tokio's timer resolution): raise the tick or lower the factor",
+                ));
+            }
+        }
+        Ok((self, rules))
+    }
+}

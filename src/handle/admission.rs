@@ -1,0 +1,321 @@
+//! Protection on the call path: admission (circuit breaker, load shedding)
+//! before an acquire waits, outcome recording after the call, and query
+//! timeouts. The decisions live in `protect/` (breaker, classify, shed,
+//! timeout); this file applies them to the guard's calls, through the
+//! guard's [`Shared`] part, and reports what happened.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+use crate::error::{Cancelled, Error};
+use crate::monitor::Shared;
+use crate::protect::breaker::{Breaker, BreakerState, Change, Outcome, Permit};
+use crate::protect::shed::{self, ShedReason};
+use crate::report::events::{BreakerEvent, Event};
+
+/// One admitted call. Finish it with the call's result; dropping it
+/// unfinished (a cancelled call) records nothing and gives a half-open trial
+/// permit back.
+#[derive(Debug)]
+pub(crate) struct CallTicket<'a> {
+    core: &'a Shared,
+    trial: Option<u32>,
+    started: Instant,
+    done: bool,
+}
+
+impl CallTicket<'_> {
+    pub(crate) fn finish(mut self, outcome: Outcome) {
+        self.done = true;
+        let p = &self.core.protect;
+        match outcome {
+            Outcome::Success => p.metrics.success.increment(1),
+            Outcome::Failure => p.metrics.failure.increment(1),
+            _ => {}
+        }
+        if let Some(c) = p
+            .breaker
+            .record(self.trial, outcome, self.started.elapsed())
+        {
+            self.core.breaker_changed(c);
+        }
+    }
+
+    /// Finishes with the outcome of an sqlx result, by the classifier; an
+    /// acquire timeout while the pool kept serving others is overload,
+    /// which says nothing about the database's health (shedding's
+    /// business). (`PoolTimedOut` carries no state: the guard's last
+    /// timeout, which this call's just was, says.)
+    pub(crate) fn finish_sqlx<T>(self, r: &Result<T, sqlx::Error>) {
+        let outcome = match r {
+            Ok(_) => Outcome::Success,
+            Err(sqlx::Error::PoolTimedOut) if self.core.last_timeout_overloaded() => {
+                Outcome::Ignored
+            }
+            Err(e) => self.core.classify(e),
+        };
+        self.finish(outcome);
+    }
+
+    /// Finishes with the outcome of a guard result, judged on the guard's
+    /// own error: its refusals say nothing about the database (ignored), a
+    /// query timeout is a failure, an acquire timeout is ignored when the
+    /// pool kept serving others (overload) and otherwise judged as sqlx's
+    /// `PoolTimedOut` by the classifier, like every sqlx error.
+    pub(crate) fn finish_guard<T>(self, r: &Result<T, Error>) {
+        let outcome = match r {
+            Ok(_) => Outcome::Success,
+            Err(Error::AcquireTimeout { state, .. }) if state.overloaded() => Outcome::Ignored,
+            Err(Error::AcquireTimeout { source, .. } | Error::Sqlx(source)) => {
+                self.core.classify(source)
+            }
+            Err(Error::QueryTimeout { .. }) => Outcome::Failure,
+            Err(_) => Outcome::Ignored,
+        };
+        self.finish(outcome);
+    }
+}
+
+impl Drop for CallTicket<'_> {
+    fn drop(&mut self) {
+        if !self.done && self.trial.is_some() {
+            self.core
+                .protect
+                .breaker
+                .record(self.trial, Outcome::Ignored, Duration::ZERO);
+        }
+    }
+}
+
+impl Shared {
+    /// The configured classifier's verdict on an error: one judgement for
+    /// the breaker and for the query-error signals.
+    pub(crate) fn classify(&self, e: &sqlx::Error) -> Outcome {
+        (self.protect.breaker.classifier)(e)
+    }
+
+    /// Whether `e` is evidence of a failing database (the classifier says
+    /// `Failure`); anything else is an answer, not an error for the
+    /// error-rate rules.
+    pub(crate) fn is_failure(&self, e: &sqlx::Error) -> bool {
+        self.classify(e) == Outcome::Failure
+    }
+
+    /// A query result that is an answer from the database: success, or an
+    /// error the classifier does not count (constraint violation, row not
+    /// found, ...).
+    pub(crate) fn answered<T>(&self, r: &Result<T, sqlx::Error>) -> bool {
+        r.as_ref().err().is_none_or(|e| !self.is_failure(e))
+    }
+
+    /// Asks the breaker whether a call may go ahead. Rejections touch
+    /// nothing but an atomic or two and the breaker's lock.
+    pub(crate) fn admit(&self) -> Result<CallTicket<'_>, Error> {
+        let (permit, change) = self.protect.breaker.permit();
+        if let Some(c) = change {
+            self.breaker_changed(c);
+        }
+        match permit {
+            Permit::Granted { trial } => Ok(CallTicket {
+                core: self,
+                trial,
+                started: Instant::now(),
+                done: false,
+            }),
+            Permit::Rejected { retry_in } => {
+                self.acct.rejected_attempt();
+                self.protect.metrics.rejected.increment(1);
+                Err(Error::CircuitOpen {
+                    pool: Arc::clone(&self.name),
+                    state: self.protect.breaker.state().0,
+                    retry_in,
+                })
+            }
+        }
+    }
+
+    /// Runs one call under the breaker: admission, then `call`, then its
+    /// outcome by the classifier. A rejection never polls `call`.
+    pub(crate) async fn call<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, sqlx::Error> {
+        let ticket = self.admit()?;
+        let r = call.await;
+        ticket.finish_sqlx(&r);
+        r
+    }
+
+    /// [`call`](Self::call) for the guard's own API, which speaks
+    /// [`Error`].
+    pub(crate) async fn call_guard<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let ticket = self.admit()?;
+        let r = call.await;
+        ticket.finish_guard(&r);
+        r
+    }
+
+    /// Refuses an acquire whose wait is hopeless. Called right after the
+    /// acquire counted itself as a waiter, with the counts that step saw;
+    /// `deadline` is the caller's own, if shorter than the configured one.
+    pub(crate) fn shed_check(
+        &self,
+        in_use: u32,
+        waiters_ahead: u32,
+        deadline: Option<Duration>,
+    ) -> Result<(), Error> {
+        let p = &self.protect;
+        if !p.shed.enabled {
+            return Ok(());
+        }
+        let Some(reason) = shed::decide(
+            in_use.saturating_add(self.untracked.busy()),
+            waiters_ahead,
+            self.acct.max(),
+            p.hold_estimate.get(),
+            deadline.map_or(p.shed_deadline, |d| d.min(p.shed_deadline)),
+            p.max_waiters,
+        ) else {
+            return Ok(());
+        };
+        match reason {
+            ShedReason::TooManyWaiters { .. } => p.metrics.shed_waiters.increment(1),
+            _ => p.metrics.shed_hopeless.increment(1),
+        }
+        Err(Error::LoadShed {
+            pool: Arc::clone(&self.name),
+            reason,
+        })
+    }
+
+    /// Reports a breaker transition: event, gauge, log.
+    pub(crate) fn breaker_changed(&self, c: Change) {
+        self.protect
+            .metrics
+            .breaker_state
+            .set(f64::from(c.to.as_number()));
+        tracing::warn!(pool = %self.name, from = %c.from, to = %c.to, failure_rate = c.failure_rate,
+            slow_call_rate = c.slow_call_rate, calls = c.calls, retry_in = ?c.retry_in, shadow = c.shadow,
+            "circuit breaker");
+        self.hub.publish(Event::Breaker(BreakerEvent {
+            from: c.from,
+            to: c.to,
+            failure_rate: c.failure_rate,
+            slow_call_rate: c.slow_call_rate,
+            calls: c.calls,
+            retry_in: c.retry_in,
+            shadow: c.shadow,
+            at: SystemTime::now(),
+        }));
+    }
+
+    /// A query on a held connection or transaction (not admitted as a call)
+    /// timed out: still a failure for the breaker.
+    pub(crate) fn held_query_timed_out(&self, limit: Duration) {
+        if let Some(c) = self.protect.breaker.record(None, Outcome::Failure, limit) {
+            self.breaker_changed(c);
+        }
+        self.protect.metrics.failure.increment(1);
+    }
+
+    /// A query ran past its limit: counts it and builds the error.
+    pub(crate) fn query_timed_out(&self, limit: Duration, server: Cancelled) -> Error {
+        self.acct.query_timed_out();
+        self.protect.metrics.query_timeouts.increment(1);
+        tracing::warn!(pool = %self.name, ?limit, %server, "query timed out");
+        Error::QueryTimeout {
+            pool: Arc::clone(&self.name),
+            limit,
+            server,
+        }
+    }
+}
+
+/// Manual control and a view of the circuit breaker, from
+/// [`PoolGuard::breaker`](crate::PoolGuard::breaker). Every change of state
+/// is an [`Event::Breaker`] like the automatic ones (switching shadow mode on
+/// or off is not a change of state and sends none).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), poolguard::Error> {
+/// # let pool = sqlx::sqlite::SqlitePoolOptions::new().connect("sqlite::memory:").await?;
+/// # let guard = poolguard::PoolGuard::builder(pool).build()?;
+/// use poolguard::BreakerState;
+/// guard.breaker().force_open();                  // maintenance: fail fast
+/// assert!(guard.acquire().await.unwrap_err().is_rejected());
+/// guard.breaker().reset();                       // back to Closed
+/// assert_eq!(guard.breaker().state(), BreakerState::Closed);
+/// # Ok(()) }
+/// ```
+pub struct BreakerHandle<'a> {
+    pub(crate) core: &'a Shared,
+}
+
+impl std::fmt::Debug for BreakerHandle<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BreakerHandle")
+            .field("state", &self.state())
+            .field("metrics_only", &self.is_metrics_only())
+            .finish()
+    }
+}
+
+impl BreakerHandle<'_> {
+    fn apply(&self, f: impl FnOnce(&mut Breaker, Instant) -> Option<Change>) {
+        if let Some(c) = self.core.protect.breaker.control(f) {
+            self.core.breaker_changed(c);
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> BreakerState {
+        self.core.protect.breaker.state().0
+    }
+
+    /// Whether the breaker runs in shadow (MetricsOnly) mode.
+    pub fn is_metrics_only(&self) -> bool {
+        self.core.protect.breaker.state().1
+    }
+
+    /// (calls, failures, slow calls) in the sliding window now.
+    pub fn window(&self) -> (u32, u32, u32) {
+        let t = self.core.protect.breaker.tally();
+        (t.calls, t.failures, t.slow)
+    }
+
+    /// Rejects every call until changed by hand (Resilience4j's FORCED_OPEN).
+    pub fn force_open(&self) {
+        self.apply(|b, now| b.transition(BreakerState::ForcedOpen, now));
+    }
+
+    /// Moves to Closed now (with an empty window and no backoff, as any
+    /// move to Closed).
+    pub fn force_closed(&self) {
+        self.apply(|b, now| b.transition(BreakerState::Closed, now));
+    }
+
+    /// Passes every call and records nothing (DISABLED).
+    pub fn disable(&self) {
+        self.apply(|b, now| b.transition(BreakerState::Disabled, now));
+    }
+
+    /// Shadow mode on or off: the state machine runs and reports, but no
+    /// call is rejected (METRICS_ONLY).
+    pub fn set_metrics_only(&self, on: bool) {
+        self.apply(|b, _| {
+            b.set_metrics_only(on);
+            None
+        });
+    }
+
+    /// Back to Closed with an empty window and no backoff.
+    pub fn reset(&self) {
+        self.apply(|b, now| b.reset(now));
+    }
+}

@@ -1,0 +1,387 @@
+//! Connections and transactions handed out by the guard.
+//!
+//! Each owns a [`HoldTicket`]: the connection counts as in use until the
+//! value is dropped, whichever way that happens (end of scope, `?`, a
+//! cancelled future, a panicking task).
+
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use sqlx::pool::PoolConnection;
+use sqlx::{Acquire, Database, Transaction};
+
+use std::sync::Arc;
+
+use crate::handle::executor::TimedConnection;
+use crate::hot::accounting::HoldTicket;
+use crate::monitor::Shared;
+
+/// What `&mut *conn` and `&mut *tx` give on a [`GuardedConnection`] or a
+/// [`GuardedTransaction`]: the driver connection seen through the guard.
+///
+/// `&mut Guarded<DB>` is an [`sqlx::Executor`] like `&mut DB::Connection`,
+/// but each query is timed and counted (query latency and errors) and, with
+/// the guard's [`query_timeout`](crate::PoolGuardBuilder::query_timeout),
+/// cancelled on the server when it runs past it, exactly as on `&guard`.
+/// For everything else it dereferences to the driver connection, so
+/// `conn.ping()`, functions taking `&mut PgConnection` (deref coercion) and
+/// `&mut **conn` reach sqlx's own type.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let pool = sqlx::sqlite::SqlitePoolOptions::new().connect("sqlite::memory:").await?;
+/// let guard = poolguard::PoolGuard::builder(pool).build()?;
+/// let mut conn = guard.acquire().await?;
+/// sqlx::query("SELECT 1").execute(&mut *conn).await?; // timed and counted
+/// assert_eq!(guard.snapshot().queries_in_window, 1);
+/// # Ok(()) }
+/// ```
+pub struct Guarded<DB: Database> {
+    pub(crate) held: Held<DB>,
+    pub(crate) core: Arc<Shared>,
+    pub(crate) backend_id: Option<u64>,
+}
+
+/// The sqlx value a [`Guarded`] wraps.
+pub(crate) enum Held<DB: Database> {
+    Conn(PoolConnection<DB>),
+    Tx(Transaction<'static, DB>),
+}
+
+impl<DB: Database> Held<DB> {
+    pub(crate) fn conn(&mut self) -> &mut DB::Connection {
+        match self {
+            Held::Conn(c) => c,
+            Held::Tx(t) => t,
+        }
+    }
+
+    /// After a timeout that left the session in doubt: a pooled connection
+    /// is closed instead of returned; a transaction's session is ended on
+    /// the server (its rollback then fails and sqlx discards it).
+    pub(crate) fn poison(&mut self) {
+        if let Held::Conn(c) = self {
+            c.close_on_drop();
+        }
+    }
+}
+
+impl<DB: Database> Guarded<DB> {
+    fn new(held: Held<DB>, core: Arc<Shared>) -> Self {
+        Self {
+            held,
+            core,
+            backend_id: None,
+        }
+    }
+
+    /// An executor on this connection with its own query timeout (see
+    /// [`GuardedConnection::with_timeout`]).
+    pub(crate) fn timed(&mut self, limit: Option<Duration>) -> TimedConnection<'_, DB> {
+        TimedConnection {
+            target: &mut self.held,
+            core: &self.core,
+            backend_id: &mut self.backend_id,
+            limit,
+        }
+    }
+}
+
+impl<DB: Database> Deref for Guarded<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        match &self.held {
+            Held::Conn(c) => c,
+            Held::Tx(t) => t,
+        }
+    }
+}
+
+impl<DB: Database> DerefMut for Guarded<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        self.held.conn()
+    }
+}
+
+impl<DB: Database> std::fmt::Debug for Guarded<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guarded")
+            .field("pool", &self.core.name)
+            .field("held", &self.held)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<DB: Database> std::fmt::Debug for Held<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Held::Conn(c) => c.fmt(f),
+            Held::Tx(t) => t.fmt(f),
+        }
+    }
+}
+
+/// A pooled connection checked out through a [`PoolGuard`](crate::PoolGuard).
+///
+/// Dereferences to [`Guarded`], so `&mut *conn` is an executor exactly as
+/// with a [`PoolConnection`], and its queries are timed, counted and
+/// protected by the guard's query timeout; `&mut **conn` is the driver
+/// connection itself.
+pub struct GuardedConnection<DB: Database> {
+    inner: Guarded<DB>,
+    // Declared after `inner`: the connection is released before the count drops.
+    ticket: HoldTicket,
+}
+
+impl<DB: Database> GuardedConnection<DB> {
+    pub(crate) fn new(conn: PoolConnection<DB>, ticket: HoldTicket, core: Arc<Shared>) -> Self {
+        Self {
+            inner: Guarded::new(Held::Conn(conn), core),
+            ticket,
+        }
+    }
+
+    pub(crate) fn into_parts(self) -> (PoolConnection<DB>, HoldTicket) {
+        match self.inner.held {
+            Held::Conn(c) => (c, self.ticket),
+            Held::Tx(_) => unreachable!("a GuardedConnection holds a connection"),
+        }
+    }
+
+    /// The driver connection.
+    pub(crate) fn raw(&mut self) -> &mut DB::Connection {
+        self.inner.held.conn()
+    }
+
+    pub(crate) fn shared(&self) -> &Shared {
+        &self.inner.core
+    }
+
+    /// Drops the connection without returning it to the pool (its session
+    /// is in doubt after a timeout); the pool may open a replacement.
+    pub(crate) fn discard(self) {
+        drop(self.into_parts().0.detach());
+    }
+
+    /// An executor on this connection whose queries time out after `limit`
+    /// and are then cancelled on the server; if the connection cannot be
+    /// proven clean afterwards it is closed when dropped instead of
+    /// returned to the pool.
+    pub fn with_timeout(&mut self, limit: Duration) -> TimedConnection<'_, DB> {
+        self.inner.timed(Some(limit))
+    }
+
+    /// How long this connection has been held.
+    pub fn held_for(&self) -> Duration {
+        self.ticket.held_for()
+    }
+
+    /// The sqlx pool connection, for functions that take `&mut PoolConnection<DB>`.
+    pub fn as_pool_connection_mut(&mut self) -> &mut PoolConnection<DB> {
+        match &mut self.inner.held {
+            Held::Conn(c) => c,
+            Held::Tx(_) => unreachable!("a GuardedConnection holds a connection"),
+        }
+    }
+
+    /// Closes the connection instead of returning it to the pool.
+    pub async fn close(self) -> Result<(), sqlx::Error> {
+        let (conn, _ticket) = self.into_parts();
+        conn.close().await
+    }
+
+    /// Takes the connection out of the pool for good (see
+    /// [`PoolConnection::detach`]); it stops counting as in use.
+    pub fn detach(self) -> DB::Connection {
+        self.into_parts().0.detach()
+    }
+}
+
+impl<DB: Database> Deref for GuardedConnection<DB> {
+    type Target = Guarded<DB>;
+    fn deref(&self) -> &Guarded<DB> {
+        &self.inner
+    }
+}
+
+impl<DB: Database> DerefMut for GuardedConnection<DB> {
+    fn deref_mut(&mut self) -> &mut Guarded<DB> {
+        &mut self.inner
+    }
+}
+
+impl<DB: Database> std::fmt::Debug for GuardedConnection<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedConnection")
+            .field("conn", &self.inner.held)
+            .field("held_for", &self.held_for())
+            .finish()
+    }
+}
+
+/// A connection from the generic [`sqlx::Acquire::acquire`] on `&PoolGuard`:
+/// counted in use until dropped like a [`GuardedConnection`], but it
+/// dereferences to the driver connection, as that trait requires, so its
+/// queries are not timed (use [`PoolGuard::acquire`](crate::PoolGuard::acquire)
+/// for that).
+pub struct CountedConnection<DB: Database> {
+    conn: PoolConnection<DB>,
+    // Declared after `conn`: the connection is released before the count drops.
+    _ticket: HoldTicket,
+}
+
+impl<DB: Database> From<GuardedConnection<DB>> for CountedConnection<DB> {
+    fn from(c: GuardedConnection<DB>) -> Self {
+        let (conn, ticket) = c.into_parts();
+        Self {
+            conn,
+            _ticket: ticket,
+        }
+    }
+}
+
+impl<DB: Database> Deref for CountedConnection<DB> {
+    type Target = DB::Connection;
+    fn deref(&self) -> &DB::Connection {
+        &self.conn
+    }
+}
+
+impl<DB: Database> DerefMut for CountedConnection<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
+        &mut self.conn
+    }
+}
+
+impl<DB: Database> std::fmt::Debug for CountedConnection<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountedConnection")
+            .field("conn", &self.conn)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'c, DB: Database> Acquire<'c> for &'c mut GuardedConnection<DB> {
+    type Database = DB;
+    type Connection = &'c mut DB::Connection;
+
+    fn acquire(self) -> BoxFuture<'c, Result<Self::Connection, sqlx::Error>> {
+        Box::pin(std::future::ready(Ok(self.inner.held.conn())))
+    }
+
+    fn begin(self) -> BoxFuture<'c, Result<Transaction<'c, DB>, sqlx::Error>> {
+        Transaction::begin(self.inner.held.conn(), None)
+    }
+}
+
+/// A transaction on a connection checked out through the guard.
+///
+/// Dereferences to [`Guarded`] (`&mut *tx` is an executor whose queries are
+/// timed, counted and protected like those on `&guard`); commit or roll
+/// back as with [`Transaction`]. Dropped without either, it rolls back.
+pub struct GuardedTransaction<DB: Database> {
+    inner: Guarded<DB>,
+    // Declared after `inner`: the connection is released before the count drops.
+    ticket: HoldTicket,
+}
+
+impl<DB: Database> GuardedTransaction<DB> {
+    pub(crate) fn new(tx: Transaction<'static, DB>, ticket: HoldTicket, core: Arc<Shared>) -> Self {
+        Self {
+            inner: Guarded::new(Held::Tx(tx), core),
+            ticket,
+        }
+    }
+
+    fn tx(&mut self) -> &mut Transaction<'static, DB> {
+        match &mut self.inner.held {
+            Held::Tx(t) => t,
+            Held::Conn(_) => unreachable!("a GuardedTransaction holds a transaction"),
+        }
+    }
+
+    fn into_tx(self) -> (Transaction<'static, DB>, HoldTicket) {
+        match self.inner.held {
+            Held::Tx(t) => (t, self.ticket),
+            Held::Conn(_) => unreachable!("a GuardedTransaction holds a transaction"),
+        }
+    }
+
+    /// An executor in this transaction whose queries time out after `limit`
+    /// and are then cancelled on the server (PostgreSQL then aborts the
+    /// transaction: roll it back). If the cancel cannot be confirmed, the
+    /// server session is ended, so the connection is discarded rather than
+    /// reused.
+    ///
+    /// ```no_run
+    /// # async fn f(guard: poolguard::PoolGuard<sqlx::Postgres>) -> Result<(), sqlx::Error> {
+    /// use std::time::Duration;
+    /// let mut tx = guard.begin().await?;
+    /// sqlx::query("UPDATE t SET v = v + 1").execute(tx.with_timeout(Duration::from_secs(2))).await?;
+    /// tx.commit().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_timeout(&mut self, limit: Duration) -> TimedConnection<'_, DB> {
+        self.inner.timed(Some(limit))
+    }
+
+    /// Commits the transaction.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        let (tx, _ticket) = self.into_tx();
+        tx.commit().await
+    }
+
+    /// Rolls the transaction back.
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        let (tx, _ticket) = self.into_tx();
+        tx.rollback().await
+    }
+
+    /// How long the connection has been held.
+    pub fn held_for(&self) -> Duration {
+        self.ticket.held_for()
+    }
+
+    /// The sqlx transaction, for functions that take `&mut Transaction<'_, DB>`.
+    /// It stays counted as in use: the guard still owns it.
+    pub fn as_transaction_mut(&mut self) -> &mut Transaction<'static, DB> {
+        self.tx()
+    }
+}
+
+impl<DB: Database> Deref for GuardedTransaction<DB> {
+    type Target = Guarded<DB>;
+    fn deref(&self) -> &Guarded<DB> {
+        &self.inner
+    }
+}
+
+impl<DB: Database> DerefMut for GuardedTransaction<DB> {
+    fn deref_mut(&mut self) -> &mut Guarded<DB> {
+        &mut self.inner
+    }
+}
+
+impl<DB: Database> std::fmt::Debug for GuardedTransaction<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuardedTransaction")
+            .field("tx", &self.inner.held)
+            .field("held_for", &self.held_for())
+            .finish()
+    }
+}
+
+impl<'t, DB: Database> Acquire<'t> for &'t mut GuardedTransaction<DB> {
+    type Database = DB;
+    type Connection = &'t mut DB::Connection;
+
+    fn acquire(self) -> BoxFuture<'t, Result<Self::Connection, sqlx::Error>> {
+        self.tx().acquire()
+    }
+
+    fn begin(self) -> BoxFuture<'t, Result<Transaction<'t, DB>, sqlx::Error>> {
+        self.tx().begin()
+    }
+}

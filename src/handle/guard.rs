@@ -1,0 +1,446 @@
+//! `PoolGuard`: the handle users hold instead of (or beside) their `Pool`.
+
+use std::future::Future;
+use std::panic::Location;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::pool::MaybePoolConnection;
+use sqlx::{Database, Pool, Transaction};
+
+use super::admission::BreakerHandle;
+use super::connection::{GuardedConnection, GuardedTransaction};
+use crate::alert::rule::Rule;
+use crate::alert::saturation::Level;
+use crate::error::{Error, PoolState};
+use crate::hot::accounting::HoldTicket;
+use crate::monitor::{Monitor, Shared};
+use crate::report::events::EventStream;
+use crate::report::health::Health;
+use crate::report::snapshot::{AlertStatus, Snapshot};
+use crate::stats::forecast::Forecast;
+use crate::stats::scale::{ScaleHint, ServerCapacity};
+
+/// A watched `sqlx::Pool`. Cheap to clone (one `Arc`); all clones share the
+/// same counts, levels and events. The monitor task stops when the last clone
+/// is dropped.
+///
+/// `&PoolGuard<DB>` is an [`sqlx::Executor`] and [`sqlx::Acquire`], so it goes
+/// wherever `&Pool<DB>` went.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use poolguard::{PoolGuard, SaturationEvent};
+///
+/// let pool = sqlx::sqlite::SqlitePoolOptions::new()
+///     .max_connections(5)
+///     .connect("sqlite::memory:")
+///     .await?;
+/// let guard = PoolGuard::builder(pool)
+///     .name("orders-db")
+///     .warn_at(0.80).warn_for(Duration::from_secs(300))
+///     .critical_at(0.90).critical_for(Duration::from_secs(120))
+///     .on_saturation(|e: &SaturationEvent| eprintln!("{} -> {}", e.previous, e.level))
+///     .build()?;
+///
+/// let mut conn = guard.acquire().await?;                 // timed, counted
+/// sqlx::query("SELECT 1").execute(&mut *conn).await?;
+/// drop(conn);
+/// let tx = guard.begin().await?;                         // same accounting
+/// tx.commit().await?;
+/// sqlx::query("SELECT 1").execute(&guard).await?;        // &PoolGuard is an Executor
+/// let snap = guard.snapshot();                           // for /health
+/// assert_eq!(snap.in_use, 0);
+/// assert_eq!(snap.acquires_total, 3);
+/// # Ok(()) }
+/// ```
+pub struct PoolGuard<DB: Database> {
+    inner: Arc<Inner<DB>>,
+}
+
+struct Inner<DB: Database> {
+    pool: Pool<DB>,
+    /// What the call path needs (connections and transactions hold it too).
+    shared: Arc<Shared>,
+    /// The monitor's state, for the readers (snapshot, alerts, level).
+    monitor: Arc<Monitor>,
+}
+
+impl<DB: Database> Drop for Inner<DB> {
+    fn drop(&mut self) {
+        self.shared.acct.close();
+    }
+}
+
+impl<DB: Database> Clone for PoolGuard<DB> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<DB: Database> std::fmt::Debug for PoolGuard<DB> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PoolGuard")
+            .field("name", &self.inner.shared.name)
+            .field("pool", &self.inner.pool)
+            .field("counters", &self.inner.shared.acct.counters())
+            .finish()
+    }
+}
+
+impl<DB: Database> PoolGuard<DB> {
+    pub(crate) fn from_parts(pool: Pool<DB>, shared: Arc<Shared>, monitor: Arc<Monitor>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                pool,
+                shared,
+                monitor,
+            }),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.inner.shared
+    }
+
+    /// The wrapped pool. Connections taken from it directly are not counted.
+    pub fn pool(&self) -> &Pool<DB> {
+        &self.inner.pool
+    }
+
+    /// The pool's name as used in metrics and events.
+    pub fn name(&self) -> &str {
+        &self.inner.shared.name
+    }
+
+    /// Acquires a connection like [`Pool::acquire`], counting the wait, the
+    /// hold and a timeout. On timeout the error carries the pool state.
+    ///
+    /// Cancel-safe: dropping the future removes the waiter. The caller's
+    /// location is recorded for leak reports (`#[track_caller]`).
+    #[track_caller]
+    pub fn acquire(&self) -> impl Future<Output = Result<GuardedConnection<DB>, Error>> + '_ {
+        self.acquire_guarded(Location::caller())
+    }
+
+    /// Breaker admission, then [`acquire_at`](Self::acquire_at); the
+    /// acquire's outcome counts for the breaker.
+    pub(crate) async fn acquire_guarded(
+        &self,
+        location: &'static Location<'static>,
+    ) -> Result<GuardedConnection<DB>, Error> {
+        self.inner
+            .shared
+            .call_guard(self.acquire_at(location))
+            .await
+    }
+
+    /// Load shedding, then the counted acquire.
+    pub(crate) async fn acquire_at(
+        &self,
+        location: &'static Location<'static>,
+    ) -> Result<GuardedConnection<DB>, Error> {
+        self.acquire_until(location, None).await
+    }
+
+    /// Like [`acquire`](Self::acquire), but gives up after `deadline` (the
+    /// caller's remaining time, e.g. what is left of a request's budget)
+    /// instead of the pool's `acquire_timeout`, if that is sooner; load
+    /// shedding judges the estimated wait against it too.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), poolguard::Error> {
+    /// # let pool = sqlx::sqlite::SqlitePoolOptions::new().connect("sqlite::memory:").await?;
+    /// # let guard = poolguard::PoolGuard::builder(pool).build()?;
+    /// use std::time::Duration;
+    /// let conn = guard.acquire_within(Duration::from_millis(250)).await?;
+    /// # drop(conn); Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn acquire_within(
+        &self,
+        deadline: Duration,
+    ) -> impl Future<Output = Result<GuardedConnection<DB>, Error>> + '_ {
+        let location = Location::caller();
+        self.inner
+            .shared
+            .call_guard(self.acquire_until(location, Some(deadline)))
+    }
+
+    async fn acquire_until(
+        &self,
+        location: &'static Location<'static>,
+        deadline: Option<Duration>,
+    ) -> Result<GuardedConnection<DB>, Error> {
+        let core = &self.inner.shared;
+        let pool = &self.inner.pool;
+        let (conn, ticket) = counted_acquire(core, location, deadline, || pool.acquire()).await?;
+        Ok(GuardedConnection::new(conn, ticket, Arc::clone(core)))
+    }
+
+    /// Takes an idle connection if one is available right now, like
+    /// [`Pool::try_acquire`] (which fails often just after a release, while
+    /// sqlx pings the returned connection).
+    #[track_caller]
+    pub fn try_acquire(&self) -> Option<GuardedConnection<DB>> {
+        let ticket = self.inner.shared.acct.start_wait(Location::caller());
+        // A `None` drops the ticket: no waiter, no outcome counted.
+        let conn = self.inner.pool.try_acquire()?;
+        Some(GuardedConnection::new(
+            conn,
+            ticket.acquired(),
+            Arc::clone(&self.inner.shared),
+        ))
+    }
+
+    /// Acquires a connection and begins a transaction; the connection counts
+    /// as in use until the transaction is committed, rolled back or dropped.
+    #[track_caller]
+    pub fn begin(&self) -> impl Future<Output = Result<GuardedTransaction<DB>, Error>> + '_ {
+        self.begin_at(Location::caller(), None)
+    }
+
+    /// Like [`begin`](Self::begin) with a custom `BEGIN` statement, as
+    /// [`Pool::begin_with`] (e.g. `"BEGIN ISOLATION LEVEL SERIALIZABLE"`).
+    #[track_caller]
+    pub fn begin_with(
+        &self,
+        statement: impl sqlx::SqlSafeStr,
+    ) -> impl Future<Output = Result<GuardedTransaction<DB>, Error>> + '_ {
+        self.begin_at(Location::caller(), Some(statement.into_sql_str()))
+    }
+
+    /// Begins a transaction on an idle connection if one is available right
+    /// now, as [`Pool::try_begin`].
+    #[track_caller]
+    pub fn try_begin(
+        &self,
+    ) -> impl Future<Output = Result<Option<GuardedTransaction<DB>>, Error>> + '_ {
+        let conn = self.try_acquire();
+        let core = &self.inner.shared;
+        async move {
+            let Some(conn) = conn else {
+                return Ok(None);
+            };
+            let (conn, ticket) = conn.into_parts();
+            let tx = Transaction::begin(MaybePoolConnection::PoolConnection(conn), None).await?;
+            Ok(Some(GuardedTransaction::new(tx, ticket, Arc::clone(core))))
+        }
+    }
+
+    fn begin_at(
+        &self,
+        location: &'static Location<'static>,
+        statement: Option<sqlx::SqlStr>,
+    ) -> impl Future<Output = Result<GuardedTransaction<DB>, Error>> + '_ {
+        let core = &self.inner.shared;
+        core.call_guard(async move {
+            let (conn, ticket) = self.acquire_at(location).await?.into_parts();
+            let tx =
+                Transaction::begin(MaybePoolConnection::PoolConnection(conn), statement).await?;
+            Ok(GuardedTransaction::new(tx, ticket, Arc::clone(core)))
+        })
+    }
+
+    /// Closes the pool, as [`Pool::close`]: new acquires fail with
+    /// `PoolClosed` (not counted against the database by the breaker), and
+    /// the future resolves once every connection is returned and closed.
+    pub fn close(&self) -> impl Future<Output = ()> + '_ {
+        self.inner.pool.close()
+    }
+
+    /// Whether [`close`](Self::close) was called, as [`Pool::is_closed`].
+    pub fn is_closed(&self) -> bool {
+        self.inner.pool.is_closed()
+    }
+
+    /// Open connections, idle ones included, as [`Pool::size`] (sqlx's
+    /// count, which lags a release by its ping).
+    pub fn size(&self) -> u32 {
+        self.inner.pool.size()
+    }
+
+    /// Idle connections, as [`Pool::num_idle`] (sqlx's count).
+    pub fn num_idle(&self) -> usize {
+        self.inner.pool.num_idle()
+    }
+
+    /// Records one request the application served, so the request rules
+    /// (5xx rate, 504 count, request P95) run on the app's own numbers.
+    /// Call it once per request, e.g. from a middleware; a few atomic adds.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), poolguard::Error> {
+    /// # let pool = sqlx::sqlite::SqlitePoolOptions::new().connect("sqlite::memory:").await?;
+    /// # let guard = poolguard::PoolGuard::builder(pool).build()?;
+    /// let started = std::time::Instant::now();
+    /// // ... handle the request ...
+    /// guard.record_request(504, started.elapsed());
+    /// # Ok(()) }
+    /// ```
+    pub fn record_request(&self, status: u16, latency: Duration) {
+        self.inner.shared.acct.record_request(status, latency);
+    }
+
+    /// The circuit breaker: its state and manual control.
+    pub fn breaker(&self) -> BreakerHandle<'_> {
+        BreakerHandle {
+            core: &self.inner.shared,
+        }
+    }
+
+    /// Every rule's state, in rule order.
+    pub fn alerts(&self) -> Vec<AlertStatus> {
+        self.inner.monitor.alerts()
+    }
+
+    /// The rules this guard evaluates.
+    pub fn rules(&self) -> &[Rule] {
+        &self.inner.monitor.rules
+    }
+
+    /// The exhaustion forecast as of the last tick.
+    pub fn forecast(&self) -> Forecast {
+        self.inner.monitor.forecast()
+    }
+
+    /// The pool size the current load needs for the scale target.
+    pub fn scale_hint(&self) -> ScaleHint {
+        self.inner.monitor.scale_hint()
+    }
+
+    /// The server's connection capacity, when watched (PostgreSQL,
+    /// `PoolGuardBuilder::watch_server` (feature `postgres`)) and read at least once.
+    pub fn server_capacity(&self) -> Option<ServerCapacity> {
+        *self.inner.monitor.server.lock()
+    }
+
+    /// The pool now, with percentiles over the recent window.
+    pub fn snapshot(&self) -> Snapshot {
+        self.inner.monitor.snapshot()
+    }
+
+    /// Healthy, degraded or unhealthy, and why: the firing rules (a
+    /// critical one makes it unhealthy, a warning degraded) and the circuit
+    /// breaker (open: unhealthy; half-open: degraded; ignored in
+    /// metrics-only mode), with the snapshot behind them. One call for a
+    /// `/health` endpoint; with the `serde` feature it serializes.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), poolguard::Error> {
+    /// # let pool = sqlx::sqlite::SqlitePoolOptions::new().connect("sqlite::memory:").await?;
+    /// # let guard = poolguard::PoolGuard::builder(pool).build()?;
+    /// use poolguard::HealthStatus;
+    /// let health = guard.health();
+    /// assert_eq!(health.status, HealthStatus::Healthy);
+    /// guard.breaker().force_open();
+    /// let health = guard.health();
+    /// assert_eq!(health.status, HealthStatus::Unhealthy);
+    /// assert_eq!(health.reasons, ["circuit breaker forced_open"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn health(&self) -> Health {
+        let breaker = self.breaker();
+        Health::judge(
+            self.alerts(),
+            breaker.state(),
+            breaker.is_metrics_only(),
+            self.snapshot(),
+        )
+    }
+
+    /// The current saturation level: the highest severity among the firing
+    /// pool rules.
+    pub fn level(&self) -> Level {
+        self.inner.monitor.level()
+    }
+
+    /// A stream of every event from now on. Any number may be open.
+    pub fn events(&self) -> EventStream {
+        self.inner.shared.hub.subscribe()
+    }
+
+    /// Ends the current tick and evaluates it now, windows, forecast and
+    /// every rule included: a hook for the benchmarks of the tick's cost
+    /// (feature `bench-hooks`; not a stable API).
+    #[cfg(feature = "bench-hooks")]
+    #[doc(hidden)]
+    pub fn evaluate_tick_now(&self) {
+        self.inner
+            .monitor
+            .evaluate_until(crate::monitor::TickEnd::Now);
+    }
+
+    /// Evaluates levels and publishes gauges now, without waiting for the
+    /// monitor's next wake (which comes within one tick anyway).
+    pub fn evaluate_now(&self) {
+        self.inner.monitor.evaluate();
+    }
+}
+
+/// The counted acquire every path shares: a waiter from the start, load
+/// shedding on the counts that step saw, the wait (bounded by `deadline`),
+/// then a held connection, a timeout carrying the pool state, or a failure.
+/// The timeout's pool state reads the pool's own counts through the same
+/// reader the monitor uses (sqlx's, or the model's for a `SimPool`).
+pub(crate) async fn counted_acquire<C, F>(
+    core: &Arc<Shared>,
+    location: &'static Location<'static>,
+    deadline: Option<Duration>,
+    acquire: impl FnOnce() -> F,
+) -> Result<(C, HoldTicket), Error>
+where
+    F: Future<Output = Result<C, sqlx::Error>>,
+{
+    let (ticket, in_use, ahead) = core.acct.start_wait_seen(location);
+    // Refused: dropping the unresolved ticket removes the waiter again.
+    core.shed_check(in_use, ahead, deadline)?;
+    // The pool's future is made here, in this future's own state, not
+    // moved in from the caller (measured: a moved-in sqlx acquire future
+    // cost about 1,000 instructions of memcpy per acquire).
+    let acquired = match deadline {
+        None => acquire().await,
+        Some(d) => tokio::time::timeout(d, acquire())
+            .await
+            .unwrap_or(Err(sqlx::Error::PoolTimedOut)),
+    };
+    match acquired {
+        Ok(conn) => Ok((conn, ticket.acquired())),
+        Err(sqlx::Error::PoolTimedOut) => {
+            let c = core.acct.counters();
+            let (waited, served_while_waiting) = ticket.timed_out();
+            core.note_timeout(served_while_waiting > 0);
+            let stats = core.pool_stats();
+            let (total, idle) = (stats.size, stats.idle);
+            let state = PoolState {
+                total,
+                in_use: c.in_use,
+                untracked: total.saturating_sub(idle).saturating_sub(c.in_use),
+                idle,
+                max: core.acct.max(),
+                waiting: c.waiters.saturating_sub(1),
+                waited,
+                served_while_waiting,
+            };
+            // Logged here too: the `Executor` path converts the error to
+            // `sqlx::Error::PoolTimedOut`, which cannot carry the state.
+            tracing::warn!(pool = %core.name, %state, "connection acquire timed out");
+            Err(Error::AcquireTimeout {
+                pool: Arc::clone(&core.name),
+                state,
+                source: sqlx::Error::PoolTimedOut,
+            })
+        }
+        Err(e) => {
+            ticket.failed();
+            Err(Error::Sqlx(e))
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! What the user holds: the [`guard`](crate::PoolGuard), its connections
+//! and transactions ([`connection`]), the sqlx trait impls ([`executor`]) and
+//! the model pool for replays ([`sim`]).
+
+pub(crate) mod admission;
+pub(crate) mod connection;
+pub(crate) mod executor;
+pub(crate) mod guard;
+pub(crate) mod in_flight;
+pub(crate) mod query;
+pub mod sim;

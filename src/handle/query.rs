@@ -1,0 +1,187 @@
+//! One query on a held connection, timed and counted, with an optional
+//! limit: the backend id is read first (once per connection, under the
+//! query's deadline), and an expired query is cancelled on the server and
+//! drained (`protect/timeout.rs`); a connection that cannot be proven clean
+//! is ended on the server. Used by every `Executor` path of the guard.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::BoxStream;
+use futures::TryStreamExt;
+use sqlx::{Database, Either, Execute, Executor};
+use tokio::time::Instant;
+
+use crate::error::Cancelled;
+use crate::hot::accounting::QueryTicket;
+use crate::monitor::Shared;
+use crate::protect::timeout::Timed;
+
+/// What `fetch_many` streams.
+pub(crate) type Rows<'e, DB> = BoxStream<
+    'e,
+    Result<Either<<DB as Database>::QueryResult, <DB as Database>::Row>, sqlx::Error>,
+>;
+
+pub(crate) type Yielder<DB> = sqlx_core::ext::async_stream::Yielder<
+    Either<<DB as Database>::QueryResult, <DB as Database>::Row>,
+>;
+
+/// A query that ran past its limit, and what happened on the server.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TimedOut {
+    pub(crate) limit: Duration,
+    pub(crate) server: Cancelled,
+}
+
+/// The query's own result, or its timeout.
+pub(crate) type Timeboxed<T> = Result<Result<T, sqlx::Error>, TimedOut>;
+
+/// After a timeout: whether the connection is clean. If it is not, the
+/// server session is ended (awaited, bounded) before the connection is
+/// closed, so its id cannot have been reused by then.
+pub(crate) async fn after_timeout(core: &Shared, id: Option<u64>, server: Cancelled) -> bool {
+    let clean = server == Cancelled::Clean;
+    if !clean {
+        if let Some(id) = id {
+            core.protect.killer.terminate(id, core.protect.drain).await;
+        }
+    }
+    clean
+}
+
+/// Reads the session's backend id into `id_cache` unless it is there. The
+/// limit covers this read too: a stalled server must not hang the call
+/// before its timeout even starts.
+async fn read_backend_id<DB: Database>(
+    core: &Shared,
+    conn: &mut DB::Connection,
+    deadline: Instant,
+    limit: Duration,
+    id_cache: &mut Option<u64>,
+    q: &mut Option<QueryTicket>,
+) -> Timeboxed<()> {
+    let killer = &core.protect.killer;
+    if id_cache.is_some() || !killer.supported() {
+        return Ok(Ok(()));
+    }
+    match tokio::time::timeout_at(deadline, killer.backend_id(conn)).await {
+        Ok(Ok(id)) => {
+            *id_cache = id;
+            Ok(Ok(()))
+        }
+        Ok(Err(e)) => Ok(Err(e)),
+        Err(_) => {
+            if let Some(q) = q.take() {
+                q.finish(false);
+            }
+            Err(TimedOut {
+                limit,
+                server: Cancelled::Closed,
+            })
+        }
+    }
+}
+
+/// One `fetch_optional` on `conn` with an optional limit.
+pub(crate) async fn optional_on<'q, DB, E>(
+    core: &Shared,
+    conn: &mut DB::Connection,
+    query: E,
+    limit: Option<Duration>,
+    id_cache: &mut Option<u64>,
+) -> Timeboxed<Option<DB::Row>>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    E: 'q + Execute<'q, DB>,
+{
+    let mut q = Some(core.acct.start_query());
+    let Some(limit) = limit else {
+        let r = conn.fetch_optional(query).await;
+        q.expect("started").finish(core.answered(&r));
+        return Ok(r);
+    };
+    let deadline = Instant::now() + limit;
+    if let Err(e) = read_backend_id::<DB>(core, conn, deadline, limit, id_cache, &mut q).await? {
+        return Ok(Err(e));
+    }
+    let q = q.expect("finished only on a timeout");
+    let killer = Arc::clone(&core.protect.killer);
+    match killer
+        .timed(
+            conn.fetch_optional(query),
+            deadline,
+            *id_cache,
+            core.protect.drain,
+        )
+        .await
+    {
+        Timed::Done(r) => {
+            q.finish(core.answered(&r));
+            Ok(r)
+        }
+        Timed::TimedOut(server) => {
+            q.finish(false);
+            Err(TimedOut { limit, server })
+        }
+    }
+}
+
+/// One `fetch_many` on `conn`, yielding as it goes.
+pub(crate) async fn many_on<'q, DB, E>(
+    core: &Shared,
+    conn: &mut DB::Connection,
+    query: E,
+    limit: Option<Duration>,
+    id_cache: &mut Option<u64>,
+    yielder: &Yielder<DB>,
+) -> Timeboxed<()>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    E: 'q + Execute<'q, DB>,
+{
+    let mut q = Some(core.acct.start_query());
+    let deadline = limit.map(|l| Instant::now() + l);
+    if let (Some(at), Some(l)) = (deadline, limit) {
+        if let Err(e) = read_backend_id::<DB>(core, conn, at, l, id_cache, &mut q).await? {
+            return Ok(Err(e));
+        }
+    }
+    let q = q.expect("finished only on a timeout");
+    let mut rows = conn.fetch_many(query);
+    loop {
+        let next = match deadline {
+            None => rows.try_next().await,
+            Some(at) => match tokio::time::timeout_at(at, rows.try_next()).await {
+                Ok(next) => next,
+                Err(_) => break,
+            },
+        };
+        match next {
+            Ok(Some(v)) => yielder.r#yield(v).await,
+            Ok(None) => {
+                q.finish(true);
+                return Ok(Ok(()));
+            }
+            Err(e) => {
+                q.finish(!core.is_failure(&e));
+                return Ok(Err(e));
+            }
+        }
+    }
+    // Timed out: cancel on the server and drain the rest of the stream.
+    q.finish(false);
+    let limit = limit.expect("only a deadline breaks the loop");
+    let rest = async {
+        while rows.try_next().await?.is_some() {}
+        Ok(())
+    };
+    let server = core
+        .protect
+        .killer
+        .cancel_and_drain(*id_cache, rest, core.protect.drain)
+        .await;
+    Err(TimedOut { limit, server })
+}

@@ -1,0 +1,422 @@
+//! The hot path: exact, cancel- and panic-safe counts of connections.
+//!
+//! Every count that goes up on entry goes down in a `Drop`:
+//! [`WaitTicket`] holds one waiter from the start of an acquire until it
+//! succeeds, fails or its future is dropped; [`HoldTicket`] holds one
+//! connection in use until the connection (or the transaction owning it) is
+//! dropped, including while a panicking task unwinds.
+//!
+//! Cost per acquire/release pair: two `Instant::now()`, a handful of relaxed
+//! atomics, two cached histogram records. No allocation, no lock. The level
+//! decision is not made here: when a count crosses one of the four level edges
+//! the monitor task is woken through a [`Notify`] (a permit, no allocation).
+
+use std::panic::Location;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::edges::Edges;
+use super::handles::HotMetrics;
+use super::histogram::{AtomicHistogram, HistSet};
+use super::leak::{Claim, LeakTable};
+
+/// One waiter in [`Accounting::slots`] (high half).
+const WAITER: u64 = 1 << 32;
+/// One connection in use in [`Accounting::slots`] (low half).
+const IN_USE: u64 = 1;
+
+fn split(slots: u64) -> (u32, u32) {
+    ((slots & 0xFFFF_FFFF) as u32, (slots >> 32) as u32)
+}
+
+/// Shared counters of one guarded pool.
+#[derive(Debug)]
+pub(crate) struct Accounting {
+    /// `in_use` (low 32 bits) and `waiters` (high 32 bits) in one word, so a
+    /// waiter becoming a user is one atomic step and every read is consistent.
+    slots: AtomicU64,
+    attempts_total: AtomicU64,
+    acquires_total: AtomicU64,
+    timeouts_total: AtomicU64,
+    errors_total: AtomicU64,
+    queries_total: AtomicU64,
+    query_timeouts_total: AtomicU64,
+    query_errors_total: AtomicU64,
+    requests_total: AtomicU64,
+    requests_5xx_total: AtomicU64,
+    requests_504_total: AtomicU64,
+    pub(crate) wait: AtomicHistogram,
+    pub(crate) hold: AtomicHistogram,
+    pub(crate) query: AtomicHistogram,
+    pub(crate) request: AtomicHistogram,
+    max: u32,
+    /// Counts at which a rule on an instantaneous signal may change.
+    edges: Edges,
+    /// Edges at or below the counts when last checked (see [`Edges::band`]).
+    band: AtomicU32,
+    /// Wakes the monitor (edge crossed, or shutdown).
+    pub(crate) wake: Notify,
+    closed: AtomicBool,
+    pub(crate) leaks: Option<LeakTable>,
+    metrics: HotMetrics,
+}
+
+/// Plain copy of the counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Counters {
+    pub(crate) in_use: u32,
+    pub(crate) waiters: u32,
+    /// Acquires started, rejected ones included (the offered traffic).
+    pub(crate) attempts_total: u64,
+    pub(crate) acquires_total: u64,
+    pub(crate) timeouts_total: u64,
+    pub(crate) errors_total: u64,
+    pub(crate) queries_total: u64,
+    pub(crate) query_timeouts_total: u64,
+    pub(crate) query_errors_total: u64,
+    pub(crate) requests_total: u64,
+    pub(crate) requests_5xx_total: u64,
+    pub(crate) requests_504_total: u64,
+}
+
+impl Counters {
+    /// The cumulative totals minus an older copy (counts are copied as is).
+    pub(crate) fn since(&self, o: &Counters) -> Counters {
+        Counters {
+            in_use: self.in_use,
+            waiters: self.waiters,
+            attempts_total: self.attempts_total.saturating_sub(o.attempts_total),
+            acquires_total: self.acquires_total.saturating_sub(o.acquires_total),
+            query_timeouts_total: self
+                .query_timeouts_total
+                .saturating_sub(o.query_timeouts_total),
+            timeouts_total: self.timeouts_total.saturating_sub(o.timeouts_total),
+            errors_total: self.errors_total.saturating_sub(o.errors_total),
+            queries_total: self.queries_total.saturating_sub(o.queries_total),
+            query_errors_total: self.query_errors_total.saturating_sub(o.query_errors_total),
+            requests_total: self.requests_total.saturating_sub(o.requests_total),
+            requests_5xx_total: self.requests_5xx_total.saturating_sub(o.requests_5xx_total),
+            requests_504_total: self.requests_504_total.saturating_sub(o.requests_504_total),
+        }
+    }
+}
+
+impl Accounting {
+    pub(crate) fn new(
+        max: u32,
+        edges: Edges,
+        leak_threshold: Option<Duration>,
+        metrics: HotMetrics,
+    ) -> Self {
+        Self {
+            slots: AtomicU64::new(0),
+            attempts_total: AtomicU64::new(0),
+            query_timeouts_total: AtomicU64::new(0),
+            acquires_total: AtomicU64::new(0),
+            timeouts_total: AtomicU64::new(0),
+            errors_total: AtomicU64::new(0),
+            queries_total: AtomicU64::new(0),
+            query_errors_total: AtomicU64::new(0),
+            requests_total: AtomicU64::new(0),
+            requests_5xx_total: AtomicU64::new(0),
+            requests_504_total: AtomicU64::new(0),
+            wait: AtomicHistogram::new(),
+            hold: AtomicHistogram::new(),
+            query: AtomicHistogram::new(),
+            request: AtomicHistogram::new(),
+            max,
+            edges,
+            band: AtomicU32::new(0),
+            wake: Notify::new(),
+            closed: AtomicBool::new(false),
+            leaks: leak_threshold.map(|t| LeakTable::new(t, max)),
+            metrics,
+        }
+    }
+
+    /// Copies of the four histograms (off the hot path; allocates).
+    pub(crate) fn hist_set(&self) -> HistSet {
+        HistSet {
+            wait: self.wait.counts(),
+            hold: self.hold.counts(),
+            query: self.query.counts(),
+            request: self.request.counts(),
+        }
+    }
+
+    /// Records one request outcome the application observed.
+    pub(crate) fn record_request(&self, status: u16, latency: Duration) {
+        self.requests_total.fetch_add(1, Relaxed);
+        if (500..600).contains(&status) {
+            self.requests_5xx_total.fetch_add(1, Relaxed);
+        }
+        if status == 504 {
+            self.requests_504_total.fetch_add(1, Relaxed);
+        }
+        self.request.record(latency);
+        self.metrics.requests.record(status, latency.as_secs_f64());
+    }
+
+    /// An acquire refused before it waited (open breaker, load shedding):
+    /// still offered traffic.
+    pub(crate) fn rejected_attempt(&self) {
+        self.attempts_total.fetch_add(1, Relaxed);
+    }
+
+    /// A query ran past its timeout.
+    pub(crate) fn query_timed_out(&self) {
+        self.query_timeouts_total.fetch_add(1, Relaxed);
+    }
+
+    /// Starts timing one query through the guard's executor.
+    #[inline]
+    pub(crate) fn start_query(self: &Arc<Self>) -> QueryTicket {
+        QueryTicket {
+            acct: Arc::clone(self),
+            started: Instant::now(),
+        }
+    }
+
+    pub(crate) fn max(&self) -> u32 {
+        self.max
+    }
+
+    pub(crate) fn counters(&self) -> Counters {
+        let (in_use, waiters) = split(self.slots.load(Relaxed));
+        Counters {
+            in_use,
+            waiters,
+            attempts_total: self.attempts_total.load(Relaxed),
+            acquires_total: self.acquires_total.load(Relaxed),
+            timeouts_total: self.timeouts_total.load(Relaxed),
+            query_timeouts_total: self.query_timeouts_total.load(Relaxed),
+            errors_total: self.errors_total.load(Relaxed),
+            queries_total: self.queries_total.load(Relaxed),
+            query_errors_total: self.query_errors_total.load(Relaxed),
+            requests_total: self.requests_total.load(Relaxed),
+            requests_5xx_total: self.requests_5xx_total.load(Relaxed),
+            requests_504_total: self.requests_504_total.load(Relaxed),
+        }
+    }
+
+    /// Starts one acquire: counts a waiter until the ticket is resolved or
+    /// dropped. `location` is where the caller acquires (for leak reports).
+    #[inline]
+    pub(crate) fn start_wait(self: &Arc<Self>, location: &'static Location<'static>) -> WaitTicket {
+        self.start_wait_seen(location).0
+    }
+
+    /// Like [`start_wait`](Self::start_wait), and returns `in_use` and the
+    /// waiters ahead of this one, as counted in the same atomic step (so a
+    /// burst cannot all see room under a cap).
+    #[inline]
+    pub(crate) fn start_wait_seen(
+        self: &Arc<Self>,
+        location: &'static Location<'static>,
+    ) -> (WaitTicket, u32, u32) {
+        self.attempts_total.fetch_add(1, Relaxed);
+        let (in_use, waiters) = split(self.add(WAITER));
+        let ticket = WaitTicket {
+            acct: Some(Arc::clone(self)),
+            started: Instant::now(),
+            location,
+            acquires_before: self.acquires_total.load(Relaxed),
+        };
+        (ticket, in_use, waiters.saturating_sub(1))
+    }
+
+    /// Adds `delta` to the packed counts; see [`wake_on_new_band`](Self::wake_on_new_band).
+    #[inline]
+    fn add(&self, delta: u64) -> u64 {
+        let slots = self.slots.fetch_add(delta, Relaxed).wrapping_add(delta);
+        self.wake_on_new_band(slots);
+        slots
+    }
+
+    /// Subtracts `delta` from the packed counts (wrapping: `WAITER - IN_USE`
+    /// turns a waiter into a user in one step).
+    #[inline]
+    fn sub(&self, delta: u64) {
+        let slots = self.slots.fetch_sub(delta, Relaxed).wrapping_sub(delta);
+        self.wake_on_new_band(slots);
+    }
+
+    /// Wakes the monitor if the counts now lie in another band between
+    /// edges than the last one seen. Two threads racing here can leave a
+    /// stale band behind; the next change or the next tick corrects it, so
+    /// a wake is at worst one op late.
+    #[inline]
+    fn wake_on_new_band(&self, slots: u64) {
+        let (in_use, waiters) = split(slots);
+        let band = self.edges.band(in_use, waiters);
+        if self.band.load(Relaxed) != band && self.band.swap(band, Relaxed) != band {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Tells the monitor to stop.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Relaxed);
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Relaxed)
+    }
+}
+
+/// One acquire in progress. Dropping it unresolved (a cancelled future)
+/// removes the waiter without counting an outcome.
+#[derive(Debug)]
+pub(crate) struct WaitTicket {
+    acct: Option<Arc<Accounting>>,
+    started: Instant,
+    location: &'static Location<'static>,
+    /// `acquires_total` when this acquire started: whether the pool served
+    /// others while it waited tells overload from a database that gives no
+    /// connections.
+    acquires_before: u64,
+}
+
+impl WaitTicket {
+    /// The acquire succeeded: the waiter becomes a connection in use.
+    #[inline]
+    pub(crate) fn acquired(mut self) -> HoldTicket {
+        let acct = self.acct.take().expect("ticket resolved once");
+        let now = Instant::now();
+        let waited = now.saturating_duration_since(self.started);
+        // One waiter fewer and one more in use, in a single atomic step:
+        // `WAITER - IN_USE` subtracted (wrapping) is exactly that.
+        acct.sub(WAITER - IN_USE);
+        acct.acquires_total.fetch_add(1, Relaxed);
+        acct.wait.record(waited);
+        acct.metrics.wait_time.record(waited.as_secs_f64());
+        let leak = acct
+            .leaks
+            .as_ref()
+            .and_then(|t| t.claim(now, self.location));
+        HoldTicket {
+            acct,
+            since: now,
+            leak,
+            handed_over: false,
+        }
+    }
+
+    /// The acquire timed out; returns how long it waited. The wait goes
+    /// into the guard's own wait percentiles (the longest waits are the ones
+    /// that matter), not into the OTel `wait_time`, which is for acquires
+    /// that obtained a connection.
+    /// Also returns how many acquires the pool served while this one
+    /// waited.
+    pub(crate) fn timed_out(mut self) -> (Duration, u64) {
+        let acct = self.acct.take().expect("ticket resolved once");
+        let waited = self.started.elapsed();
+        acct.timeouts_total.fetch_add(1, Relaxed);
+        acct.metrics.timeouts.increment(1);
+        acct.wait.record(waited);
+        acct.sub(WAITER);
+        let served = acct
+            .acquires_total
+            .load(Relaxed)
+            .saturating_sub(self.acquires_before);
+        (waited, served)
+    }
+
+    /// The acquire failed for another reason (connect error, pool closed).
+    pub(crate) fn failed(mut self) {
+        let acct = self.acct.take().expect("ticket resolved once");
+        acct.errors_total.fetch_add(1, Relaxed);
+        acct.sub(WAITER);
+    }
+}
+
+impl Drop for WaitTicket {
+    fn drop(&mut self) {
+        if let Some(acct) = self.acct.take() {
+            acct.sub(WAITER);
+        }
+    }
+}
+
+/// One connection in use; dropping it records the hold time.
+#[derive(Debug)]
+pub(crate) struct HoldTicket {
+    acct: Arc<Accounting>,
+    since: Instant,
+    /// Slot in the leak table, when leak detection is on.
+    leak: Option<Claim>,
+    /// Given up while the connection stays busy outside the guard's view.
+    handed_over: bool,
+}
+
+impl HoldTicket {
+    pub(crate) fn held_for(&self) -> Duration {
+        self.since.elapsed()
+    }
+
+    /// The connection leaves the guard's count but stays busy (a generic
+    /// `Acquire::begin` returns sqlx's own `Transaction`, which cannot
+    /// carry this ticket): from here the monitor sees it through sqlx's
+    /// counts (`untracked`), and no hold is recorded, since the hold has
+    /// not ended.
+    pub(crate) fn hand_over(mut self) {
+        self.handed_over = true;
+    }
+}
+
+impl Drop for HoldTicket {
+    #[inline]
+    fn drop(&mut self) {
+        let held = self.since.elapsed();
+        self.acct.sub(IN_USE);
+        if self.handed_over {
+            if let (Some(claim), Some(table)) = (self.leak, &self.acct.leaks) {
+                table.release(claim, held);
+            }
+            return;
+        }
+        self.acct.hold.record(held);
+        self.acct.metrics.use_time.record(held.as_secs_f64());
+        if let (Some(claim), Some(table)) = (self.leak, &self.acct.leaks) {
+            if table.release(claim, held) {
+                // A reported leak came back: let the monitor say so now.
+                self.acct.wake.notify_one();
+            }
+        }
+    }
+}
+
+/// One query through the guard's executor. Dropped without [`finish`]
+/// (a cancelled future or an abandoned stream) it counts nothing.
+///
+/// [`finish`]: QueryTicket::finish
+#[derive(Debug)]
+pub(crate) struct QueryTicket {
+    acct: Arc<Accounting>,
+    started: Instant,
+}
+
+impl QueryTicket {
+    /// The query completed, successfully or not.
+    #[inline]
+    pub(crate) fn finish(self, ok: bool) {
+        let took = self.started.elapsed();
+        self.acct.queries_total.fetch_add(1, Relaxed);
+        if !ok {
+            self.acct.query_errors_total.fetch_add(1, Relaxed);
+        }
+        self.acct.query.record(took);
+        self.acct
+            .metrics
+            .operation_duration
+            .record(took.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,61 @@
+//! The counts at which some rule's verdict may change, precomputed (from
+//! the rules, by `alert/rule_set.rs`) so the hot path only compares: when a
+//! count moves into another band between edges, the monitor is woken.
+
+/// Most edges kept per watched count; rules past that are still evaluated,
+/// on the tick.
+pub(crate) const MAX_EDGES: usize = 8;
+
+/// A list's crossed-edge count is `0..=MAX_EDGES`: the band packs the three
+/// lists' counts as digits of this base.
+const BAND_BASE: u32 = MAX_EDGES as u32 + 1;
+
+// The three digits must fit a `u32` band.
+const _: () = assert!((BAND_BASE as u64).pow(3) <= u32::MAX as u64);
+
+/// Which count an edge is on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Watched {
+    /// Connections in use.
+    InUse = 0,
+    /// In use plus waiting.
+    Demand = 1,
+    /// Acquires waiting.
+    Waiters = 2,
+}
+
+/// Edges per watched count, in whole connections (or waiters).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Edges {
+    lists: [[u32; MAX_EDGES]; 3],
+    lens: [usize; 3],
+}
+
+impl Edges {
+    /// Adds an edge at `at` on `count` (a duplicate or an edge past
+    /// [`MAX_EDGES`] is dropped).
+    pub(crate) fn add(&mut self, count: Watched, at: u32) {
+        let list = count as usize;
+        let len = self.lens[list];
+        if len < MAX_EDGES && !self.lists[list][..len].contains(&at) {
+            self.lists[list][len] = at;
+            self.lens[list] += 1;
+        }
+    }
+
+    /// A number that changes whenever a count crosses an edge.
+    #[inline]
+    pub(crate) fn band(&self, in_use: u32, waiters: u32) -> u32 {
+        let demand = in_use.saturating_add(waiters);
+        let crossed = |count: Watched, v: u32| {
+            let list = count as usize;
+            self.lists[list][..self.lens[list]]
+                .iter()
+                .filter(|&&e| v >= e)
+                .count() as u32
+        };
+        crossed(Watched::InUse, in_use)
+            + BAND_BASE * crossed(Watched::Demand, demand)
+            + BAND_BASE * BAND_BASE * crossed(Watched::Waiters, waiters)
+    }
+}

@@ -1,0 +1,232 @@
+//! Leak detection, as HikariCP's `leakDetectionThreshold`: a connection held
+//! longer than the threshold is reported with the place it was acquired
+//! (`#[track_caller]`), and reported again when it comes back.
+//!
+//! Off by default. When on, each hold claims one slot of a table allocated
+//! at build time (twice `max_connections`): claiming and releasing are a scan
+//! and a compare-and-swap, with no allocation and no lock. The monitor scans
+//! the table on its tick. Each slot's state shares one atomic word with a
+//! generation that every claim bumps, so a scan that read hold A can never
+//! mark hold B, which reused the slot in between (no ABA).
+
+use std::panic::Location;
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+const FREE: u64 = 0;
+const HELD: u64 = 1;
+/// Held, and already reported as a suspected leak.
+const REPORTED: u64 = 2;
+/// Came back after being reported; the monitor reports that and frees it.
+const RETURNED: u64 = 3;
+/// Being written by the claiming thread.
+const CLAIMING: u64 = 4;
+
+/// `generation << 3 | state` in one word.
+fn word(generation: u64, state: u64) -> u64 {
+    (generation << 3) | state
+}
+
+fn state_of(w: u64) -> u64 {
+    w & 7
+}
+
+fn generation_of(w: u64) -> u64 {
+    w >> 3
+}
+
+/// A claimed slot: its index and the generation of this claim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Claim {
+    idx: u32,
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct Slot {
+    state: AtomicU64,
+    /// Nanoseconds since the table's origin when acquired.
+    since: AtomicU64,
+    /// Nanoseconds held, once returned.
+    held: AtomicU64,
+    location: AtomicPtr<Location<'static>>,
+}
+
+/// Something the monitor found in the table.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Finding {
+    pub(crate) location: &'static Location<'static>,
+    pub(crate) held_for: Duration,
+    pub(crate) returned: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct LeakTable {
+    origin: Instant,
+    pub(crate) threshold: Duration,
+    slots: Box<[Slot]>,
+}
+
+impl LeakTable {
+    pub(crate) fn new(threshold: Duration, max: u32) -> Self {
+        let n = (max as usize).saturating_mul(2).max(2);
+        Self {
+            origin: Instant::now(),
+            threshold,
+            slots: (0..n)
+                .map(|_| Slot {
+                    state: AtomicU64::new(FREE),
+                    since: AtomicU64::new(0),
+                    held: AtomicU64::new(0),
+                    location: AtomicPtr::new(std::ptr::null_mut()),
+                })
+                .collect(),
+        }
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Claims a slot for a hold starting at `since`; `None` if the table is
+    /// full (not expected: holds are bounded by `max_connections`).
+    pub(crate) fn claim(
+        &self,
+        since: Instant,
+        location: &'static Location<'static>,
+    ) -> Option<Claim> {
+        for (i, slot) in self.slots.iter().enumerate() {
+            let w = slot.state.load(Ordering::Relaxed);
+            if state_of(w) != FREE {
+                continue;
+            }
+            let generation = generation_of(w).wrapping_add(1) & (u64::MAX >> 3);
+            if slot
+                .state
+                .compare_exchange(
+                    w,
+                    word(generation, CLAIMING),
+                    Ordering::Acquire,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+            {
+                slot.since.store(self.nanos(since), Ordering::Relaxed);
+                slot.location
+                    .store(std::ptr::from_ref(location).cast_mut(), Ordering::Relaxed);
+                slot.state.store(word(generation, HELD), Ordering::Release);
+                return Some(Claim {
+                    idx: u32::try_from(i).ok()?,
+                    generation,
+                });
+            }
+        }
+        None
+    }
+
+    /// The hold ended; returns whether it had been reported (the monitor
+    /// then reports the return).
+    pub(crate) fn release(&self, claim: Claim, held: Duration) -> bool {
+        let slot = &self.slots[claim.idx as usize];
+        if slot
+            .state
+            .compare_exchange(
+                word(claim.generation, HELD),
+                word(claim.generation, FREE),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            return false;
+        }
+        // Reported: the word stays (generation, REPORTED) until this claim's
+        // owner moves it on; anything else means the claim is stale.
+        if slot.state.load(Ordering::Acquire) != word(claim.generation, REPORTED) {
+            return false;
+        }
+        slot.held.store(
+            u64::try_from(held.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        slot.state
+            .store(word(claim.generation, RETURNED), Ordering::Release);
+        true
+    }
+
+    /// Reports holds past the threshold (once each) and returns of reported
+    /// holds, calling `found` for each.
+    pub(crate) fn scan(&self, now: Instant, mut found: impl FnMut(Finding)) {
+        let now_ns = self.nanos(now);
+        let threshold = u64::try_from(self.threshold.as_nanos()).unwrap_or(u64::MAX);
+        for slot in self.slots.iter() {
+            let w = slot.state.load(Ordering::Acquire);
+            match state_of(w) {
+                HELD => {
+                    let location = self.location(slot);
+                    let held = now_ns.saturating_sub(slot.since.load(Ordering::Relaxed));
+                    // The CAS on the exact word fails if the slot was
+                    // released or claimed again since `w` was read, so the
+                    // values read above belong to this hold when it succeeds.
+                    if held >= threshold
+                        && slot
+                            .state
+                            .compare_exchange(
+                                w,
+                                word(generation_of(w), REPORTED),
+                                Ordering::AcqRel,
+                                Ordering::Relaxed,
+                            )
+                            .is_ok()
+                    {
+                        found(Finding {
+                            location,
+                            held_for: Duration::from_nanos(held),
+                            returned: false,
+                        });
+                    }
+                }
+                RETURNED => {
+                    let finding = Finding {
+                        location: self.location(slot),
+                        held_for: Duration::from_nanos(slot.held.load(Ordering::Relaxed)),
+                        returned: true,
+                    };
+                    slot.state
+                        .store(word(generation_of(w), FREE), Ordering::Release);
+                    found(finding);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// When the oldest unreported hold crosses the threshold.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.slots
+            .iter()
+            .filter(|s| state_of(s.state.load(Ordering::Acquire)) == HELD)
+            .map(|s| s.since.load(Ordering::Relaxed))
+            .min()
+            .and_then(|ns| {
+                self.origin
+                    .checked_add(Duration::from_nanos(ns))?
+                    .checked_add(self.threshold)
+            })
+    }
+
+    fn location(&self, slot: &Slot) -> &'static Location<'static> {
+        let p = slot.location.load(Ordering::Relaxed);
+        // SAFETY: the pointer is null only before a slot's first claim, and
+        // this is only called on slots that were claimed (HELD, REPORTED or
+        // RETURNED, read with Acquire after the claimer's Release store); every
+        // value stored is a `&'static Location<'static>`, valid forever. A
+        // stale read between claims still yields some valid `'static` location.
+        unsafe { &*p }
+    }
+}
+
+#[cfg(test)]
+mod tests;

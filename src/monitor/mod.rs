@@ -1,0 +1,186 @@
+//! The monitor: the background task that turns the hot path's counts into
+//! rule states, levels, forecasts, gauges and events.
+//!
+//! The task wakes on a tick (default 1 s), when the hot path reports that a
+//! count crossed a rule's edge, and exactly when a timer (a hold, a recovery,
+//! a leak threshold) runs out. Each wake is one evaluation
+//! (`evaluate.rs`): read the counts, roll the windows, feed the forecast and
+//! the baseline once per tick, judge every rule, derive the level, then
+//! publish gauges and events (`publish.rs`). `view.rs` builds what the
+//! guard's readers see (snapshot, alert states, scale hint). The task holds
+//! the monitor strongly but stops as soon as the last `PoolGuard` clone is
+//! dropped (the accounting is closed).
+//!
+//! [`Shared`] is the call path's part of a guard; [`Monitor`] is this
+//! task's.
+
+mod evaluate;
+mod publish;
+#[cfg(feature = "postgres")]
+pub(crate) mod server;
+mod shared;
+mod tick;
+mod view;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::time::Instant;
+
+use crate::alert::rule_set::RuleSet;
+use crate::alert::saturation::Level;
+use crate::alert::tracker::RuleTracker;
+use crate::hot::accounting::Accounting;
+use crate::report::metrics::Gauges;
+use crate::stats::anomaly::{Anomaly, Baseline};
+use crate::stats::forecast::{Forecast, Forecaster};
+use crate::stats::scale::ServerCapacity;
+use crate::stats::window::Window;
+
+pub(crate) use shared::{PoolStats, Shared, StatsFn};
+use tick::TickAverage;
+pub(crate) use tick::TickEnd;
+
+/// The latest server reading, written by the server watcher.
+pub(crate) type ServerSlot = Arc<Mutex<Option<ServerCapacity>>>;
+
+/// Starts a background task that feeds the server slot (`server.rs`).
+pub(crate) type ServerTask =
+    Box<dyn FnOnce(ServerSlot, Arc<Accounting>, &tokio::runtime::Handle) + Send>;
+
+/// What the monitor keeps between evaluations, under one lock.
+#[derive(Debug)]
+struct State {
+    trackers: Vec<RuleTracker>,
+    level: Level,
+    level_since: Instant,
+    average: TickAverage,
+    /// Demand (in connections) averaged over the last whole tick.
+    tick_demand: Option<f64>,
+    window: Window,
+    forecaster: Forecaster,
+    forecast: Forecast,
+    baseline: Baseline,
+    anomaly: Option<Anomaly>,
+}
+
+/// How the monitor runs (validated by the builder).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Timing {
+    pub(crate) tick: Duration,
+    pub(crate) stats_window: Duration,
+    pub(crate) forecast_window: Duration,
+    /// Bucket of the traffic baseline (one minute unless time-scaled).
+    pub(crate) baseline_bucket: Duration,
+}
+
+/// What the scale hint aims for.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ScaleTarget {
+    /// Utilization the recommended size aims for.
+    pub(crate) utilization: f64,
+    /// Application instances sharing the server.
+    pub(crate) instances: u32,
+}
+
+/// The background task's part of a guard: the rules, their state and the
+/// statistics between ticks.
+pub(crate) struct Monitor {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) rules: RuleSet,
+    timing: Timing,
+    scale: ScaleTarget,
+    pub(crate) server: ServerSlot,
+    state: Mutex<State>,
+    gauges: Gauges,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor")
+            .field("shared", &self.shared)
+            .field("rules", &self.rules.len())
+            .field("timing", &self.timing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Monitor {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        rules: RuleSet,
+        timing: Timing,
+        scale: ScaleTarget,
+        gauges: Gauges,
+    ) -> Self {
+        let now = Instant::now();
+        let counter_span = rules
+            .iter()
+            .filter(|r| r.signal.is_windowed())
+            .map(|r| r.window)
+            .chain([timing.stats_window, timing.baseline_bucket])
+            .max()
+            .unwrap_or(timing.baseline_bucket);
+        let hist_windows: Vec<Duration> = rules
+            .iter()
+            .filter(|r| r.signal.is_latency())
+            .map(|r| r.window)
+            .chain([timing.stats_window])
+            .collect();
+        let acct = &shared.acct;
+        let c = acct.counters();
+        Self {
+            state: Mutex::new(State {
+                trackers: rules.iter().map(|_| RuleTracker::new(now)).collect(),
+                level: Level::Normal,
+                level_since: now,
+                average: TickAverage::new(now),
+                tick_demand: None,
+                window: Window::new(
+                    now,
+                    timing.tick,
+                    counter_span,
+                    &hist_windows,
+                    c,
+                    acct.hist_set(),
+                ),
+                forecaster: Forecaster::new(now, timing.forecast_window),
+                forecast: Forecast::default(),
+                baseline: Baseline::new(now, c.attempts_total, timing.baseline_bucket),
+                anomaly: None,
+            }),
+            shared,
+            rules,
+            timing,
+            scale,
+            server: Arc::new(Mutex::new(None)),
+            gauges,
+        }
+    }
+
+    pub(crate) fn level(&self) -> Level {
+        self.state.lock().level
+    }
+
+    pub(crate) fn forecast(&self) -> Forecast {
+        self.state.lock().forecast
+    }
+}
+
+/// Runs the monitor until the accounting is closed (last guard dropped).
+pub(crate) fn spawn(monitor: Arc<Monitor>, rt: &tokio::runtime::Handle) {
+    rt.spawn(async move {
+        let acct = Arc::clone(&monitor.shared.acct);
+        while !acct.is_closed() {
+            let wake_at = monitor.evaluate();
+            tokio::select! {
+                () = tokio::time::sleep_until(wake_at) => {}
+                () = acct.wake.notified() => {}
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests;

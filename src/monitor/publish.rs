@@ -1,0 +1,130 @@
+//! Publishing an evaluation: the gauges every time, and for each finding a
+//! log line and an event.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::evaluate::{Findings, PoolReading};
+use super::{Monitor, State};
+use crate::alert::rule::{AlertState, Severity};
+use crate::alert::saturation::Level;
+use crate::alert::signal::Signal;
+use crate::report::events::{AlertEvent, Event, LeakEvent, SaturationEvent};
+use crate::report::metrics::GaugeValues;
+use crate::stats::scale::ScaleHint;
+
+impl Monitor {
+    pub(super) fn publish_gauges(&self, st: &State, pool: &PoolReading, hint: ScaleHint) {
+        let c = &pool.counters;
+        self.gauges.publish(&GaugeValues {
+            in_use: c.in_use,
+            idle: pool.stats.idle,
+            max: self.shared.acct.max(),
+            waiters: c.waiters,
+            utilization: pool.current.utilization,
+            demand: pool.current.demand,
+            level: st.level.as_number(),
+        });
+        for (g, t) in self.gauges.rules.iter().zip(&st.trackers) {
+            g.set(f64::from(t.state().as_number()));
+        }
+        self.gauges
+            .eta
+            .set(st.forecast.eta.map_or(f64::INFINITY, |d| d.as_secs_f64()));
+        self.gauges.scale.set(f64::from(hint.recommended_max));
+        if let Some(s) = pool.server {
+            self.gauges.server.set(s.utilization());
+        }
+    }
+
+    /// Logs and sends the events of one evaluation's findings (rule and
+    /// level changes carry a snapshot, built once).
+    pub(super) fn publish(&self, st: &State, pool: &PoolReading, found: Findings) {
+        let snapshot = (!found.rules.is_empty() || found.level.is_some()).then(|| {
+            let hist = pool
+                .hist
+                .clone()
+                .unwrap_or_else(|| self.shared.acct.hist_set());
+            self.build_snapshot(st, pool.now, pool.counters, pool.stats, &hist)
+        });
+        let forecast = st.forecast;
+        let at = SystemTime::now();
+        let name = &self.shared.name;
+        let hub = &self.shared.hub;
+        for change in found.rules {
+            let rule = &self.rules[change.rule];
+            let (t, value) = (change.transition, change.value);
+            let severity = rule.severity;
+            let (state, previous) = (t.to, t.from);
+            match (t.to, severity) {
+                (AlertState::Firing, Severity::Critical) => {
+                    tracing::error!(pool = %name, rule = %rule.name, %severity, %state, %previous, ?value, threshold = rule.threshold, "alert")
+                }
+                (AlertState::Firing, Severity::Warning) => {
+                    tracing::warn!(pool = %name, rule = %rule.name, %severity, %state, %previous, ?value, threshold = rule.threshold, "alert")
+                }
+                (AlertState::Firing | AlertState::Resolved, _) => {
+                    tracing::info!(pool = %name, rule = %rule.name, %severity, %state, %previous, ?value, threshold = rule.threshold, "alert")
+                }
+                _ => {
+                    tracing::debug!(pool = %name, rule = %rule.name, %severity, %state, %previous, ?value, threshold = rule.threshold, "alert")
+                }
+            }
+            hub.publish(Event::Alert(AlertEvent {
+                rule: Arc::clone(&rule.name),
+                severity,
+                signal: rule.signal,
+                state,
+                previous,
+                value,
+                threshold: rule.threshold,
+                time_in_previous: t.time_in_previous,
+                at,
+                forecast: (rule.signal == Signal::ExhaustionEta).then_some(forecast),
+                snapshot: snapshot.clone().expect("snapshot built for alerts"),
+            }));
+        }
+        if let Some(change) = found.level {
+            let snap = snapshot.expect("snapshot built for level changes");
+            let (level, previous) = (change.level, change.previous);
+            let (in_use, waiters, max) = (snap.in_use, snap.waiters, snap.max);
+            match level {
+                Level::Critical => {
+                    tracing::error!(pool = %name, %level, %previous, in_use, waiters, max, "pool saturation")
+                }
+                Level::Warning => {
+                    tracing::warn!(pool = %name, %level, %previous, in_use, waiters, max, "pool saturation")
+                }
+                Level::Normal => {
+                    tracing::info!(pool = %name, %level, %previous, in_use, waiters, max, "pool saturation")
+                }
+            }
+            hub.publish(Event::Saturation(SaturationEvent {
+                level,
+                previous,
+                time_in_previous: change.time_in_previous,
+                at,
+                snapshot: snap,
+            }));
+        }
+        if let Some(hint) = found.scale {
+            tracing::warn!(pool = %name, current_max = hint.current_max, recommended_max = hint.recommended_max,
+                exceeds_server = hint.exceeds_server, "pool needs scaling");
+            hub.publish(Event::ScaleHint(hint));
+        }
+        for f in found.leaks {
+            if f.returned {
+                tracing::info!(pool = %name, acquired_at = %f.location, held_for = ?f.held_for, "leaked connection returned");
+            } else {
+                self.gauges.leaks.increment(1);
+                tracing::warn!(pool = %name, acquired_at = %f.location, held_for = ?f.held_for, "connection leak suspected");
+            }
+            hub.publish(Event::Leak(LeakEvent {
+                acquired_at: f.location,
+                held_for: f.held_for,
+                returned: f.returned,
+                at,
+            }));
+        }
+    }
+}

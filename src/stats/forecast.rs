@@ -1,0 +1,231 @@
+//! Exhaustion forecast: when will demand reach `max_connections`?
+//!
+//! Two estimates, each fed once per tick and each reported only when its
+//! trend is statistically real (slope more than 4 standard errors above
+//! zero, the standard error widened for the residuals' autocorrelation:
+//! consecutive tick averages are not independent), so flat, noisy-flat and
+//! slowly wandering load forecast nothing:
+//!
+//! - **trend**: least squares over the demand ratio's tick averages in the
+//!   window, extrapolated to 1.0, as Prometheus' `predict_linear` does;
+//! - **Little's law**: connections needed = arrival rate x mean hold time.
+//!   The arrival rate's own trend is extrapolated to `max / mean_hold`, the
+//!   rate at which the pool is full.
+//!
+//! The forecast's ETA is the earlier of the two; 0 when the pool is
+//! exhausted now.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// How many standard errors the slope must be above zero (3 let AR(1)
+/// wander through too often in `slowly_wandering_*`).
+const SIGNIFICANCE: f64 = 4.0;
+/// Fewest points before a trend is fitted.
+const MIN_POINTS: usize = 10;
+/// Most points a trend keeps (a short tick thins them out).
+const MAX_POINTS: f64 = 600.0;
+
+/// The exhaustion forecast, from [`PoolGuard::forecast`](crate::PoolGuard::forecast)
+/// and on alert events of the `exhaustion_forecast` rule.
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[non_exhaustive]
+pub struct Forecast {
+    /// Time until demand reaches 100 %: the earlier of the two estimates;
+    /// `None` when no exhaustion is in sight, zero when exhausted now.
+    pub eta: Option<Duration>,
+    /// From the demand ratio's linear trend (`predict_linear`).
+    pub trend_eta: Option<Duration>,
+    /// From the arrival rate's trend times the mean hold time (Little's law).
+    pub littles_eta: Option<Duration>,
+    /// Demand growth, ratio of `max_connections` per minute (fitted slope).
+    pub demand_per_minute: f64,
+    /// Connections the current load needs by Little's law (arrival rate x
+    /// mean hold time), when known.
+    pub offered_load: Option<f64>,
+}
+
+/// A line fitted to recent points.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Fit {
+    slope: f64,
+    /// Fitted value at the newest point.
+    last: f64,
+    /// Slope is significantly positive.
+    rising: bool,
+}
+
+/// Least squares over a sliding window of (seconds, value) points.
+#[derive(Debug)]
+struct Trend {
+    points: VecDeque<(f64, f64)>,
+    span: f64,
+}
+
+impl Trend {
+    fn new(span: Duration) -> Self {
+        Self {
+            points: VecDeque::new(),
+            span: span.as_secs_f64(),
+        }
+    }
+
+    fn push(&mut self, t: f64, y: f64) {
+        let spacing = self.span / MAX_POINTS;
+        if self
+            .points
+            .back()
+            .is_some_and(|&(last, _)| t - last < spacing)
+        {
+            return;
+        }
+        self.points.push_back((t, y));
+        while self
+            .points
+            .front()
+            .is_some_and(|&(t0, _)| t - t0 > self.span)
+        {
+            self.points.pop_front();
+        }
+    }
+
+    fn fit(&self) -> Option<Fit> {
+        let n = self.points.len();
+        let (first, last) = (self.points.front()?.0, self.points.back()?.0);
+        // A trend needs points and at least half the window behind it.
+        if n < MIN_POINTS || last - first < self.span / 2.0 {
+            return None;
+        }
+        let nf = n as f64;
+        let mt = self.points.iter().map(|p| p.0).sum::<f64>() / nf;
+        let my = self.points.iter().map(|p| p.1).sum::<f64>() / nf;
+        let (mut sxx, mut sxy) = (0.0, 0.0);
+        for &(t, y) in &self.points {
+            sxx += (t - mt) * (t - mt);
+            sxy += (t - mt) * (y - my);
+        }
+        if sxx <= 0.0 {
+            return None;
+        }
+        let slope = sxy / sxx;
+        let intercept = my - slope * mt;
+        let residual = |&(t, y): &(f64, f64)| y - (intercept + slope * t);
+        let ssr: f64 = self.points.iter().map(|p| residual(p).powi(2)).sum();
+        // Lag-1 autocorrelation of the residuals: n points carry only about
+        // n (1 - rho) / (1 + rho) independent ones.
+        let lagged: f64 = self
+            .points
+            .iter()
+            .zip(self.points.iter().skip(1))
+            .map(|(a, b)| residual(a) * residual(b))
+            .sum();
+        let rho = if ssr > 0.0 {
+            (lagged / ssr).clamp(0.0, 0.99)
+        } else {
+            0.0
+        };
+        let stderr = (ssr / (nf - 2.0) / sxx).sqrt() * ((1.0 + rho) / (1.0 - rho)).sqrt();
+
+        Some(Fit {
+            slope,
+            last: intercept + slope * last,
+            rising: slope > 0.0 && slope > SIGNIFICANCE * stderr,
+        })
+    }
+}
+
+fn eta_to(limit: f64, fit: Fit) -> Option<Duration> {
+    if fit.last >= limit {
+        return Some(Duration::ZERO);
+    }
+    fit.rising
+        .then(|| Duration::try_from_secs_f64((limit - fit.last) / fit.slope).ok())
+        .flatten()
+}
+
+/// Feeds both estimates once per tick.
+#[derive(Debug)]
+pub(crate) struct Forecaster {
+    origin: Instant,
+    /// No trend before this: the first window after the guard is built sees
+    /// the pool fill from empty (a service starting, an instance taking its
+    /// share of traffic), a step any fit reads as a steep ramp.
+    warm_until: Instant,
+    demand: Trend,
+    arrivals: Trend,
+    last: Option<(Instant, u64)>,
+}
+
+/// One tick's inputs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct TickInput {
+    /// Time-weighted demand ratio over the tick.
+    pub(crate) demand: f64,
+    /// Acquire attempts started so far (cumulative).
+    pub(crate) arrivals_total: u64,
+    /// Mean hold time over the recent window, seconds.
+    pub(crate) mean_hold: Option<f64>,
+    pub(crate) max: u32,
+}
+
+impl Forecaster {
+    pub(crate) fn new(origin: Instant, window: Duration) -> Self {
+        Self {
+            origin,
+            warm_until: origin.checked_add(window).unwrap_or(origin),
+            demand: Trend::new(window),
+            arrivals: Trend::new(window),
+            last: None,
+        }
+    }
+
+    pub(crate) fn observe(&mut self, now: Instant, input: TickInput) -> Forecast {
+        if now < self.warm_until {
+            self.last = Some((now, input.arrivals_total));
+            return Forecast {
+                eta: (input.demand >= 1.0).then_some(Duration::ZERO),
+                ..Forecast::default()
+            };
+        }
+        let t = now.saturating_duration_since(self.origin).as_secs_f64();
+        self.demand.push(t, input.demand);
+        let rate = self.last.and_then(|(at, n)| {
+            let dt = now.saturating_duration_since(at).as_secs_f64();
+            (dt > 0.0).then(|| input.arrivals_total.saturating_sub(n) as f64 / dt)
+        });
+        self.last = Some((now, input.arrivals_total));
+        if let Some(r) = rate {
+            self.arrivals.push(t, r);
+        }
+
+        let demand_fit = self.demand.fit();
+        let trend_eta = if input.demand >= 1.0 {
+            Some(Duration::ZERO)
+        } else {
+            demand_fit.and_then(|f| eta_to(1.0, f))
+        };
+        let hold = input.mean_hold.filter(|h| *h > 0.0);
+        let arrival_fit = self.arrivals.fit();
+        let offered_load = hold.zip(arrival_fit).map(|(h, f)| f.last.max(0.0) * h);
+        let littles_eta = hold
+            .zip(arrival_fit)
+            .and_then(|(h, f)| eta_to(f64::from(input.max) / h, f));
+        let eta = match (trend_eta, littles_eta) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Forecast {
+            eta,
+            trend_eta,
+            littles_eta,
+            demand_per_minute: demand_fit.map_or(0.0, |f| f.slope * 60.0),
+            offered_load,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
