@@ -5,8 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::alert::signal::Signal;
-use crate::error::BuildError;
-use crate::error::MAX_DURATION;
 
 /// How bad a firing rule is.
 #[cfg_attr(
@@ -71,7 +69,7 @@ impl Comparison {
         matches!(self, Comparison::Above | Comparison::AtOrAbove)
     }
 
-    fn symbol(self) -> &'static str {
+    pub(crate) fn symbol(self) -> &'static str {
         match self {
             Comparison::Above => ">",
             Comparison::AtOrAbove => ">=",
@@ -285,72 +283,5 @@ impl Rule {
 
     pub(crate) fn cleared(&self, v: f64) -> bool {
         !self.comparison.holds(v, self.recover_at)
-    }
-
-    /// Checks the rule against itself and the guard's tick.
-    pub(crate) fn validate(&self, tick: Duration) -> Result<(), BuildError> {
-        let bad = |field, value: String, reason| {
-            Err(BuildError::config(
-                field,
-                format!("rule `{}`: {value}", self.key()),
-                reason,
-            ))
-        };
-        if self.name.is_empty() || self.name.contains('\0') {
-            return bad(
-                "rule.name",
-                format!("{:?}", self.name),
-                "must be non-empty without NUL",
-            );
-        }
-        if !self.threshold.is_finite() {
-            return bad(
-                "rule.threshold",
-                self.threshold.to_string(),
-                "must be finite",
-            );
-        }
-        if !self.recover_at.is_finite() {
-            return bad(
-                "rule.recover_at",
-                self.recover_at.to_string(),
-                "must be finite",
-            );
-        }
-        let wrong_side = if self.comparison.is_upward() {
-            self.recover_at > self.threshold
-        } else {
-            self.recover_at < self.threshold
-        };
-        if wrong_side {
-            return bad(
-                "rule.recover_at",
-                format!(
-                    "{} (threshold {} {})",
-                    self.recover_at,
-                    self.comparison.symbol(),
-                    self.threshold
-                ),
-                "must be on the recovered side of the threshold (hysteresis)",
-            );
-        }
-        for (field, d) in [
-            ("rule.hold", self.hold),
-            ("rule.keep_firing_for", self.keep_firing_for),
-            ("rule.recover_for", self.recover_for),
-            ("rule.window", self.window),
-        ] {
-            if d > MAX_DURATION {
-                return bad(field, format!("{d:?}"), "must be at most one year");
-            }
-        }
-        if self.signal.is_windowed() && self.window < tick {
-            return bad(
-                "rule.window",
-                format!("{:?} (tick {tick:?})", self.window),
-                "must be at least one tick",
-            );
-        }
-        Ok(())
     }
 }

@@ -206,12 +206,23 @@ fn short_dips_inside_a_busy_tick_do_not_restart_the_hold() {
     );
 }
 
+/// Rule validation lives with the rest of the settings' (`build/validate.rs`).
+trait ValidateForTest {
+    fn validate_for_test(&self, tick: Duration) -> Result<(), crate::error::BuildError>;
+}
+
+impl ValidateForTest for Rule {
+    fn validate_for_test(&self, tick: Duration) -> Result<(), crate::error::BuildError> {
+        crate::build::validate::rule(self, tick)
+    }
+}
+
 #[test]
 fn validation_names_the_field_and_the_rule() {
     let tick = secs(1);
     let e = pool_warn()
         .recover_at(0.9)
-        .validate(tick)
+        .validate_for_test(tick)
         .unwrap_err()
         .to_string();
     assert!(
@@ -220,18 +231,18 @@ fn validation_names_the_field_and_the_rule() {
     );
     let e = pool_warn()
         .threshold_nan()
-        .validate(tick)
+        .validate_for_test(tick)
         .unwrap_err()
         .to_string();
     assert!(e.contains("rule.threshold"), "{e}");
     let e = Rule::new("t", Signal::Timeouts, Comparison::Above, 5.0)
         .window(Duration::from_millis(10))
-        .validate(tick)
+        .validate_for_test(tick)
         .unwrap_err()
         .to_string();
     assert!(e.contains("rule.window"), "{e}");
     for r in default_rules().iter().chain(&server_rules()) {
-        r.validate(tick).unwrap();
+        r.validate_for_test(tick).unwrap();
     }
 }
 

@@ -15,7 +15,7 @@ use crate::monitor::{Monitor, ScaleTarget, ServerTask, Shared, StatsFn, Timing};
 use crate::protect::breaker::BreakerCell;
 use crate::protect::classify::Classifier;
 use crate::protect::shed::HoldEstimate;
-use crate::protect::timeout::Killer;
+use crate::protect::timeout::ServerCancel;
 use crate::protect::Protection;
 use crate::report::events::{Callback, EventHub};
 use crate::report::metrics;
@@ -41,7 +41,7 @@ pub(crate) fn assemble(
     settings: Settings,
     rules: RuleSet,
     pool: PoolFacts,
-    killer: Killer,
+    server_cancel: ServerCancel,
     classifier: Classifier,
     stats: StatsFn,
 ) -> Parts {
@@ -63,7 +63,7 @@ pub(crate) fn assemble(
         shed,
         query_timeout: settings.query_timeout,
         drain: settings.drain_timeout,
-        killer: Arc::new(killer),
+        server_cancel: Arc::new(server_cancel),
         metrics: metrics::register_protect(&name),
         hold_estimate: HoldEstimate::default(),
     };
@@ -98,7 +98,7 @@ pub(crate) fn assemble(
 
 impl Parts {
     /// Starts the event callbacks' threads, the server watch, the query
-    /// killer's first connection and the monitor task on `rt`.
+    /// server-cancel connection and the monitor task on `rt`.
     pub(crate) fn start(
         &self,
         callbacks: Vec<Callback>,
@@ -107,11 +107,11 @@ impl Parts {
     ) -> Result<(), BuildError> {
         let shared = &self.shared;
         let p = &shared.protect;
-        if p.query_timeout.is_some() && p.killer.supported() {
+        if p.query_timeout.is_some() && p.server_cancel.supported() {
             // The first cancel should not pay for a connect, nor find a full
             // server refusing it.
-            let killer = Arc::clone(&p.killer);
-            rt.spawn(async move { killer.preconnect().await });
+            let cancel = Arc::clone(&p.server_cancel);
+            rt.spawn(async move { cancel.preconnect().await });
         }
         for cb in callbacks {
             shared

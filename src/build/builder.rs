@@ -18,7 +18,7 @@ use crate::monitor::{PoolStats, ServerTask, StatsFn};
 use crate::protect::breaker::BreakerConfig;
 use crate::protect::classify::{classify, Classifier, Outcome};
 use crate::protect::shed::ShedConfig;
-use crate::protect::timeout::Killer;
+use crate::protect::timeout::ServerCancel;
 use crate::report::events::{AlertEvent, Callback, Event, SaturationEvent};
 
 /// Configures and builds a [`PoolGuard`]; see [`PoolGuard::builder`].
@@ -128,7 +128,7 @@ impl<DB: Database> PoolGuardBuilder<DB> {
     }
 
     /// Replaces every rule, the pool rules and the defaults of
-    /// [`default_rules`] included, with `rules`. The guard's [`Level`](crate::Level)
+    /// [`default_rules`](crate::rules::default_rules) included, with `rules`. The guard's [`Level`](crate::Level)
     /// then follows whatever rules named [`POOL_RULE`](crate::rules::POOL_RULE) are in the list.
     pub fn rules(mut self, rules: impl IntoIterator<Item = Rule>) -> Self {
         self.settings.replace_rules(rules);
@@ -341,12 +341,12 @@ impl<DB: Database> PoolGuardBuilder<DB> {
             max: options.get_max_connections(),
             acquire_timeout: options.get_acquire_timeout(),
         };
-        let killer = Killer::new::<DB>(&self.pool.connect_options());
+        let server_cancel = ServerCancel::new::<DB>(&self.pool.connect_options());
         let parts = assemble::assemble(
             settings,
             rules,
             facts,
-            killer,
+            server_cancel,
             self.classifier,
             stats(&self.pool),
         );

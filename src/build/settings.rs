@@ -6,12 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::validate;
 use crate::alert::defaults::default_rules;
 use crate::alert::rule::Rule;
 use crate::alert::rule_set::RuleSet;
 use crate::alert::saturation::SaturationPolicy;
 use crate::alert::signal::Signal;
-use crate::error::{BuildError, MAX_DURATION};
+use crate::error::BuildError;
 use crate::protect::breaker::BreakerConfig;
 use crate::protect::shed::ShedConfig;
 use crate::protect::timeout::DEFAULT_DRAIN;
@@ -107,32 +108,6 @@ impl Default for Settings {
     }
 }
 
-/// A ratio in `(0, 1)`: the pool rules fire *above* their threshold (the
-/// post-mortem's "> 80%"), so 1.0 could never fire on utilization.
-fn open_ratio(field: &'static str, v: f64) -> Result<(), BuildError> {
-    if v.is_finite() && v > 0.0 && v < 1.0 {
-        Ok(())
-    } else {
-        Err(BuildError::config(field, v, "must be a ratio in (0, 1)"))
-    }
-}
-
-/// `low` must not be above `high`.
-fn not_above(
-    (low_field, low): (&'static str, f64),
-    (high_field, high): (&'static str, f64),
-    reason: &'static str,
-) -> Result<(), BuildError> {
-    if low > high {
-        return Err(BuildError::config(
-            low_field,
-            format!("{low} ({high_field} = {high})"),
-            reason,
-        ));
-    }
-    Ok(())
-}
-
 impl Settings {
     /// Replaces every rule with `rules` (no pool rules, no defaults).
     pub(crate) fn replace_rules(&mut self, rules: impl IntoIterator<Item = Rule>) {
@@ -165,119 +140,6 @@ impl Settings {
         p
     }
 
-    fn validate_policy(p: &SaturationPolicy) -> Result<(), BuildError> {
-        open_ratio("warn_at", p.warn_at)?;
-        open_ratio("critical_at", p.critical_at)?;
-        open_ratio("warn_recover_below", p.warn_recover_below)?;
-        open_ratio("critical_recover_below", p.critical_recover_below)?;
-        if p.warn_at >= p.critical_at {
-            return Err(BuildError::config(
-                "warn_at",
-                format!("{} (critical_at = {})", p.warn_at, p.critical_at),
-                "must be below critical_at",
-            ));
-        }
-        not_above(
-            ("warn_recover_below", p.warn_recover_below),
-            ("warn_at", p.warn_at),
-            "must not be above warn_at",
-        )?;
-        not_above(
-            ("critical_recover_below", p.critical_recover_below),
-            ("critical_at", p.critical_at),
-            "must not be above critical_at",
-        )?;
-        not_above(
-            ("warn_recover_below", p.warn_recover_below),
-            ("critical_recover_below", p.critical_recover_below),
-            "must not be above critical_recover_below",
-        )?;
-        for (field, d) in [
-            ("warn_for", p.warn_for),
-            ("critical_for", p.critical_for),
-            ("recover_for", p.recover_for),
-        ] {
-            BuildError::check_span(field, d)?;
-        }
-        if !matches!(p.signal, Signal::Utilization | Signal::Demand) {
-            return Err(BuildError::config(
-                "signal",
-                format!("{:?}", p.signal),
-                "the pool rules take Signal::Utilization or Signal::Demand",
-            ));
-        }
-        Ok(())
-    }
-
-    fn validate_monitoring(&self) -> Result<(), BuildError> {
-        BuildError::check_positive_span("tick", self.tick)?;
-        BuildError::check_span("stats_window", self.stats_window)?;
-        if self.stats_window < self.tick {
-            return Err(BuildError::config(
-                "stats_window",
-                format!("{:?} (tick = {:?})", self.stats_window, self.tick),
-                "must be at least one tick",
-            ));
-        }
-        if self.forecast_window < self.tick * 10 || self.forecast_window > MAX_DURATION {
-            return Err(BuildError::config(
-                "forecast_window",
-                format!("{:?} (tick = {:?})", self.forecast_window, self.tick),
-                "must span at least 10 ticks and at most one year",
-            ));
-        }
-        if self.event_capacity == 0 || self.event_capacity > MAX_EVENT_CAPACITY {
-            return Err(BuildError::config(
-                "event_capacity",
-                self.event_capacity,
-                "must be in 1..=65536",
-            ));
-        }
-        if self.name.is_empty() || self.name.contains('\0') {
-            return Err(BuildError::config(
-                "name",
-                format!("{:?}", self.name),
-                "must be non-empty, without NUL",
-            ));
-        }
-        if !(self.scale_target.is_finite() && self.scale_target > 0.0 && self.scale_target <= 1.0) {
-            return Err(BuildError::config(
-                "scale_target",
-                self.scale_target,
-                "must be a ratio in (0, 1]",
-            ));
-        }
-        if self.instances == 0 {
-            return Err(BuildError::config("instances", 0, "must be at least 1"));
-        }
-        if let Some(i) = self.server_interval {
-            BuildError::check_positive_span("watch_server", i)?;
-        }
-        if let Some(t) = self.leak_threshold {
-            BuildError::check_positive_span("leak_detection", t)?;
-        }
-        if !(self.time_scale.is_finite() && (1e-3..=1e6).contains(&self.time_scale)) {
-            return Err(BuildError::config(
-                "time_scale",
-                self.time_scale,
-                "must be a finite factor in 0.001..=1000000",
-            ));
-        }
-        Ok(())
-    }
-
-    fn validate_protection(&self) -> Result<(), BuildError> {
-        self.breaker.validate()?;
-        if let Some(t) = self.query_timeout {
-            BuildError::check_positive_span("query_timeout", t)?;
-        }
-        BuildError::check_positive_span("drain_timeout", self.drain_timeout)?;
-        if let Some(w) = self.shed.max_wait {
-            BuildError::check_positive_span("shed.max_wait", w)?;
-        }
-        Ok(())
-    }
-
     /// The rules the guard runs: the pool rules (unless replaced), then the
     /// other rules; a later rule with the same name and severity wins.
     fn rule_set(&self, policy: &SaturationPolicy) -> Result<RuleSet, BuildError> {
@@ -302,11 +164,11 @@ impl Settings {
             RuleBase::Replaced { duplicate: None } => {}
         }
         for r in self.rules.iter() {
-            r.validate(self.tick)?;
+            validate::rule(r, self.tick)?;
             all.upsert(r.clone());
         }
         for r in all.iter() {
-            r.validate(self.tick)?;
+            validate::rule(r, self.tick)?;
             if r.signal == Signal::ServerUtilization && self.server_interval.is_none() {
                 return Err(BuildError::config(
                     "rule.signal",
@@ -323,9 +185,9 @@ impl Settings {
     /// rule converted by the time scale, and the rule set assembled.
     pub(crate) fn resolve(mut self) -> Result<(Self, RuleSet), BuildError> {
         self.policy = self.resolved_policy();
-        Self::validate_policy(&self.policy)?;
-        self.validate_monitoring()?;
-        self.validate_protection()?;
+        validate::policy(&self.policy)?;
+        validate::monitoring(&self)?;
+        validate::protection(&self)?;
         let mut rules = self.rule_set(&self.policy)?;
         let k = self.time_scale;
         if k != 1.0 {

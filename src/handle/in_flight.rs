@@ -59,9 +59,9 @@ async fn settle_abandoned<DB: Database>(mut conn: GuardedConnection<DB>, id: Opt
         return drop(conn);
     }
     if id.is_some() {
-        let killer = Arc::clone(&conn.shared().protect.killer);
+        let cancel = Arc::clone(&conn.shared().protect.server_cancel);
         let rest = sqlx::Connection::ping(conn.raw());
-        let server = killer.cancel_and_drain(id, rest, bound).await;
+        let server = cancel.cancel_and_drain(id, rest, bound).await;
         if after_timeout(conn.shared(), id, server).await {
             return drop(conn);
         }

@@ -44,7 +44,10 @@ pub(crate) async fn after_timeout(core: &Shared, id: Option<u64>, server: Cancel
     let clean = server == Cancelled::Clean;
     if !clean {
         if let Some(id) = id {
-            core.protect.killer.terminate(id, core.protect.drain).await;
+            core.protect
+                .server_cancel
+                .terminate(id, core.protect.drain)
+                .await;
         }
     }
     clean
@@ -61,11 +64,11 @@ async fn read_backend_id<DB: Database>(
     id_cache: &mut Option<u64>,
     q: &mut Option<QueryTicket>,
 ) -> Timeboxed<()> {
-    let killer = &core.protect.killer;
-    if id_cache.is_some() || !killer.supported() {
+    let cancel = &core.protect.server_cancel;
+    if id_cache.is_some() || !cancel.supported() {
         return Ok(Ok(()));
     }
-    match tokio::time::timeout_at(deadline, killer.backend_id(conn)).await {
+    match tokio::time::timeout_at(deadline, cancel.backend_id(conn)).await {
         Ok(Ok(id)) => {
             *id_cache = id;
             Ok(Ok(()))
@@ -107,8 +110,8 @@ where
         return Ok(Err(e));
     }
     let q = q.expect("finished only on a timeout");
-    let killer = Arc::clone(&core.protect.killer);
-    match killer
+    let cancel = Arc::clone(&core.protect.server_cancel);
+    match cancel
         .timed(
             conn.fetch_optional(query),
             deadline,
@@ -180,7 +183,7 @@ where
     };
     let server = core
         .protect
-        .killer
+        .server_cancel
         .cancel_and_drain(*id_cache, rest, core.protect.drain)
         .await;
     Err(TimedOut { limit, server })

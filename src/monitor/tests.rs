@@ -19,7 +19,7 @@ use crate::build::assemble::{assemble, PoolFacts};
 use crate::build::settings::Settings;
 use crate::hot::accounting::{Accounting, HoldTicket};
 use crate::protect::classify::classify;
-use crate::protect::timeout::Killer;
+use crate::protect::timeout::ServerCancel;
 use crate::report::events::{AlertEvent, Event, EventStream, SaturationEvent};
 
 fn secs(s: u64) -> Duration {
@@ -73,7 +73,7 @@ fn harness_scaled(max: u32, rules: Vec<Rule>, leak: Option<Duration>, k: f64) ->
             max,
             acquire_timeout: Duration::MAX,
         },
-        Killer::none(),
+        ServerCancel::none(),
         Arc::new(classify),
         stats,
     );

@@ -14,7 +14,7 @@ use std::time::Duration;
 use crate::hot::handles::ProtectMetrics;
 use breaker::BreakerCell;
 use shed::{HoldEstimate, ShedConfig};
-use timeout::Killer;
+use timeout::ServerCancel;
 
 /// The protection settings and state of one guard.
 pub(crate) struct Protection {
@@ -26,7 +26,7 @@ pub(crate) struct Protection {
     pub(crate) shed_deadline: Duration,
     pub(crate) query_timeout: Option<Duration>,
     pub(crate) drain: Duration,
-    pub(crate) killer: Arc<Killer>,
+    pub(crate) server_cancel: Arc<ServerCancel>,
     pub(crate) metrics: ProtectMetrics,
     /// Mean hold over the stats window (written by the monitor each tick).
     pub(crate) hold_estimate: HoldEstimate,
@@ -38,7 +38,7 @@ impl std::fmt::Debug for Protection {
             .field("breaker", &self.breaker)
             .field("shed", &self.shed)
             .field("query_timeout", &self.query_timeout)
-            .field("killer", &self.killer)
+            .field("server_cancel", &self.server_cancel)
             .finish_non_exhaustive()
     }
 }

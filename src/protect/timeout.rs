@@ -41,11 +41,11 @@ pub(crate) enum Timed<T> {
 }
 
 /// The server-side side of timeouts: reads backend ids and cancels.
-pub(crate) struct Killer {
-    kind: Kind,
+pub(crate) struct ServerCancel {
+    backend: Backend,
 }
 
-enum Kind {
+enum Backend {
     #[cfg(feature = "postgres")]
     Postgres {
         options: sqlx::postgres::PgConnectOptions,
@@ -59,27 +59,29 @@ enum Kind {
     None,
 }
 
-impl std::fmt::Debug for Killer {
+impl std::fmt::Debug for ServerCancel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match &self.kind {
+        let kind = match &self.backend {
             #[cfg(feature = "postgres")]
-            Kind::Postgres { .. } => "postgres",
+            Backend::Postgres { .. } => "postgres",
             #[cfg(feature = "mysql")]
-            Kind::MySql { .. } => "mysql",
-            Kind::None => "none",
+            Backend::MySql { .. } => "mysql",
+            Backend::None => "none",
         };
-        f.debug_struct("Killer").field("kind", &kind).finish()
+        f.debug_struct("ServerCancel")
+            .field("backend", &kind)
+            .finish()
     }
 }
 
-impl Killer {
+impl ServerCancel {
     /// Picks the backend from the pool's connect options.
     pub(crate) fn new<DB: Database>(options: &<DB::Connection as Connection>::Options) -> Self {
         let any = options as &dyn Any;
         #[cfg(feature = "postgres")]
         if let Some(o) = any.downcast_ref::<sqlx::postgres::PgConnectOptions>() {
             return Self {
-                kind: Kind::Postgres {
+                backend: Backend::Postgres {
                     options: o.clone(),
                     conn: tokio::sync::Mutex::new(None),
                 },
@@ -88,25 +90,29 @@ impl Killer {
         #[cfg(feature = "mysql")]
         if let Some(o) = any.downcast_ref::<sqlx::mysql::MySqlConnectOptions>() {
             return Self {
-                kind: Kind::MySql {
+                backend: Backend::MySql {
                     options: o.clone(),
                     conn: tokio::sync::Mutex::new(None),
                 },
             };
         }
         let _ = any;
-        Self { kind: Kind::None }
+        Self {
+            backend: Backend::None,
+        }
     }
 
     /// No server-side cancel.
     #[cfg(test)]
     pub(crate) fn none() -> Self {
-        Self { kind: Kind::None }
+        Self {
+            backend: Backend::None,
+        }
     }
 
     /// Whether the statement can be stopped on the server.
     pub(crate) fn supported(&self) -> bool {
-        !matches!(self.kind, Kind::None)
+        !matches!(self.backend, Backend::None)
     }
 
     /// The server's id of the session behind `conn` (one round trip).
@@ -133,12 +139,12 @@ impl Killer {
         Ok(None)
     }
 
-    /// Runs `sql(id)` on the killer's own connection (opened on first use,
+    /// Runs `sql(id)` on its own connection (opened on first use,
     /// reopened after an error).
     async fn run(&self, id: u64, terminate: bool) -> Result<(), sqlx::Error> {
-        match &self.kind {
+        match &self.backend {
             #[cfg(feature = "postgres")]
-            Kind::Postgres { options, conn } => {
+            Backend::Postgres { options, conn } => {
                 // Taken out of the slot while in use: a run dropped half-way
                 // (by the drain bound) drops its connection instead of
                 // leaving a busy one for the next cancel, and concurrent
@@ -159,7 +165,7 @@ impl Killer {
                 Ok(())
             }
             #[cfg(feature = "mysql")]
-            Kind::MySql { options, conn } => {
+            Backend::MySql { options, conn } => {
                 use sqlx::Executor;
                 let taken = conn.lock().await.take();
                 let mut c = match taken {
@@ -176,7 +182,7 @@ impl Killer {
                 conn.lock().await.get_or_insert(c);
                 Ok(())
             }
-            Kind::None => {
+            Backend::None => {
                 let _ = (id, terminate);
                 Ok(())
             }
@@ -187,13 +193,13 @@ impl Killer {
     /// landed on the statement it was meant for.
     fn is_cancel_error(&self, err: &sqlx::Error) -> bool {
         let code = err.as_database_error().and_then(|e| e.code());
-        match &self.kind {
+        match &self.backend {
             #[cfg(feature = "postgres")]
-            Kind::Postgres { .. } => code.as_deref() == Some("57014"),
+            Backend::Postgres { .. } => code.as_deref() == Some("57014"),
             // MySQL's code() is the SQLSTATE; ER_QUERY_INTERRUPTED is 70100.
             #[cfg(feature = "mysql")]
-            Kind::MySql { .. } => code.as_deref() == Some("70100"),
-            Kind::None => {
+            Backend::MySql { .. } => code.as_deref() == Some("70100"),
+            Backend::None => {
                 let _ = code;
                 false
             }
@@ -213,28 +219,30 @@ impl Killer {
         }
     }
 
-    /// Opens the killer's connection ahead of the first timeout, so the
+    /// Opens its connection ahead of the first timeout, so the
     /// first cancel does not pay for a connect (and a full server does not
     /// refuse it then).
     pub(crate) async fn preconnect(&self) {
-        let r: Result<(), sqlx::Error> = match &self.kind {
+        let r: Result<(), sqlx::Error> = match &self.backend {
             #[cfg(feature = "postgres")]
-            Kind::Postgres { options, conn } => sqlx::postgres::PgConnection::connect_with(options)
-                .await
-                .map(|c| {
-                    if let Ok(mut slot) = conn.try_lock() {
-                        slot.get_or_insert(c);
-                    }
-                }),
+            Backend::Postgres { options, conn } => {
+                sqlx::postgres::PgConnection::connect_with(options)
+                    .await
+                    .map(|c| {
+                        if let Ok(mut slot) = conn.try_lock() {
+                            slot.get_or_insert(c);
+                        }
+                    })
+            }
             #[cfg(feature = "mysql")]
-            Kind::MySql { options, conn } => sqlx::mysql::MySqlConnection::connect_with(options)
+            Backend::MySql { options, conn } => sqlx::mysql::MySqlConnection::connect_with(options)
                 .await
                 .map(|c| {
                     if let Ok(mut slot) = conn.try_lock() {
                         slot.get_or_insert(c);
                     }
                 }),
-            Kind::None => Ok(()),
+            Backend::None => Ok(()),
         };
         if let Err(e) = r {
             tracing::warn!(error = %e, "poolguard: could not open the query-cancel connection yet");

@@ -58,10 +58,17 @@ struct Fit {
     rising: bool,
 }
 
-/// Least squares over a sliding window of (seconds, value) points.
+/// One observation: seconds since the forecaster started, and the value.
+#[derive(Clone, Copy, Debug)]
+struct Point {
+    t: f64,
+    y: f64,
+}
+
+/// Least squares over a sliding window of points.
 #[derive(Debug)]
 struct Trend {
-    points: VecDeque<(f64, f64)>,
+    points: VecDeque<Point>,
     span: f64,
 }
 
@@ -75,18 +82,14 @@ impl Trend {
 
     fn push(&mut self, t: f64, y: f64) {
         let spacing = self.span / MAX_POINTS;
-        if self
-            .points
-            .back()
-            .is_some_and(|&(last, _)| t - last < spacing)
-        {
+        if self.points.back().is_some_and(|last| t - last.t < spacing) {
             return;
         }
-        self.points.push_back((t, y));
+        self.points.push_back(Point { t, y });
         while self
             .points
             .front()
-            .is_some_and(|&(t0, _)| t - t0 > self.span)
+            .is_some_and(|first| t - first.t > self.span)
         {
             self.points.pop_front();
         }
@@ -94,16 +97,16 @@ impl Trend {
 
     fn fit(&self) -> Option<Fit> {
         let n = self.points.len();
-        let (first, last) = (self.points.front()?.0, self.points.back()?.0);
+        let (first, last) = (self.points.front()?.t, self.points.back()?.t);
         // A trend needs points and at least half the window behind it.
         if n < MIN_POINTS || last - first < self.span / 2.0 {
             return None;
         }
         let nf = n as f64;
-        let mt = self.points.iter().map(|p| p.0).sum::<f64>() / nf;
-        let my = self.points.iter().map(|p| p.1).sum::<f64>() / nf;
+        let mt = self.points.iter().map(|p| p.t).sum::<f64>() / nf;
+        let my = self.points.iter().map(|p| p.y).sum::<f64>() / nf;
         let (mut sxx, mut sxy) = (0.0, 0.0);
-        for &(t, y) in &self.points {
+        for &Point { t, y } in &self.points {
             sxx += (t - mt) * (t - mt);
             sxy += (t - mt) * (y - my);
         }
@@ -112,7 +115,7 @@ impl Trend {
         }
         let slope = sxy / sxx;
         let intercept = my - slope * mt;
-        let residual = |&(t, y): &(f64, f64)| y - (intercept + slope * t);
+        let residual = |p: &Point| p.y - (intercept + slope * p.t);
         let ssr: f64 = self.points.iter().map(|p| residual(p).powi(2)).sum();
         // Lag-1 autocorrelation of the residuals: n points carry only about
         // n (1 - rho) / (1 + rho) independent ones.

@@ -25,9 +25,16 @@ const MAX_MARKS: u32 = 3600;
 /// Histogram marks per window (a window of W covers W to W + W/12).
 const HIST_SLOTS: u32 = 12;
 
+/// A copy taken at an instant.
+#[derive(Debug)]
+struct Mark<T> {
+    at: Instant,
+    value: T,
+}
+
 #[derive(Debug)]
 struct Ring<T> {
-    marks: VecDeque<(Instant, T)>,
+    marks: VecDeque<Mark<T>>,
     spacing: Duration,
     span: Duration,
 }
@@ -35,7 +42,10 @@ struct Ring<T> {
 impl<T> Ring<T> {
     fn new(now: Instant, first: T, spacing: Duration, span: Duration) -> Self {
         Self {
-            marks: VecDeque::from([(now, first)]),
+            marks: VecDeque::from([Mark {
+                at: now,
+                value: first,
+            }]),
             spacing,
             span,
         }
@@ -44,14 +54,14 @@ impl<T> Ring<T> {
     fn due(&self, now: Instant) -> bool {
         self.marks
             .back()
-            .is_none_or(|(at, _)| now.saturating_duration_since(*at) >= self.spacing)
+            .is_none_or(|m| now.saturating_duration_since(m.at) >= self.spacing)
     }
 
     fn push(&mut self, now: Instant, value: T) {
-        self.marks.push_back((now, value));
+        self.marks.push_back(Mark { at: now, value });
         // Keep one mark at or before `now - span`, drop the older ones.
         if let Some(target) = now.checked_sub(self.span) {
-            while self.marks.len() > 1 && self.marks[1].0 <= target {
+            while self.marks.len() > 1 && self.marks[1].at <= target {
                 self.marks.pop_front();
             }
         }
@@ -61,11 +71,11 @@ impl<T> Ring<T> {
     /// not yet full), and how long ago it was taken.
     fn at(&self, now: Instant, w: Duration) -> (&T, Duration) {
         let idx = match now.checked_sub(w) {
-            Some(target) => self.marks.partition_point(|(at, _)| *at <= target),
+            Some(target) => self.marks.partition_point(|m| m.at <= target),
             None => 0,
         };
-        let (at, v) = &self.marks[idx.saturating_sub(1)];
-        (v, now.saturating_duration_since(*at))
+        let m = &self.marks[idx.saturating_sub(1)];
+        (&m.value, now.saturating_duration_since(m.at))
     }
 
     #[cfg(test)]

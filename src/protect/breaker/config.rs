@@ -1,8 +1,6 @@
-//! The breaker's settings and their validation.
+//! The breaker's settings (validated in `build/validate.rs`).
 
 use std::time::Duration;
-
-use crate::error::{BuildError, MAX_DURATION};
 
 /// Settings of the breaker (validated by the guard's builder).
 #[derive(Clone, Debug, PartialEq)]
@@ -137,73 +135,5 @@ impl BreakerConfig {
     pub fn half_open_calls(mut self, v: u32) -> Self {
         self.half_open_calls = v;
         self
-    }
-}
-
-impl BreakerConfig {
-    pub(crate) fn validate(&self) -> Result<(), BuildError> {
-        let bad = |field, value: String, reason| Err(BuildError::config(field, value, reason));
-        let rate = |field, v: f64| {
-            if v.is_finite() && v > 0.0 && v <= 1.0 {
-                Ok(())
-            } else {
-                bad(field, v.to_string(), "must be a ratio in (0, 1]")
-            }
-        };
-        rate("breaker.failure_rate", self.failure_rate)?;
-        rate("breaker.slow_call_rate", self.slow_call_rate)?;
-        if !(self.jitter.is_finite() && (0.0..1.0).contains(&self.jitter)) {
-            return bad(
-                "breaker.jitter",
-                self.jitter.to_string(),
-                "must be in [0, 1)",
-            );
-        }
-        if !(self.multiplier.is_finite() && self.multiplier >= 1.0) {
-            return bad(
-                "breaker.multiplier",
-                self.multiplier.to_string(),
-                "must be at least 1",
-            );
-        }
-        if self.buckets == 0 || self.buckets > 1000 {
-            return bad(
-                "breaker.buckets",
-                self.buckets.to_string(),
-                "must be in 1..=1000",
-            );
-        }
-        if self.window < Duration::from_millis(u64::from(self.buckets))
-            || self.window > MAX_DURATION
-        {
-            return bad(
-                "breaker.window",
-                format!("{:?} ({} buckets)", self.window, self.buckets),
-                "must be at least 1 ms per bucket and at most one year",
-            );
-        }
-        if self.minimum_calls == 0 {
-            return bad("breaker.minimum_calls", "0".into(), "must be at least 1");
-        }
-        if self.half_open_calls == 0 {
-            return bad("breaker.half_open_calls", "0".into(), "must be at least 1");
-        }
-        for (field, d) in [
-            ("breaker.base_wait", self.base_wait),
-            ("breaker.max_wait", self.max_wait),
-            ("breaker.slow_call_duration", self.slow_call_duration),
-        ] {
-            if d > MAX_DURATION {
-                return bad(field, format!("{d:?}"), "must be at most one year");
-            }
-        }
-        if self.base_wait.is_zero() || self.max_wait < self.base_wait {
-            return bad(
-                "breaker.base_wait",
-                format!("{:?} (max_wait {:?})", self.base_wait, self.max_wait),
-                "must be above zero and at most max_wait",
-            );
-        }
-        Ok(())
     }
 }
