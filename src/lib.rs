@@ -47,7 +47,7 @@
 //! | `protect/` | circuit breaker (pure), classifier, load shedding (pure), query cancel | [`breaker`], `classify`, `shed`, `timeout` |
 //! | `report/` | events, snapshot, metric names and gauges, health | `events`, `snapshot`, [`metrics`], `health` |
 //! | `monitor/` | the background task: shared core, evaluation, views, publishing, server watch | `shared`, `evaluate`, `tick`, `view`, `publish`, `server` |
-//! | `handle/` | the guard, connections, admission, `Executor` plumbing, model pool | `guard`, `connection`, `admission`, `executor`, `query`, `in_flight`, [`sim`] |
+//! | `handle/` | the guard, connections, admission, `Executor` plumbing, model pool | `guard`, `connection`, `admission`, `executor`, `held`, `query`, `in_flight`, [`sim`] |
 //! | `build/` | builder (setters), settings and validation, assembly | `builder`, `settings`, `assemble` |
 //! | `error.rs` | [`BuildError`], [`Error`] | |
 //!
@@ -120,8 +120,9 @@ pub use build::settings::{
 pub use error::{BuildError, Cancelled, Error, PoolState, MAX_DURATION};
 pub use handle::admission::BreakerHandle;
 pub use handle::connection::{CountedConnection, Guarded, GuardedConnection, GuardedTransaction};
-pub use handle::executor::{Driver, TimedConnection, TimedGuard};
+pub use handle::executor::TimedGuard;
 pub use handle::guard::PoolGuard;
+pub use handle::held::{Driver, TimedConnection};
 pub use protect::shed::{ShedConfig, ShedReason};
 pub use report::events::{
     AlertEvent, BreakerEvent, Event, EventStream, EventsMissed, LeakEvent, SaturationEvent,

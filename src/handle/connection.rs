@@ -13,7 +13,7 @@ use sqlx::{Acquire, Database, Transaction};
 
 use std::sync::Arc;
 
-use crate::handle::executor::TimedConnection;
+use crate::handle::held::TimedConnection;
 use crate::hot::accounting::HoldTicket;
 use crate::monitor::Shared;
 

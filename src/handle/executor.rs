@@ -31,11 +31,10 @@ use sqlx::pool::MaybePoolConnection;
 use sqlx::{Acquire, Database, Either, Execute, Executor, SqlStr, Transaction};
 use sqlx_core::ext::async_stream::TryAsyncStream;
 
-use super::connection::{CountedConnection, Guarded, Held};
+use super::connection::CountedConnection;
 use super::guard::PoolGuard;
 use super::in_flight::InFlight;
-use super::query::{after_timeout, many_on, optional_on, Rows, Timeboxed, TimedOut};
-use crate::monitor::Shared;
+use super::query::{many_on, optional_on, Rows};
 
 /// `&PoolGuard` with a timeout for the calls made through it, from
 /// [`PoolGuard::with_timeout`]: an `Executor` like `&PoolGuard`.
@@ -127,351 +126,105 @@ where
     }))
 }
 
-impl<'p, DB: Database> Executor<'p> for &'_ PoolGuard<DB>
+/// `prepare_with` through the guard: admitted, acquired and counted like a
+/// query, not timed.
+fn prepare_guarded<'e, DB>(
+    guard: PoolGuard<DB>,
+    sql: SqlStr,
+    parameters: &'e [DB::TypeInfo],
+) -> BoxFuture<'e, Result<DB::Statement, sqlx::Error>>
 where
+    DB: Database,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
-    type Database = DB;
-
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
-    where
-        E: 'q + Execute<'q, DB>,
-    {
-        let limit = self.shared().protect.query_timeout;
-        fetch_many_guarded::<DB, E>(self.clone(), query, limit)
-    }
-
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
-    where
-        E: 'q + Execute<'q, DB>,
-    {
-        let limit = self.shared().protect.query_timeout;
-        fetch_optional_guarded::<DB, E>(self.clone(), query, limit)
-    }
-
-    fn prepare_with<'e>(
-        self,
-        sql: SqlStr,
-        parameters: &'e [DB::TypeInfo],
-    ) -> BoxFuture<'e, Result<DB::Statement, sqlx::Error>>
-    where
-        'p: 'e,
-    {
-        let guard = self.clone();
-        Box::pin(async move {
-            let core = Arc::clone(guard.shared());
-            core.call(async {
-                let mut conn = guard.acquire_at(Location::caller()).await?;
-                conn.raw().prepare_with(sql, parameters).await
-            })
-            .await
+    Box::pin(async move {
+        let core = Arc::clone(guard.shared());
+        core.call(async {
+            let mut conn = guard.acquire_at(Location::caller()).await?;
+            conn.raw().prepare_with(sql, parameters).await
         })
-    }
-
-    #[doc(hidden)]
-    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<sqlx::Describe<DB>, sqlx::Error>> {
-        let guard = self.clone();
-        Box::pin(async move {
-            let core = Arc::clone(guard.shared());
-            core.call(async {
-                let mut conn = guard.acquire_at(Location::caller()).await?;
-                conn.raw().describe(sql).await
-            })
-            .await
-        })
-    }
+        .await
+    })
 }
 
-impl<'p, DB: Database> Executor<'p> for TimedGuard<'_, DB>
+/// `describe` through the guard, like [`prepare_guarded`].
+fn describe_guarded<'e, DB>(
+    guard: PoolGuard<DB>,
+    sql: SqlStr,
+) -> BoxFuture<'e, Result<sqlx::Describe<DB>, sqlx::Error>>
 where
+    DB: Database,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
-    type Database = DB;
-
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
-    where
-        E: 'q + Execute<'q, DB>,
-    {
-        fetch_many_guarded::<DB, E>(self.guard.clone(), query, self.limit)
-    }
-
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
-    where
-        E: 'q + Execute<'q, DB>,
-    {
-        fetch_optional_guarded::<DB, E>(self.guard.clone(), query, self.limit)
-    }
-
-    fn prepare_with<'e>(
-        self,
-        sql: SqlStr,
-        parameters: &'e [DB::TypeInfo],
-    ) -> BoxFuture<'e, Result<DB::Statement, sqlx::Error>>
-    where
-        'p: 'e,
-    {
-        self.guard.prepare_with(sql, parameters)
-    }
-
-    #[doc(hidden)]
-    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<sqlx::Describe<DB>, sqlx::Error>> {
-        self.guard.describe(sql)
-    }
-}
-
-/// A held connection or transaction with a query timeout, from
-/// [`GuardedConnection::with_timeout`] and
-/// [`GuardedTransaction::with_timeout`](crate::GuardedTransaction::with_timeout):
-/// an `Executor` whose queries are cancelled on the server when they run past
-/// the limit.
-pub struct TimedConnection<'c, DB: Database> {
-    pub(crate) target: &'c mut Held<DB>,
-    pub(crate) core: &'c Shared,
-    pub(crate) backend_id: &'c mut Option<u64>,
-    /// `None`: no timeout (the guard's default when it has none).
-    pub(crate) limit: Option<Duration>,
-}
-
-impl<DB: Database> std::fmt::Debug for TimedConnection<'_, DB> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TimedConnection")
-            .field("pool", &self.core.name)
-            .field("limit", &self.limit)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<DB: Database> TimedConnection<'_, DB> {
-    /// The query's result; after a timeout that left the session in doubt
-    /// the target is poisoned. Either timeout counts for the breaker.
-    async fn settle<T>(&mut self, r: Timeboxed<T>) -> Result<T, sqlx::Error> {
-        let TimedOut { limit, server } = match r {
-            Ok(r) => return r,
-            Err(t) => t,
-        };
-        if !after_timeout(self.core, *self.backend_id, server).await {
-            self.target.poison();
-        }
-        self.core.held_query_timed_out(limit);
-        Err(self.core.query_timed_out(limit, server).into())
-    }
-}
-
-impl<'c, DB: Database> Executor<'c> for TimedConnection<'c, DB>
-where
-    for<'x> &'x mut DB::Connection: Executor<'x, Database = DB>,
-{
-    type Database = DB;
-
-    fn fetch_many<'e, 'q: 'e, E>(
-        mut self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, DB>,
-    {
-        Box::pin(TryAsyncStream::new(move |yielder| async move {
-            let core = self.core;
-            let r = many_on::<DB, E>(
-                core,
-                self.target.conn(),
-                query,
-                self.limit,
-                self.backend_id,
-                &yielder,
-            )
-            .await;
-            self.settle(r).await
-        }))
-    }
-
-    fn fetch_optional<'e, 'q: 'e, E>(
-        mut self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, DB>,
-    {
-        Box::pin(async move {
-            let core = self.core;
-            let r =
-                optional_on::<DB, E>(core, self.target.conn(), query, self.limit, self.backend_id)
-                    .await;
-            self.settle(r).await
+    Box::pin(async move {
+        let core = Arc::clone(guard.shared());
+        core.call(async {
+            let mut conn = guard.acquire_at(Location::caller()).await?;
+            conn.raw().describe(sql).await
         })
-    }
-
-    fn prepare_with<'e>(
-        self,
-        sql: SqlStr,
-        parameters: &'e [DB::TypeInfo],
-    ) -> BoxFuture<'e, Result<DB::Statement, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        Box::pin(async move { self.target.conn().prepare_with(sql, parameters).await })
-    }
-
-    #[doc(hidden)]
-    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<sqlx::Describe<DB>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        Box::pin(async move { self.target.conn().describe(sql).await })
-    }
+        .await
+    })
 }
 
-/// The drivers a [`Guarded`] connection executes on: PostgreSQL, MySQL and
-/// SQLite (with this crate's feature of the same name). Generic code that
-/// runs queries on `&mut *conn` bounds its database type with it, as it
-/// bounds `&mut DB::Connection` with `Executor` for sqlx.
-///
-/// (`&mut Guarded<DB>` cannot be an `Executor` for every `DB` whose
-/// connection is one: the compiler's search for that bound would recurse
-/// through `Guarded<Guarded<..>>` in every generic caller.)
-pub trait Driver: Database + sealed::Sealed {
-    #[doc(hidden)]
-    fn guarded_fetch_many<'e, 'q: 'e, E>(conn: &'e mut Guarded<Self>, query: E) -> Rows<'e, Self>
-    where
-        E: 'q + Execute<'q, Self>;
+/// One `Executor` impl for `&PoolGuard` (the guard's default query timeout)
+/// and for `TimedGuard` (its own): `|$s| guard, limit` say where each
+/// finds the guard and the limit.
+macro_rules! guard_executor {
+    ($ty:ty, |$s:ident| $guard:expr, $limit:expr) => {
+        impl<'p, DB: Database> Executor<'p> for $ty
+        where
+            for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+        {
+            type Database = DB;
 
-    #[doc(hidden)]
-    fn guarded_fetch_optional<'e, 'q: 'e, E>(
-        conn: &'e mut Guarded<Self>,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<Self::Row>, sqlx::Error>>
-    where
-        E: 'q + Execute<'q, Self>;
-
-    #[doc(hidden)]
-    fn guarded_prepare_with<'e>(
-        conn: &'e mut Guarded<Self>,
-        sql: SqlStr,
-        parameters: &'e [Self::TypeInfo],
-    ) -> BoxFuture<'e, Result<Self::Statement, sqlx::Error>>;
-
-    #[doc(hidden)]
-    fn guarded_describe(
-        conn: &mut Guarded<Self>,
-        sql: SqlStr,
-    ) -> BoxFuture<'_, Result<sqlx::Describe<Self>, sqlx::Error>>;
-}
-
-mod sealed {
-    pub trait Sealed {}
-}
-
-macro_rules! driver {
-    ($feature:literal, $db:ty) => {
-        #[cfg(feature = $feature)]
-        impl sealed::Sealed for $db {}
-
-        #[cfg(feature = $feature)]
-        impl Driver for $db {
-            fn guarded_fetch_many<'e, 'q: 'e, E>(
-                conn: &'e mut Guarded<Self>,
+            fn fetch_many<'e, 'q: 'e, E>(
+                self,
                 query: E,
-            ) -> Rows<'e, Self>
+            ) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
             where
-                E: 'q + Execute<'q, Self>,
+                E: 'q + Execute<'q, DB>,
             {
-                let limit = conn.core.protect.query_timeout;
-                conn.timed(limit).fetch_many(query)
+                let $s = self;
+                fetch_many_guarded::<DB, E>($guard.clone(), query, $limit)
             }
 
-            fn guarded_fetch_optional<'e, 'q: 'e, E>(
-                conn: &'e mut Guarded<Self>,
+            fn fetch_optional<'e, 'q: 'e, E>(
+                self,
                 query: E,
-            ) -> BoxFuture<'e, Result<Option<Self::Row>, sqlx::Error>>
+            ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
             where
-                E: 'q + Execute<'q, Self>,
+                E: 'q + Execute<'q, DB>,
             {
-                let limit = conn.core.protect.query_timeout;
-                conn.timed(limit).fetch_optional(query)
+                let $s = self;
+                fetch_optional_guarded::<DB, E>($guard.clone(), query, $limit)
             }
 
-            fn guarded_prepare_with<'e>(
-                conn: &'e mut Guarded<Self>,
+            fn prepare_with<'e>(
+                self,
                 sql: SqlStr,
-                parameters: &'e [Self::TypeInfo],
-            ) -> BoxFuture<'e, Result<Self::Statement, sqlx::Error>> {
-                conn.held.conn().prepare_with(sql, parameters)
+                parameters: &'e [DB::TypeInfo],
+            ) -> BoxFuture<'e, Result<DB::Statement, sqlx::Error>>
+            where
+                'p: 'e,
+            {
+                let $s = self;
+                prepare_guarded($guard.clone(), sql, parameters)
             }
 
-            fn guarded_describe(
-                conn: &mut Guarded<Self>,
+            #[doc(hidden)]
+            fn describe<'e>(
+                self,
                 sql: SqlStr,
-            ) -> BoxFuture<'_, Result<sqlx::Describe<Self>, sqlx::Error>> {
-                conn.held.conn().describe(sql)
+            ) -> BoxFuture<'e, Result<sqlx::Describe<DB>, sqlx::Error>> {
+                let $s = self;
+                describe_guarded($guard.clone(), sql)
             }
         }
     };
 }
 
-driver!("postgres", sqlx::Postgres);
-driver!("mysql", sqlx::MySql);
-driver!("sqlite", sqlx::Sqlite);
-
-/// `&mut *conn` and `&mut *tx`: the held connection's queries with the
-/// guard's default query timeout (if any), timed and counted.
-impl<'c, DB: Driver> Executor<'c> for &'c mut Guarded<DB> {
-    type Database = DB;
-
-    fn fetch_many<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, DB>,
-    {
-        DB::guarded_fetch_many(self, query)
-    }
-
-    fn fetch_optional<'e, 'q: 'e, E>(
-        self,
-        query: E,
-    ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
-    where
-        'c: 'e,
-        E: 'q + Execute<'q, DB>,
-    {
-        DB::guarded_fetch_optional(self, query)
-    }
-
-    fn prepare_with<'e>(
-        self,
-        sql: SqlStr,
-        parameters: &'e [DB::TypeInfo],
-    ) -> BoxFuture<'e, Result<DB::Statement, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        DB::guarded_prepare_with(self, sql, parameters)
-    }
-
-    #[doc(hidden)]
-    fn describe<'e>(self, sql: SqlStr) -> BoxFuture<'e, Result<sqlx::Describe<DB>, sqlx::Error>>
-    where
-        'c: 'e,
-    {
-        DB::guarded_describe(self, sql)
-    }
-}
+guard_executor!(&'_ PoolGuard<DB>, |g| g, g.shared().protect.query_timeout);
+guard_executor!(TimedGuard<'_, DB>, |t| t.guard, t.limit);
 
 /// `acquire()` is fully counted. `begin()` must return sqlx's own
 /// `Transaction`, which cannot carry the guard's hold ticket: its acquire

@@ -6,6 +6,7 @@ pub(crate) mod admission;
 pub(crate) mod connection;
 pub(crate) mod executor;
 pub(crate) mod guard;
+pub(crate) mod held;
 pub(crate) mod in_flight;
 pub(crate) mod query;
 pub mod sim;

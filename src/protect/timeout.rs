@@ -40,6 +40,15 @@ pub(crate) enum Timed<T> {
     TimedOut(Cancelled),
 }
 
+/// What to stop on the server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// The running statement (`pg_cancel_backend`, `KILL QUERY`).
+    Statement,
+    /// The whole session (`pg_terminate_backend`, `KILL CONNECTION`).
+    Session,
+}
+
 /// The server-side side of timeouts: reads backend ids and cancels.
 pub(crate) struct ServerCancel {
     backend: Backend,
@@ -141,7 +150,7 @@ impl ServerCancel {
 
     /// Runs `sql(id)` on its own connection (opened on first use,
     /// reopened after an error).
-    async fn run(&self, id: u64, terminate: bool) -> Result<(), sqlx::Error> {
+    async fn run(&self, id: u64, action: Stop) -> Result<(), sqlx::Error> {
         match &self.backend {
             #[cfg(feature = "postgres")]
             Backend::Postgres { options, conn } => {
@@ -154,10 +163,9 @@ impl ServerCancel {
                     Some(c) => c,
                     None => sqlx::postgres::PgConnection::connect_with(options).await?,
                 };
-                let sql = if terminate {
-                    "SELECT pg_terminate_backend($1)"
-                } else {
-                    "SELECT pg_cancel_backend($1)"
+                let sql = match action {
+                    Stop::Session => "SELECT pg_terminate_backend($1)",
+                    Stop::Statement => "SELECT pg_cancel_backend($1)",
                 };
                 let pid = i32::try_from(id).unwrap_or(i32::MAX);
                 sqlx::query(sql).bind(pid).execute(&mut c).await?;
@@ -173,17 +181,16 @@ impl ServerCancel {
                     None => sqlx::mysql::MySqlConnection::connect_with(options).await?,
                 };
                 // An integer rendered by us: nothing to inject.
-                let sql = if terminate {
-                    format!("KILL CONNECTION {id}")
-                } else {
-                    format!("KILL QUERY {id}")
+                let sql = match action {
+                    Stop::Session => format!("KILL CONNECTION {id}"),
+                    Stop::Statement => format!("KILL QUERY {id}"),
                 };
                 c.execute(sqlx::AssertSqlSafe(sql)).await?;
                 conn.lock().await.get_or_insert(c);
                 Ok(())
             }
             Backend::None => {
-                let _ = (id, terminate);
+                let _ = (id, action);
                 Ok(())
             }
         }
@@ -210,7 +217,7 @@ impl ServerCancel {
     /// is closed or handed back: once the socket is gone the server may give
     /// the same id to a new session.
     pub(crate) async fn terminate(&self, id: u64, bound: Duration) {
-        match tokio::time::timeout(bound, self.run(id, true)).await {
+        match tokio::time::timeout(bound, self.run(id, Stop::Session)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, id, "poolguard: could not end the timed-out session")
@@ -284,7 +291,7 @@ impl ServerCancel {
         let Some(id) = id.filter(|_| self.supported()) else {
             return Cancelled::NotSupported;
         };
-        let both = async { tokio::join!(self.run(id, false), rest) };
+        let both = async { tokio::join!(self.run(id, Stop::Statement), rest) };
         match tokio::time::timeout(drain, both).await {
             Ok((Ok(()), Err(e))) if self.is_cancel_error(&e) => Cancelled::Clean,
             Ok((Err(e), _)) => {
