@@ -22,12 +22,30 @@ use crate::report::events::{BreakerEvent, Event};
 pub(crate) struct CallTicket<'a> {
     core: &'a Shared,
     trial: Option<u32>,
-    started: Instant,
+    /// When the call started, for calls that time themselves (an acquire
+    /// times itself with its wait ticket's clock reads instead).
+    started: Option<Instant>,
     done: bool,
 }
 
 impl CallTicket<'_> {
-    pub(crate) fn finish(mut self, outcome: Outcome) {
+    /// Starts the call's clock.
+    fn timed(mut self) -> Self {
+        self.started = Some(Instant::now());
+        self
+    }
+
+    /// Finishes a call that timed itself.
+    pub(crate) fn finish(self, outcome: Outcome) {
+        let now = Instant::now();
+        let took = self
+            .started
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s));
+        self.finish_at(outcome, now, took);
+    }
+
+    /// Finishes a call that ended at `now` after `took`.
+    pub(crate) fn finish_at(mut self, outcome: Outcome, now: Instant, took: Duration) {
         self.done = true;
         let p = &self.core.protect;
         match outcome {
@@ -35,10 +53,7 @@ impl CallTicket<'_> {
             Outcome::Failure => p.metrics.failure.increment(1),
             _ => {}
         }
-        if let Some(c) = p
-            .breaker
-            .record(self.trial, outcome, self.started.elapsed())
-        {
+        if let Some(c) = p.breaker.record(now, self.trial, outcome, took) {
             self.core.breaker_changed(c);
         }
     }
@@ -65,14 +80,21 @@ impl CallTicket<'_> {
     /// pool kept serving others (overload) and otherwise judged as sqlx's
     /// `PoolTimedOut` by the classifier, like every sqlx error.
     pub(crate) fn finish_guard<T>(self, r: &Result<T, Error>) {
-        let outcome = match r {
-            Ok(_) => Outcome::Success,
-            Err(Error::AcquireTimeout { state, .. }) if state.overloaded() => Outcome::Ignored,
-            Err(Error::AcquireTimeout { source, .. } | Error::Sqlx(source)) => {
+        match r {
+            Ok(_) => self.finish(Outcome::Success),
+            Err(e) => self.finish_error(e),
+        }
+    }
+
+    /// Finishes with a guard error (see [`finish_guard`](Self::finish_guard)).
+    pub(crate) fn finish_error(self, e: &Error) {
+        let outcome = match e {
+            Error::AcquireTimeout { state, .. } if state.overloaded() => Outcome::Ignored,
+            Error::AcquireTimeout { source, .. } | Error::Sqlx(source) => {
                 self.core.classify(source)
             }
-            Err(Error::QueryTimeout { .. }) => Outcome::Failure,
-            Err(_) => Outcome::Ignored,
+            Error::QueryTimeout { .. } => Outcome::Failure,
+            _ => Outcome::Ignored,
         };
         self.finish(outcome);
     }
@@ -81,10 +103,12 @@ impl CallTicket<'_> {
 impl Drop for CallTicket<'_> {
     fn drop(&mut self) {
         if !self.done && self.trial.is_some() {
-            self.core
-                .protect
-                .breaker
-                .record(self.trial, Outcome::Ignored, Duration::ZERO);
+            self.core.protect.breaker.record(
+                Instant::now(),
+                self.trial,
+                Outcome::Ignored,
+                Duration::ZERO,
+            );
         }
     }
 }
@@ -121,7 +145,7 @@ impl Shared {
             Permit::Granted { trial } => Ok(CallTicket {
                 core: self,
                 trial,
-                started: Instant::now(),
+                started: None,
                 done: false,
             }),
             Permit::Rejected { retry_in } => {
@@ -142,7 +166,7 @@ impl Shared {
         &self,
         call: impl std::future::Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, sqlx::Error> {
-        let ticket = self.admit()?;
+        let ticket = self.admit()?.timed();
         let r = call.await;
         ticket.finish_sqlx(&r);
         r
@@ -154,7 +178,7 @@ impl Shared {
         &self,
         call: impl std::future::Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
-        let ticket = self.admit()?;
+        let ticket = self.admit()?.timed();
         let r = call.await;
         ticket.finish_guard(&r);
         r
@@ -173,10 +197,17 @@ impl Shared {
         if !p.shed.enabled {
             return Ok(());
         }
+        let busy = in_use.saturating_add(self.untracked.busy());
+        let max = self.acct.max();
+        // The common case, decided without the estimate: no cap, and a
+        // free connection for this acquire.
+        if p.max_waiters == 0 && shed::behind(busy, waiters_ahead, max) == 0 {
+            return Ok(());
+        }
         let Some(reason) = shed::decide(
-            in_use.saturating_add(self.untracked.busy()),
+            busy,
             waiters_ahead,
-            self.acct.max(),
+            max,
             p.hold_estimate.get(),
             deadline.map_or(p.shed_deadline, |d| d.min(p.shed_deadline)),
             p.max_waiters,
@@ -217,7 +248,11 @@ impl Shared {
     /// A query on a held connection or transaction (not admitted as a call)
     /// timed out: still a failure for the breaker.
     pub(crate) fn held_query_timed_out(&self, limit: Duration) {
-        if let Some(c) = self.protect.breaker.record(None, Outcome::Failure, limit) {
+        if let Some(c) = self
+            .protect
+            .breaker
+            .record(Instant::now(), None, Outcome::Failure, limit)
+        {
             self.breaker_changed(c);
         }
         self.protect.metrics.failure.increment(1);

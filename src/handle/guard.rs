@@ -8,12 +8,12 @@ use std::time::Duration;
 use sqlx::pool::MaybePoolConnection;
 use sqlx::{Database, Pool, Transaction};
 
+use super::acquire::{counted_acquire, Admission};
 use super::admission::BreakerHandle;
 use super::connection::{GuardedConnection, GuardedTransaction};
 use crate::alert::rule::Rule;
 use crate::alert::saturation::Level;
-use crate::error::{Error, PoolState};
-use crate::hot::accounting::HoldTicket;
+use crate::error::Error;
 use crate::monitor::{Monitor, Shared};
 use crate::report::events::EventStream;
 use crate::report::health::Health;
@@ -124,27 +124,26 @@ impl<DB: Database> PoolGuard<DB> {
     /// location is recorded for leak reports (`#[track_caller]`).
     #[track_caller]
     pub fn acquire(&self) -> impl Future<Output = Result<GuardedConnection<DB>, Error>> + '_ {
-        self.acquire_guarded(Location::caller())
+        self.acquire_until(Location::caller(), None, Admission::Ask)
     }
 
-    /// Breaker admission, then [`acquire_at`](Self::acquire_at); the
-    /// acquire's outcome counts for the breaker.
-    pub(crate) async fn acquire_guarded(
+    /// [`acquire`](Self::acquire) from `location`: breaker admission, load
+    /// shedding, the counted wait; the acquire's outcome counts for the
+    /// breaker.
+    pub(crate) fn acquire_guarded(
         &self,
         location: &'static Location<'static>,
-    ) -> Result<GuardedConnection<DB>, Error> {
-        self.inner
-            .shared
-            .call_guard(self.acquire_at(location))
-            .await
+    ) -> impl Future<Output = Result<GuardedConnection<DB>, Error>> + '_ {
+        self.acquire_until(location, None, Admission::Ask)
     }
 
-    /// Load shedding, then the counted acquire.
-    pub(crate) async fn acquire_at(
+    /// The counted acquire of a call the breaker already admitted (an
+    /// `Executor` call or a `begin`, whose outcome is the whole call's).
+    pub(crate) fn acquire_at(
         &self,
         location: &'static Location<'static>,
-    ) -> Result<GuardedConnection<DB>, Error> {
-        self.acquire_until(location, None).await
+    ) -> impl Future<Output = Result<GuardedConnection<DB>, Error>> + '_ {
+        self.acquire_until(location, None, Admission::Admitted)
     }
 
     /// Like [`acquire`](Self::acquire), but gives up after `deadline` (the
@@ -166,20 +165,21 @@ impl<DB: Database> PoolGuard<DB> {
         &self,
         deadline: Duration,
     ) -> impl Future<Output = Result<GuardedConnection<DB>, Error>> + '_ {
-        let location = Location::caller();
-        self.inner
-            .shared
-            .call_guard(self.acquire_until(location, Some(deadline)))
+        self.acquire_until(Location::caller(), Some(deadline), Admission::Ask)
     }
 
+    /// One future for the whole acquire (each async layer around the
+    /// pool's future would copy it once more; see `acquire.rs`).
     async fn acquire_until(
         &self,
         location: &'static Location<'static>,
         deadline: Option<Duration>,
+        admission: Admission,
     ) -> Result<GuardedConnection<DB>, Error> {
         let core = &self.inner.shared;
         let pool = &self.inner.pool;
-        let (conn, ticket) = counted_acquire(core, location, deadline, || pool.acquire()).await?;
+        let (conn, ticket) =
+            counted_acquire(core, location, deadline, admission, || pool.acquire()).await?;
         Ok(GuardedConnection::new(conn, ticket, Arc::clone(core)))
     }
 
@@ -382,65 +382,5 @@ impl<DB: Database> PoolGuard<DB> {
     /// monitor's next wake (which comes within one tick anyway).
     pub fn evaluate_now(&self) {
         self.inner.monitor.evaluate();
-    }
-}
-
-/// The counted acquire every path shares: a waiter from the start, load
-/// shedding on the counts that step saw, the wait (bounded by `deadline`),
-/// then a held connection, a timeout carrying the pool state, or a failure.
-/// The timeout's pool state reads the pool's own counts through the same
-/// reader the monitor uses (sqlx's, or the model's for a `SimPool`).
-pub(crate) async fn counted_acquire<C, F>(
-    core: &Arc<Shared>,
-    location: &'static Location<'static>,
-    deadline: Option<Duration>,
-    acquire: impl FnOnce() -> F,
-) -> Result<(C, HoldTicket), Error>
-where
-    F: Future<Output = Result<C, sqlx::Error>>,
-{
-    let (ticket, in_use, ahead) = core.acct.start_wait_seen(location);
-    // Refused: dropping the unresolved ticket removes the waiter again.
-    core.shed_check(in_use, ahead, deadline)?;
-    // The pool's future is made here, in this future's own state, not
-    // moved in from the caller (measured: a moved-in sqlx acquire future
-    // cost about 1,000 instructions of memcpy per acquire).
-    let acquired = match deadline {
-        None => acquire().await,
-        Some(d) => tokio::time::timeout(d, acquire())
-            .await
-            .unwrap_or(Err(sqlx::Error::PoolTimedOut)),
-    };
-    match acquired {
-        Ok(conn) => Ok((conn, ticket.acquired())),
-        Err(sqlx::Error::PoolTimedOut) => {
-            let c = core.acct.counters();
-            let (waited, served_while_waiting) = ticket.timed_out();
-            core.note_timeout(served_while_waiting > 0);
-            let stats = core.pool_stats();
-            let (total, idle) = (stats.size, stats.idle);
-            let state = PoolState {
-                total,
-                in_use: c.in_use,
-                untracked: total.saturating_sub(idle).saturating_sub(c.in_use),
-                idle,
-                max: core.acct.max(),
-                waiting: c.waiters.saturating_sub(1),
-                waited,
-                served_while_waiting,
-            };
-            // Logged here too: the `Executor` path converts the error to
-            // `sqlx::Error::PoolTimedOut`, which cannot carry the state.
-            tracing::warn!(pool = %core.name, %state, "connection acquire timed out");
-            Err(Error::AcquireTimeout {
-                pool: Arc::clone(&core.name),
-                state,
-                source: sqlx::Error::PoolTimedOut,
-            })
-        }
-        Err(e) => {
-            ticket.failed();
-            Err(Error::Sqlx(e))
-        }
     }
 }

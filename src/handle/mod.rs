@@ -2,6 +2,7 @@
 //! and transactions ([`connection`]), the sqlx trait impls ([`executor`]) and
 //! the model pool for replays ([`sim`]).
 
+pub(crate) mod acquire;
 pub(crate) mod admission;
 pub(crate) mod connection;
 pub(crate) mod executor;

@@ -21,8 +21,9 @@ use std::time::Duration;
 use sqlx::Database;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::acquire::{counted_acquire, Admission};
+use super::guard::PoolGuard;
 use crate::error::Error;
-use crate::handle::guard::{counted_acquire, PoolGuard};
 use crate::hot::accounting::HoldTicket;
 use crate::monitor::{PoolStats, StatsFn};
 
@@ -157,13 +158,11 @@ impl<DB: Database> SimPool<DB> {
             .map_err(|_| sqlx::Error::PoolTimedOut)?
             .map_err(|_| sqlx::Error::PoolClosed)
         };
-        core.call_guard(async {
-            let (slot, ticket) = counted_acquire(core, location, deadline, wait).await?;
-            Ok(SimConnection {
-                _slot: slot,
-                ticket,
-            })
+        let (slot, ticket) =
+            counted_acquire(core, location, deadline, Admission::Ask, wait).await?;
+        Ok(SimConnection {
+            _slot: slot,
+            ticket,
         })
-        .await
     }
 }

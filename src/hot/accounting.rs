@@ -285,7 +285,15 @@ pub(crate) struct WaitTicket {
 impl WaitTicket {
     /// The acquire succeeded: the waiter becomes a connection in use.
     #[inline]
-    pub(crate) fn acquired(mut self) -> HoldTicket {
+    pub(crate) fn acquired(self) -> HoldTicket {
+        self.acquired_at().0
+    }
+
+    /// [`acquired`](Self::acquired), also returning when (the clock read
+    /// that ends the wait and starts the hold) and how long it waited, so
+    /// no caller reads the clock again.
+    #[inline]
+    pub(crate) fn acquired_at(mut self) -> (HoldTicket, Instant, Duration) {
         let acct = self.acct.take().expect("ticket resolved once");
         let now = Instant::now();
         let waited = now.saturating_duration_since(self.started);
@@ -299,12 +307,13 @@ impl WaitTicket {
             .leaks
             .as_ref()
             .and_then(|t| t.claim(now, self.location));
-        HoldTicket {
+        let hold = HoldTicket {
             acct,
             since: now,
             leak,
             handed_over: false,
-        }
+        };
+        (hold, now, waited)
     }
 
     /// The acquire timed out; returns how long it waited. The wait goes

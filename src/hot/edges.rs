@@ -24,11 +24,20 @@ pub(crate) enum Watched {
     Waiters = 2,
 }
 
+/// Longest lookup table kept per watched count: counts up to the highest
+/// edge are answered by one load (pools and thresholds of any usual size);
+/// a list with an edge past this is searched instead.
+const MAX_TABLE: u32 = 4096;
+
 /// Edges per watched count, in whole connections (or waiters).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Edges {
     lists: [[u32; MAX_EDGES]; 3],
     lens: [usize; 3],
+    /// Per list, for each count up to the highest edge, how many edges it
+    /// has crossed (counts past the table have crossed them all); `None`:
+    /// an edge past [`MAX_TABLE`].
+    crossed: [Option<Box<[u8]>>; 3],
 }
 
 impl Edges {
@@ -40,7 +49,19 @@ impl Edges {
         if len < MAX_EDGES && !self.lists[list][..len].contains(&at) {
             self.lists[list][len] = at;
             self.lens[list] += 1;
+            self.crossed[list] = self.table(list);
         }
+    }
+
+    /// The lookup table of one list (built once, at build time).
+    fn table(&self, list: usize) -> Option<Box<[u8]>> {
+        let edges = &self.lists[list][..self.lens[list]];
+        let top = edges.iter().copied().max()?;
+        (top <= MAX_TABLE).then(|| {
+            (0..=top)
+                .map(|v| edges.iter().filter(|&&e| v >= e).count() as u8)
+                .collect()
+        })
     }
 
     /// A number that changes whenever a count crosses an edge.
@@ -49,13 +70,20 @@ impl Edges {
         let demand = in_use.saturating_add(waiters);
         let crossed = |count: Watched, v: u32| {
             let list = count as usize;
-            self.lists[list][..self.lens[list]]
-                .iter()
-                .filter(|&&e| v >= e)
-                .count() as u32
+            match &self.crossed[list] {
+                Some(t) => u32::from(t.get(v as usize).copied().unwrap_or(t[t.len() - 1])),
+                None if self.lens[list] == 0 => 0,
+                None => self.lists[list][..self.lens[list]]
+                    .iter()
+                    .filter(|&&e| v >= e)
+                    .count() as u32,
+            }
         };
         crossed(Watched::InUse, in_use)
             + BAND_BASE * crossed(Watched::Demand, demand)
             + BAND_BASE * BAND_BASE * crossed(Watched::Waiters, waiters)
     }
 }
+
+#[cfg(test)]
+mod tests;

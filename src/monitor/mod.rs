@@ -40,6 +40,7 @@ use crate::stats::window::Window;
 
 pub(crate) use shared::{PoolStats, Shared, StatsFn};
 use tick::TickAverage;
+#[cfg(feature = "bench-hooks")]
 pub(crate) use tick::TickEnd;
 
 /// The latest server reading, written by the server watcher.

@@ -14,6 +14,7 @@ pub(crate) enum TickEnd {
     /// End it only once a whole tick has passed (the monitor's wakes).
     WhenDue,
     /// End it now (benchmarks measure a whole tick's evaluation).
+    #[cfg(feature = "bench-hooks")]
     Now,
 }
 

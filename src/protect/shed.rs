@@ -70,6 +70,15 @@ impl ShedConfig {
 
 /// The decision for one acquire; `waiters` excludes this one, `in_use`
 /// counts every busy connection, `max_waiters` 0 means no cap.
+/// Connections that must come back before an acquire with `waiters` ahead
+/// of it gets one (0: a free connection is there for it).
+#[inline]
+pub(crate) fn behind(in_use: u32, waiters: u32, max: u32) -> u32 {
+    waiters
+        .saturating_add(1)
+        .saturating_sub(max.saturating_sub(in_use))
+}
+
 pub(crate) fn decide(
     in_use: u32,
     waiters: u32,
@@ -84,10 +93,7 @@ pub(crate) fn decide(
             limit: max_waiters,
         });
     }
-    // Connections that must come back before this acquire gets one.
-    let behind = waiters
-        .saturating_add(1)
-        .saturating_sub(max.saturating_sub(in_use));
+    let behind = behind(in_use, waiters, max);
     if behind == 0 || max == 0 {
         return None;
     }

@@ -1,22 +1,109 @@
-//! The breaker as the guard shares it.
+//! The breaker as the guard shares it: the state machine under a short
+//! lock, with two lock-free fast paths for the healthy case. Permission is
+//! granted without the lock while Closed. A fast success (not slow, not a
+//! trial) is counted without the lock while it cannot change the state
+//! (Closed with no failure and no slow call in the window): into per-bucket
+//! atomic counters tagged with the bucket's index (Resilience4j's fixed
+//! buckets), which every locked operation first moves into the machine's
+//! window. A counter whose tag is a full window old holds only counts that
+//! fell out of the window, so a new bucket simply overwrites it.
+//!
+//! The fast count is not linearized with a concurrent failure: a success
+//! counted a moment after a failure was judged is absorbed at the next
+//! locked operation (the rates are then a call behind, never wrong for
+//! long).
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::config::BreakerConfig;
-use super::machine::{Breaker, BreakerState, Change, Permit, Tally};
+use super::machine::{Breaker, BreakerState, Change, Permit, SlidingWindow, Tally};
 use crate::protect::classify::{Classifier, Outcome};
 
-/// The breaker as the guard shares it: the state machine under a short lock
-/// (never held across an await), with a lock-free fast path while Closed.
+/// Successes counted outside the lock, per window bucket: the low 32 bits
+/// of the bucket's index in the high half, the count in the low half.
+struct FastSuccesses {
+    buckets: Box<[AtomicU64]>,
+    origin: Instant,
+    width: Duration,
+    /// A success this slow is a slow call: never counted here.
+    slow: Duration,
+}
+
+const COUNT: u64 = 0xFFFF_FFFF;
+
+impl FastSuccesses {
+    fn new(config: &BreakerConfig, origin: Instant) -> Self {
+        Self {
+            buckets: (0..config.buckets.max(1))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
+            origin,
+            width: config.window / config.buckets.max(1),
+            slow: config.slow_call_duration,
+        }
+    }
+
+    /// Counts one success at `now`.
+    #[inline]
+    fn add(&self, now: Instant) {
+        let index = SlidingWindow::index_of(self.origin, self.width, now);
+        let slot = &self.buckets[(index % self.buckets.len() as u64) as usize];
+        let tag = u64::from(index as u32) << 32;
+        let mut seen = slot.load(Relaxed);
+        loop {
+            if seen & !COUNT == tag {
+                slot.fetch_add(1, Relaxed);
+                return;
+            }
+            // A bucket a window old: its counts fell out of the window.
+            match slot.compare_exchange_weak(seen, tag | 1, Relaxed, Relaxed) {
+                Ok(_) => return,
+                Err(now_there) => seen = now_there,
+            }
+        }
+    }
+
+    /// Moves every count into the machine's window (under its lock).
+    fn drain_into(&self, m: &mut Breaker, now: Instant) {
+        let current = SlidingWindow::index_of(self.origin, self.width, now);
+        for slot in self.buckets.iter() {
+            let mut seen = slot.load(Relaxed);
+            while seen & COUNT != 0 {
+                match slot.compare_exchange_weak(seen, seen & !COUNT, Relaxed, Relaxed) {
+                    Ok(_) => {
+                        // Back from the low 32 bits to the whole index; a
+                        // tag ahead of `now` (a concurrent caller's later
+                        // clock read) counts as now.
+                        let behind = (current as u32).wrapping_sub((seen >> 32) as u32);
+                        let index = if (behind as i32) < 0 {
+                            current
+                        } else {
+                            current.saturating_sub(u64::from(behind))
+                        };
+                        m.absorb_successes(now, index, (seen & COUNT) as u32);
+                        break;
+                    }
+                    Err(now_there) => seen = now_there,
+                }
+            }
+        }
+    }
+}
+
+/// The breaker as the guard shares it (see the module docs).
 pub(crate) struct BreakerCell {
     machine: parking_lot::Mutex<Breaker>,
     /// `true` while Closed (or Disabled) outside shadow mode: permission is
     /// granted without taking the lock.
-    pass: std::sync::atomic::AtomicBool,
+    pass: AtomicBool,
     /// `true` while Disabled: outcomes are not even locked for.
-    off: std::sync::atomic::AtomicBool,
+    off: AtomicBool,
+    /// `true` while a fast success cannot change the state.
+    clean: AtomicBool,
+    fast: FastSuccesses,
     pub(crate) classifier: Classifier,
 }
 
@@ -38,29 +125,39 @@ impl BreakerCell {
             ^ std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);
+        let fast = FastSuccesses::new(&config, now);
         let machine = Breaker::new(config, now, seed);
         let cell = Self {
-            pass: std::sync::atomic::AtomicBool::new(false),
-            off: std::sync::atomic::AtomicBool::new(false),
+            pass: AtomicBool::new(false),
+            off: AtomicBool::new(false),
+            clean: AtomicBool::new(false),
+            fast,
             machine: parking_lot::Mutex::new(machine),
             classifier,
         };
-        cell.sync(&cell.machine.lock());
+        cell.sync(&mut cell.machine.lock(), now);
         cell
     }
 
-    fn sync(&self, m: &Breaker) {
-        use std::sync::atomic::Ordering::Relaxed;
+    /// The machine, locked, with the fast successes moved into it.
+    fn lock(&self, now: Instant) -> parking_lot::MutexGuard<'_, Breaker> {
+        let mut m = self.machine.lock();
+        self.fast.drain_into(&mut m, now);
+        m
+    }
+
+    fn sync(&self, m: &mut Breaker, now: Instant) {
         // Stored only on a change: callers on other cores read these on
         // every call, and a store each time would bounce the cache line.
+        let set = |flag: &AtomicBool, v: bool| {
+            if flag.load(Relaxed) != v {
+                flag.store(v, Relaxed);
+            }
+        };
         let pass = matches!(m.state(), BreakerState::Closed | BreakerState::Disabled);
-        if self.pass.load(Relaxed) != pass {
-            self.pass.store(pass, Relaxed);
-        }
-        let off = m.state() == BreakerState::Disabled;
-        if self.off.load(Relaxed) != off {
-            self.off.store(off, Relaxed);
-        }
+        set(&self.pass, pass);
+        set(&self.off, m.state() == BreakerState::Disabled);
+        set(&self.clean, m.success_changes_nothing(now));
     }
 
     pub(crate) fn state(&self) -> (BreakerState, bool) {
@@ -69,34 +166,44 @@ impl BreakerCell {
     }
 
     pub(crate) fn tally(&self) -> Tally {
-        self.machine.lock().tally(Instant::now())
+        let now = Instant::now();
+        self.lock(now).tally(now)
     }
 
     /// Permission for one call; the change to report, if any.
     pub(crate) fn permit(&self) -> (Permit, Option<Change>) {
-        if self.pass.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.pass.load(Relaxed) {
             return (Permit::Granted { trial: None }, None);
         }
-        let mut m = self.machine.lock();
-        let r = m.try_acquire_permission(Instant::now());
-        self.sync(&m);
+        let now = Instant::now();
+        let mut m = self.lock(now);
+        let r = m.try_acquire_permission(now);
+        self.sync(&mut m, now);
         r
     }
 
+    /// Records a call that ended at `now` after `took`.
     pub(crate) fn record(
         &self,
+        now: Instant,
         trial: Option<u32>,
         outcome: Outcome,
         took: Duration,
     ) -> Option<Change> {
-        if (outcome == Outcome::Ignored && trial.is_none())
-            || self.off.load(std::sync::atomic::Ordering::Relaxed)
-        {
+        if (outcome == Outcome::Ignored && trial.is_none()) || self.off.load(Relaxed) {
             return None;
         }
-        let mut m = self.machine.lock();
-        let c = m.on_result(Instant::now(), trial, outcome, took);
-        self.sync(&m);
+        if outcome == Outcome::Success
+            && trial.is_none()
+            && took < self.fast.slow
+            && self.clean.load(Relaxed)
+        {
+            self.fast.add(now);
+            return None;
+        }
+        let mut m = self.lock(now);
+        let c = m.on_result(now, trial, outcome, took);
+        self.sync(&mut m, now);
         c
     }
 
@@ -104,9 +211,13 @@ impl BreakerCell {
         &self,
         f: impl FnOnce(&mut Breaker, Instant) -> Option<Change>,
     ) -> Option<Change> {
-        let mut m = self.machine.lock();
-        let c = f(&mut m, Instant::now());
-        self.sync(&m);
+        let now = Instant::now();
+        let mut m = self.lock(now);
+        let c = f(&mut m, now);
+        self.sync(&mut m, now);
         c
     }
 }
+
+#[cfg(test)]
+mod tests;

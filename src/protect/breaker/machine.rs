@@ -113,10 +113,20 @@ impl SlidingWindow {
         }
     }
 
+    /// The bucket `now` falls in (units of the bucket width since the
+    /// origin; u64 nanoseconds cover 584 years).
+    pub(crate) fn index_of(origin: Instant, width: Duration, now: Instant) -> u64 {
+        let d = now.saturating_duration_since(origin);
+        let ns = d
+            .as_secs()
+            .saturating_mul(1_000_000_000)
+            .saturating_add(u64::from(d.subsec_nanos()));
+        ns / u64::try_from(width.as_nanos()).unwrap_or(u64::MAX).max(1)
+    }
+
     /// Moves the window to `now`, evicting buckets that fell out.
     fn roll(&mut self, now: Instant) {
-        let idx = (now.saturating_duration_since(self.origin).as_nanos()
-            / self.width.as_nanos().max(1)) as u64;
+        let idx = Self::index_of(self.origin, self.width, now);
         if idx <= self.head {
             return;
         }
@@ -138,6 +148,25 @@ impl SlidingWindow {
             calls: 1,
             failures: u32::from(failure),
             slow: u32::from(slow),
+        };
+        self.buckets[slot].add(t);
+        self.total.add(t);
+    }
+
+    /// Adds `n` successful calls counted outside the lock in bucket
+    /// `index` (one that fell out of the window is dropped; a newer one than
+    /// `now` counts in the newest bucket).
+    fn add_successes(&mut self, now: Instant, index: u64, n: u32) {
+        self.roll(now);
+        let len = self.buckets.len() as u64;
+        if index.saturating_add(len) <= self.head {
+            return;
+        }
+        let slot = (index.min(self.head) % len) as usize;
+        let t = Tally {
+            calls: n,
+            failures: 0,
+            slow: 0,
         };
         self.buckets[slot].add(t);
         self.total.add(t);
@@ -221,6 +250,27 @@ impl Breaker {
 
     pub(crate) fn tally(&mut self, now: Instant) -> Tally {
         self.window.total(now)
+    }
+
+    /// Whether a fast success (not slow, not a trial) can change nothing
+    /// now: Closed with no failure and no slow call in the window, so both
+    /// rates are 0 and stay 0. Such successes may be counted without the
+    /// lock (see `cell.rs`).
+    pub(crate) fn success_changes_nothing(&mut self, now: Instant) -> bool {
+        if self.state != BreakerState::Closed {
+            return false;
+        }
+        let t = self.window.total(now);
+        t.failures == 0 && t.slow == 0
+    }
+
+    /// Adds `n` fast successes counted outside the lock in window bucket
+    /// `index`. Counted while the state moved on, they change nothing (like
+    /// calls admitted before an opening).
+    pub(crate) fn absorb_successes(&mut self, now: Instant, index: u64, n: u32) {
+        if self.state == BreakerState::Closed {
+            self.window.add_successes(now, index, n);
+        }
     }
 
     fn next_random(&mut self) -> f64 {
