@@ -7,7 +7,7 @@
 //! difference over 1000 is the cost of one pair, setup and teardown
 //! cancelled out. Only the benchmark function's own thread is counted
 //! (sqlx's SQLite worker threads are not), and the guard's monitor ticks
-//! once an hour here, so no tick falls into a run.
+//! every 30 s here, so no tick falls into a run.
 //!
 //! - `raw`, `floor`, `guard`, `guard_breaker_off`, `guard_prometheus`: an
 //!   in-memory SQLite pool of 8, `test_before_acquire(false)`; `floor` is
@@ -31,6 +31,10 @@ use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::SqlitePool;
 use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
+
+/// Long enough that no monitor tick falls into a run (the shortest tick
+/// the default windows allow: the forecast needs 10 ticks of 5 minutes).
+const TICK: Duration = Duration::from_secs(30);
 
 /// What each arm runs on, made outside the count.
 struct Fixture {
@@ -81,7 +85,7 @@ fn fixture(n: u64, with: Guard) -> Fixture {
         Guard::None => None,
         _ => Some(rt.block_on(async {
             PoolGuard::builder(pool.clone())
-                .tick(Duration::from_secs(3600))
+                .tick(TICK)
                 .build()
                 .expect("guard")
         })),
@@ -96,9 +100,15 @@ fn fixture(n: u64, with: Guard) -> Fixture {
             .connect_lazy("sqlite::memory:")
             .expect("lazy pool");
         PoolGuard::builder(lazy)
-            .tick(Duration::from_secs(3600))
+            .tick(TICK)
             .build_sim()
             .expect("model pool")
+    });
+    // The monitors' first evaluations run here, not in the count.
+    rt.block_on(async {
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
     });
     Fixture {
         rt,
@@ -215,7 +225,14 @@ fn query_guard(f: Fixture) -> Fixture {
 fn model_raw(f: Fixture) -> Fixture {
     f.rt.block_on(async {
         for _ in 0..f.n {
-            let slot = Arc::clone(&f.slots).acquire_owned().await.expect("slot");
+            // As the model pool waits: bounded by its acquire timeout.
+            let slot = tokio::time::timeout(
+                Duration::from_secs(30),
+                Arc::clone(&f.slots).acquire_owned(),
+            )
+            .await
+            .expect("in time")
+            .expect("slot");
             drop(black_box(slot));
         }
     });
