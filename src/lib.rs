@@ -46,7 +46,7 @@
 //! | `alert/` | signals, rules, default table, rule set, state machine, level | `signal`, `rule`, `defaults`, `rule_set`, `tracker`, `saturation` |
 //! | `protect/` | circuit breaker (pure), classifier, load shedding (pure), query cancel | [`breaker`], `classify`, `shed`, `timeout` |
 //! | `report/` | events, snapshot, metric names and gauges, health | `events`, `snapshot`, [`metrics`], `health` |
-//! | `monitor/` | the background task: shared core, evaluation, views, publishing, server watch | `shared`, `evaluate`, `tick`, `view`, `publish`, `server` |
+//! | `monitor/` | the background task: the call path's shared part, evaluation, views, publishing, server watch | `shared`, `evaluate`, `tick`, `view`, `publish`, `server` |
 //! | `handle/` | the guard, connections, admission, `Executor` plumbing, model pool | `guard`, `connection`, `admission`, `executor`, `held`, `query`, `in_flight`, [`sim`] |
 //! | `build/` | builder (setters), settings and validation, assembly | `builder`, `settings`, `assemble` |
 //! | `error.rs` | [`BuildError`], [`Error`] | |

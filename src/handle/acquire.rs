@@ -37,7 +37,7 @@ pub(crate) enum Admission {
 /// counts through the reader the monitor uses (sqlx's, or the model's for
 /// a `SimPool`).
 pub(crate) async fn counted_acquire<C, F>(
-    core: &Arc<Shared>,
+    shared: &Arc<Shared>,
     location: &'static Location<'static>,
     deadline: Option<Duration>,
     admission: Admission,
@@ -47,13 +47,13 @@ where
     F: Future<Output = Result<C, sqlx::Error>>,
 {
     let call = match admission {
-        Admission::Ask => Some(core.admit()?),
+        Admission::Ask => Some(shared.admit()?),
         Admission::Admitted => None,
     };
-    let (ticket, in_use, ahead) = core.acct.start_wait_seen(location);
+    let (ticket, in_use, ahead) = shared.acct.start_wait_seen(location);
     // Refused: dropping the unresolved tickets removes the waiter again and
     // gives a half-open trial back (a refusal says nothing of the database).
-    core.shed_check(in_use, ahead, deadline)?;
+    shared.shed_check(in_use, ahead, deadline)?;
     // The pool's future is made here, in this future's own state.
     let acquired = match deadline {
         None => acquire().await,
@@ -69,7 +69,7 @@ where
             }
             return Ok((conn, hold));
         }
-        Err(sqlx::Error::PoolTimedOut) => timed_out(core, ticket.timed_out()),
+        Err(sqlx::Error::PoolTimedOut) => timed_out(shared, ticket.timed_out()),
         Err(e) => {
             ticket.failed();
             Error::Sqlx(e)
@@ -83,17 +83,17 @@ where
 
 /// The error of an acquire that timed out, with the pool as it was then
 /// (HikariCP style), logged.
-fn timed_out(core: &Shared, (waited, served_while_waiting): (Duration, u64)) -> Error {
-    let c = core.acct.counters();
-    core.note_timeout(served_while_waiting > 0);
-    let stats = core.pool_stats();
+fn timed_out(shared: &Shared, (waited, served_while_waiting): (Duration, u64)) -> Error {
+    let c = shared.acct.counters();
+    shared.note_timeout(served_while_waiting > 0);
+    let stats = shared.pool_stats();
     let (total, idle) = (stats.size, stats.idle);
     let state = PoolState {
         total,
         in_use: c.in_use,
         untracked: total.saturating_sub(idle).saturating_sub(c.in_use),
         idle,
-        max: core.acct.max(),
+        max: shared.acct.max(),
         // This acquire has left the count already.
         waiting: c.waiters,
         waited,
@@ -101,9 +101,9 @@ fn timed_out(core: &Shared, (waited, served_while_waiting): (Duration, u64)) -> 
     };
     // Logged here too: the `Executor` path converts the error to
     // `sqlx::Error::PoolTimedOut`, which cannot carry the state.
-    tracing::warn!(pool = %core.name, %state, "connection acquire timed out");
+    tracing::warn!(pool = %shared.name, %state, "connection acquire timed out");
     Error::AcquireTimeout {
-        pool: Arc::clone(&core.name),
+        pool: Arc::clone(&shared.name),
         state,
         source: sqlx::Error::PoolTimedOut,
     }

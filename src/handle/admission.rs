@@ -20,7 +20,7 @@ use crate::report::events::{BreakerEvent, Event};
 /// permit back.
 #[derive(Debug)]
 pub(crate) struct CallTicket<'a> {
-    core: &'a Shared,
+    shared: &'a Shared,
     trial: Option<u32>,
     /// When the call started, for calls that time themselves (an acquire
     /// times itself with its wait ticket's clock reads instead).
@@ -47,14 +47,14 @@ impl CallTicket<'_> {
     /// Finishes a call that ended at `now` after `took`.
     pub(crate) fn finish_at(mut self, outcome: Outcome, now: Instant, took: Duration) {
         self.done = true;
-        let p = &self.core.protect;
+        let p = &self.shared.protect;
         match outcome {
             Outcome::Success => p.metrics.success.increment(1),
             Outcome::Failure => p.metrics.failure.increment(1),
             _ => {}
         }
         if let Some(c) = p.breaker.record(now, self.trial, outcome, took) {
-            self.core.breaker_changed(c);
+            self.shared.breaker_changed(c);
         }
     }
 
@@ -66,10 +66,10 @@ impl CallTicket<'_> {
     pub(crate) fn finish_sqlx<T>(self, r: &Result<T, sqlx::Error>) {
         let outcome = match r {
             Ok(_) => Outcome::Success,
-            Err(sqlx::Error::PoolTimedOut) if self.core.last_timeout_overloaded() => {
+            Err(sqlx::Error::PoolTimedOut) if self.shared.last_timeout_overloaded() => {
                 Outcome::Ignored
             }
-            Err(e) => self.core.classify(e),
+            Err(e) => self.shared.classify(e),
         };
         self.finish(outcome);
     }
@@ -91,7 +91,7 @@ impl CallTicket<'_> {
         let outcome = match e {
             Error::AcquireTimeout { state, .. } if state.overloaded() => Outcome::Ignored,
             Error::AcquireTimeout { source, .. } | Error::Sqlx(source) => {
-                self.core.classify(source)
+                self.shared.classify(source)
             }
             Error::QueryTimeout { .. } => Outcome::Failure,
             _ => Outcome::Ignored,
@@ -103,7 +103,7 @@ impl CallTicket<'_> {
 impl Drop for CallTicket<'_> {
     fn drop(&mut self) {
         if !self.done && self.trial.is_some() {
-            self.core.protect.breaker.record(
+            self.shared.protect.breaker.record(
                 Instant::now(),
                 self.trial,
                 Outcome::Ignored,
@@ -143,7 +143,7 @@ impl Shared {
         }
         match permit {
             Permit::Granted { trial } => Ok(CallTicket {
-                core: self,
+                shared: self,
                 trial,
                 started: None,
                 done: false,
@@ -289,7 +289,7 @@ impl Shared {
 /// # Ok(()) }
 /// ```
 pub struct BreakerHandle<'a> {
-    pub(crate) core: &'a Shared,
+    pub(crate) shared: &'a Shared,
 }
 
 impl std::fmt::Debug for BreakerHandle<'_> {
@@ -303,24 +303,24 @@ impl std::fmt::Debug for BreakerHandle<'_> {
 
 impl BreakerHandle<'_> {
     fn apply(&self, f: impl FnOnce(&mut Breaker, Instant) -> Option<Change>) {
-        if let Some(c) = self.core.protect.breaker.control(f) {
-            self.core.breaker_changed(c);
+        if let Some(c) = self.shared.protect.breaker.control(f) {
+            self.shared.breaker_changed(c);
         }
     }
 
     /// The current state.
     pub fn state(&self) -> BreakerState {
-        self.core.protect.breaker.state().0
+        self.shared.protect.breaker.state().0
     }
 
     /// Whether the breaker runs in shadow (MetricsOnly) mode.
     pub fn is_metrics_only(&self) -> bool {
-        self.core.protect.breaker.state().1
+        self.shared.protect.breaker.state().1
     }
 
     /// (calls, failures, slow calls) in the sliding window now.
     pub fn window(&self) -> (u32, u32, u32) {
-        let t = self.core.protect.breaker.tally();
+        let t = self.shared.protect.breaker.tally();
         (t.calls, t.failures, t.slow)
     }
 

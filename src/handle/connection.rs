@@ -40,7 +40,7 @@ use crate::monitor::Shared;
 /// ```
 pub struct Guarded<DB: Database> {
     pub(crate) held: Held<DB>,
-    pub(crate) core: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) backend_id: Option<u64>,
 }
 
@@ -69,10 +69,10 @@ impl<DB: Database> Held<DB> {
 }
 
 impl<DB: Database> Guarded<DB> {
-    fn new(held: Held<DB>, core: Arc<Shared>) -> Self {
+    fn new(held: Held<DB>, shared: Arc<Shared>) -> Self {
         Self {
             held,
-            core,
+            shared,
             backend_id: None,
         }
     }
@@ -82,7 +82,7 @@ impl<DB: Database> Guarded<DB> {
     pub(crate) fn timed(&mut self, limit: Option<Duration>) -> TimedConnection<'_, DB> {
         TimedConnection {
             target: &mut self.held,
-            core: &self.core,
+            shared: &self.shared,
             backend_id: &mut self.backend_id,
             limit,
         }
@@ -108,7 +108,7 @@ impl<DB: Database> DerefMut for Guarded<DB> {
 impl<DB: Database> std::fmt::Debug for Guarded<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Guarded")
-            .field("pool", &self.core.name)
+            .field("pool", &self.shared.name)
             .field("held", &self.held)
             .finish_non_exhaustive()
     }
@@ -136,9 +136,9 @@ pub struct GuardedConnection<DB: Database> {
 }
 
 impl<DB: Database> GuardedConnection<DB> {
-    pub(crate) fn new(conn: PoolConnection<DB>, ticket: HoldTicket, core: Arc<Shared>) -> Self {
+    pub(crate) fn new(conn: PoolConnection<DB>, ticket: HoldTicket, shared: Arc<Shared>) -> Self {
         Self {
-            inner: Guarded::new(Held::Conn(conn), core),
+            inner: Guarded::new(Held::Conn(conn), shared),
             ticket,
         }
     }
@@ -156,7 +156,7 @@ impl<DB: Database> GuardedConnection<DB> {
     }
 
     pub(crate) fn shared(&self) -> &Shared {
-        &self.inner.core
+        &self.inner.shared
     }
 
     /// Drops the connection without returning it to the pool (its session
@@ -288,9 +288,13 @@ pub struct GuardedTransaction<DB: Database> {
 }
 
 impl<DB: Database> GuardedTransaction<DB> {
-    pub(crate) fn new(tx: Transaction<'static, DB>, ticket: HoldTicket, core: Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        tx: Transaction<'static, DB>,
+        ticket: HoldTicket,
+        shared: Arc<Shared>,
+    ) -> Self {
         Self {
-            inner: Guarded::new(Held::Tx(tx), core),
+            inner: Guarded::new(Held::Tx(tx), shared),
             ticket,
         }
     }

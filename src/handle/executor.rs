@@ -17,7 +17,7 @@
 //!
 //! Leak reports for connections taken here name this file: sqlx calls the
 //! trait, so the application's call site is not visible. `describe` is
-//! always implemented: this crate turns on sqlx-core's `offline` feature,
+//! always implemented: this crate turns on sqlx-shared's `offline` feature,
 //! which sqlx's default `macros` feature turns on too, so the trait has the
 //! same shape whatever the application enables.
 
@@ -93,14 +93,15 @@ where
     E: 'q + Execute<'q, DB>,
 {
     Box::pin(async move {
-        let core = Arc::clone(guard.shared());
-        core.call(async {
-            let mut flight = InFlight::new(guard.acquire_at(Location::caller()).await?);
-            let (conn, id) = flight.parts();
-            let r = optional_on::<DB, E>(&core, conn, query, limit, id).await;
-            flight.settle(&core, r).await
-        })
-        .await
+        let shared = Arc::clone(guard.shared());
+        shared
+            .call(async {
+                let mut flight = InFlight::new(guard.acquire_at(Location::caller()).await?);
+                let (conn, id) = flight.parts();
+                let r = optional_on::<DB, E>(&shared, conn, query, limit, id).await;
+                flight.settle(&shared, r).await
+            })
+            .await
     })
 }
 
@@ -115,14 +116,15 @@ where
     E: 'q + Execute<'q, DB>,
 {
     Box::pin(TryAsyncStream::new(move |yielder| async move {
-        let core = Arc::clone(guard.shared());
-        core.call(async {
-            let mut flight = InFlight::new(guard.acquire_at(Location::caller()).await?);
-            let (conn, id) = flight.parts();
-            let r = many_on::<DB, E>(&core, conn, query, limit, id, &yielder).await;
-            flight.settle(&core, r).await
-        })
-        .await
+        let shared = Arc::clone(guard.shared());
+        shared
+            .call(async {
+                let mut flight = InFlight::new(guard.acquire_at(Location::caller()).await?);
+                let (conn, id) = flight.parts();
+                let r = many_on::<DB, E>(&shared, conn, query, limit, id, &yielder).await;
+                flight.settle(&shared, r).await
+            })
+            .await
     }))
 }
 
@@ -138,12 +140,13 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
     Box::pin(async move {
-        let core = Arc::clone(guard.shared());
-        core.call(async {
-            let mut conn = guard.acquire_at(Location::caller()).await?;
-            conn.raw().prepare_with(sql, parameters).await
-        })
-        .await
+        let shared = Arc::clone(guard.shared());
+        shared
+            .call(async {
+                let mut conn = guard.acquire_at(Location::caller()).await?;
+                conn.raw().prepare_with(sql, parameters).await
+            })
+            .await
     })
 }
 
@@ -157,12 +160,13 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
     Box::pin(async move {
-        let core = Arc::clone(guard.shared());
-        core.call(async {
-            let mut conn = guard.acquire_at(Location::caller()).await?;
-            conn.raw().describe(sql).await
-        })
-        .await
+        let shared = Arc::clone(guard.shared());
+        shared
+            .call(async {
+                let mut conn = guard.acquire_at(Location::caller()).await?;
+                conn.raw().describe(sql).await
+            })
+            .await
     })
 }
 
@@ -245,16 +249,18 @@ impl<'a, DB: Database> Acquire<'a> for &'_ PoolGuard<DB> {
     fn begin(self) -> BoxFuture<'a, Result<Transaction<'a, DB>, sqlx::Error>> {
         let guard = self.clone();
         Box::pin(async move {
-            let core = Arc::clone(guard.shared());
-            core.call(async {
-                let (conn, ticket) = guard.acquire_at(Location::caller()).await?.into_parts();
-                let tx = Transaction::begin(MaybePoolConnection::PoolConnection(conn), None).await;
-                // sqlx's `Transaction` cannot carry the ticket: the monitor
-                // counts the connection through sqlx from here (`untracked`).
-                ticket.hand_over();
-                tx
-            })
-            .await
+            let shared = Arc::clone(guard.shared());
+            shared
+                .call(async {
+                    let (conn, ticket) = guard.acquire_at(Location::caller()).await?.into_parts();
+                    let tx =
+                        Transaction::begin(MaybePoolConnection::PoolConnection(conn), None).await;
+                    // sqlx's `Transaction` cannot carry the ticket: the monitor
+                    // counts the connection through sqlx from here (`untracked`).
+                    ticket.hand_over();
+                    tx
+                })
+                .await
         })
     }
 }

@@ -176,11 +176,11 @@ impl<DB: Database> PoolGuard<DB> {
         deadline: Option<Duration>,
         admission: Admission,
     ) -> Result<GuardedConnection<DB>, Error> {
-        let core = &self.inner.shared;
+        let shared = &self.inner.shared;
         let pool = &self.inner.pool;
         let (conn, ticket) =
-            counted_acquire(core, location, deadline, admission, || pool.acquire()).await?;
-        Ok(GuardedConnection::new(conn, ticket, Arc::clone(core)))
+            counted_acquire(shared, location, deadline, admission, || pool.acquire()).await?;
+        Ok(GuardedConnection::new(conn, ticket, Arc::clone(shared)))
     }
 
     /// Takes an idle connection if one is available right now, like
@@ -222,14 +222,18 @@ impl<DB: Database> PoolGuard<DB> {
         &self,
     ) -> impl Future<Output = Result<Option<GuardedTransaction<DB>>, Error>> + '_ {
         let conn = self.try_acquire();
-        let core = &self.inner.shared;
+        let shared = &self.inner.shared;
         async move {
             let Some(conn) = conn else {
                 return Ok(None);
             };
             let (conn, ticket) = conn.into_parts();
             let tx = Transaction::begin(MaybePoolConnection::PoolConnection(conn), None).await?;
-            Ok(Some(GuardedTransaction::new(tx, ticket, Arc::clone(core))))
+            Ok(Some(GuardedTransaction::new(
+                tx,
+                ticket,
+                Arc::clone(shared),
+            )))
         }
     }
 
@@ -238,12 +242,12 @@ impl<DB: Database> PoolGuard<DB> {
         location: &'static Location<'static>,
         statement: Option<sqlx::SqlStr>,
     ) -> impl Future<Output = Result<GuardedTransaction<DB>, Error>> + '_ {
-        let core = &self.inner.shared;
-        core.call_guard(async move {
+        let shared = &self.inner.shared;
+        shared.call_guard(async move {
             let (conn, ticket) = self.acquire_at(location).await?.into_parts();
             let tx =
                 Transaction::begin(MaybePoolConnection::PoolConnection(conn), statement).await?;
-            Ok(GuardedTransaction::new(tx, ticket, Arc::clone(core)))
+            Ok(GuardedTransaction::new(tx, ticket, Arc::clone(shared)))
         })
     }
 
@@ -291,7 +295,7 @@ impl<DB: Database> PoolGuard<DB> {
     /// The circuit breaker: its state and manual control.
     pub fn breaker(&self) -> BreakerHandle<'_> {
         BreakerHandle {
-            core: &self.inner.shared,
+            shared: &self.inner.shared,
         }
     }
 

@@ -22,7 +22,7 @@ use crate::monitor::Shared;
 /// the limit.
 pub struct TimedConnection<'c, DB: Database> {
     pub(crate) target: &'c mut Held<DB>,
-    pub(crate) core: &'c Shared,
+    pub(crate) shared: &'c Shared,
     pub(crate) backend_id: &'c mut Option<u64>,
     /// `None`: no timeout (the guard's default when it has none).
     pub(crate) limit: Option<Duration>,
@@ -31,7 +31,7 @@ pub struct TimedConnection<'c, DB: Database> {
 impl<DB: Database> std::fmt::Debug for TimedConnection<'_, DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TimedConnection")
-            .field("pool", &self.core.name)
+            .field("pool", &self.shared.name)
             .field("limit", &self.limit)
             .finish_non_exhaustive()
     }
@@ -45,11 +45,11 @@ impl<DB: Database> TimedConnection<'_, DB> {
             Ok(r) => return r,
             Err(t) => t,
         };
-        if !after_timeout(self.core, *self.backend_id, server).await {
+        if !after_timeout(self.shared, *self.backend_id, server).await {
             self.target.poison();
         }
-        self.core.held_query_timed_out(limit);
-        Err(self.core.query_timed_out(limit, server).into())
+        self.shared.held_query_timed_out(limit);
+        Err(self.shared.query_timed_out(limit, server).into())
     }
 }
 
@@ -68,9 +68,9 @@ where
         E: 'q + Execute<'q, DB>,
     {
         Box::pin(TryAsyncStream::new(move |yielder| async move {
-            let core = self.core;
+            let shared = self.shared;
             let r = many_on::<DB, E>(
-                core,
+                shared,
                 self.target.conn(),
                 query,
                 self.limit,
@@ -91,10 +91,15 @@ where
         E: 'q + Execute<'q, DB>,
     {
         Box::pin(async move {
-            let core = self.core;
-            let r =
-                optional_on::<DB, E>(core, self.target.conn(), query, self.limit, self.backend_id)
-                    .await;
+            let shared = self.shared;
+            let r = optional_on::<DB, E>(
+                shared,
+                self.target.conn(),
+                query,
+                self.limit,
+                self.backend_id,
+            )
+            .await;
             self.settle(r).await
         })
     }
@@ -173,7 +178,7 @@ macro_rules! driver {
             where
                 E: 'q + Execute<'q, Self>,
             {
-                let limit = conn.core.protect.query_timeout;
+                let limit = conn.shared.protect.query_timeout;
                 conn.timed(limit).fetch_many(query)
             }
 
@@ -184,7 +189,7 @@ macro_rules! driver {
             where
                 E: 'q + Execute<'q, Self>,
             {
-                let limit = conn.core.protect.query_timeout;
+                let limit = conn.shared.protect.query_timeout;
                 conn.timed(limit).fetch_optional(query)
             }
 

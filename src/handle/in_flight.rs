@@ -88,7 +88,7 @@ impl<DB: Database> InFlight<DB> {
     /// closing unless the cancel was confirmed clean.
     pub(crate) async fn settle<T>(
         &mut self,
-        core: &Shared,
+        shared: &Shared,
         r: Timeboxed<T>,
     ) -> Result<T, sqlx::Error> {
         match r {
@@ -101,13 +101,13 @@ impl<DB: Database> InFlight<DB> {
                 // connection now (never settle it as an abandoned call,
                 // which could hand it on or signal a reused id). SQLite has
                 // nothing to end and keeps it (see `Drop`).
-                if !after_timeout(core, self.id, server).await && DB::NAME != "SQLite" {
+                if !after_timeout(shared, self.id, server).await && DB::NAME != "SQLite" {
                     if let Some(conn) = self.conn.take() {
                         conn.discard();
                     }
                 }
                 self.done = true;
-                Err(core.query_timed_out(limit, server).into())
+                Err(shared.query_timed_out(limit, server).into())
             }
         }
     }

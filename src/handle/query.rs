@@ -40,13 +40,14 @@ pub(crate) type Timeboxed<T> = Result<Result<T, sqlx::Error>, TimedOut>;
 /// After a timeout: whether the connection is clean. If it is not, the
 /// server session is ended (awaited, bounded) before the connection is
 /// closed, so its id cannot have been reused by then.
-pub(crate) async fn after_timeout(core: &Shared, id: Option<u64>, server: Cancelled) -> bool {
+pub(crate) async fn after_timeout(shared: &Shared, id: Option<u64>, server: Cancelled) -> bool {
     let clean = server == Cancelled::Clean;
     if !clean {
         if let Some(id) = id {
-            core.protect
+            shared
+                .protect
                 .server_cancel
-                .terminate(id, core.protect.drain)
+                .terminate(id, shared.protect.drain)
                 .await;
         }
     }
@@ -57,14 +58,14 @@ pub(crate) async fn after_timeout(core: &Shared, id: Option<u64>, server: Cancel
 /// limit covers this read too: a stalled server must not hang the call
 /// before its timeout even starts.
 async fn read_backend_id<DB: Database>(
-    core: &Shared,
+    shared: &Shared,
     conn: &mut DB::Connection,
     deadline: Instant,
     limit: Duration,
     id_cache: &mut Option<u64>,
     q: &mut Option<QueryTicket>,
 ) -> Timeboxed<()> {
-    let cancel = &core.protect.server_cancel;
+    let cancel = &shared.protect.server_cancel;
     if id_cache.is_some() || !cancel.supported() {
         return Ok(Ok(()));
     }
@@ -88,7 +89,7 @@ async fn read_backend_id<DB: Database>(
 
 /// One `fetch_optional` on `conn` with an optional limit.
 pub(crate) async fn optional_on<'q, DB, E>(
-    core: &Shared,
+    shared: &Shared,
     conn: &mut DB::Connection,
     query: E,
     limit: Option<Duration>,
@@ -99,29 +100,29 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     E: 'q + Execute<'q, DB>,
 {
-    let mut q = Some(core.acct.start_query());
+    let mut q = Some(shared.acct.start_query());
     let Some(limit) = limit else {
         let r = conn.fetch_optional(query).await;
-        q.expect("started").finish(core.answered(&r));
+        q.expect("started").finish(shared.answered(&r));
         return Ok(r);
     };
     let deadline = Instant::now() + limit;
-    if let Err(e) = read_backend_id::<DB>(core, conn, deadline, limit, id_cache, &mut q).await? {
+    if let Err(e) = read_backend_id::<DB>(shared, conn, deadline, limit, id_cache, &mut q).await? {
         return Ok(Err(e));
     }
     let q = q.expect("finished only on a timeout");
-    let cancel = Arc::clone(&core.protect.server_cancel);
+    let cancel = Arc::clone(&shared.protect.server_cancel);
     match cancel
         .timed(
             conn.fetch_optional(query),
             deadline,
             *id_cache,
-            core.protect.drain,
+            shared.protect.drain,
         )
         .await
     {
         Timed::Done(r) => {
-            q.finish(core.answered(&r));
+            q.finish(shared.answered(&r));
             Ok(r)
         }
         Timed::TimedOut(server) => {
@@ -133,7 +134,7 @@ where
 
 /// One `fetch_many` on `conn`, yielding as it goes.
 pub(crate) async fn many_on<'q, DB, E>(
-    core: &Shared,
+    shared: &Shared,
     conn: &mut DB::Connection,
     query: E,
     limit: Option<Duration>,
@@ -145,10 +146,10 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     E: 'q + Execute<'q, DB>,
 {
-    let mut q = Some(core.acct.start_query());
+    let mut q = Some(shared.acct.start_query());
     let deadline = limit.map(|l| Instant::now() + l);
     if let (Some(at), Some(l)) = (deadline, limit) {
-        if let Err(e) = read_backend_id::<DB>(core, conn, at, l, id_cache, &mut q).await? {
+        if let Err(e) = read_backend_id::<DB>(shared, conn, at, l, id_cache, &mut q).await? {
             return Ok(Err(e));
         }
     }
@@ -169,7 +170,7 @@ where
                 return Ok(Ok(()));
             }
             Err(e) => {
-                q.finish(!core.is_failure(&e));
+                q.finish(!shared.is_failure(&e));
                 return Ok(Err(e));
             }
         }
@@ -181,10 +182,10 @@ where
         while rows.try_next().await?.is_some() {}
         Ok(())
     };
-    let server = core
+    let server = shared
         .protect
         .server_cancel
-        .cancel_and_drain(*id_cache, rest, core.protect.drain)
+        .cancel_and_drain(*id_cache, rest, shared.protect.drain)
         .await;
     Err(TimedOut { limit, server })
 }

@@ -148,7 +148,7 @@ impl<DB: Database> SimPool<DB> {
         location: &'static Location<'static>,
         deadline: Option<Duration>,
     ) -> Result<SimConnection, Error> {
-        let core = self.guard.shared();
+        let shared = self.guard.shared();
         let wait = || async {
             tokio::time::timeout(
                 self.acquire_timeout,
@@ -159,7 +159,7 @@ impl<DB: Database> SimPool<DB> {
             .map_err(|_| sqlx::Error::PoolClosed)
         };
         let (slot, ticket) =
-            counted_acquire(core, location, deadline, Admission::Ask, wait).await?;
+            counted_acquire(shared, location, deadline, Admission::Ask, wait).await?;
         Ok(SimConnection {
             _slot: slot,
             ticket,

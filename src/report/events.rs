@@ -142,7 +142,7 @@ pub struct EventsMissed {
 /// A callback for every event.
 pub(crate) type Callback = Arc<dyn Fn(&Event) + Send + Sync>;
 
-/// The sending side, owned by the guard's shared core.
+/// The sending side, owned by the guard's shared part.
 #[derive(Debug)]
 pub(crate) struct EventHub {
     tx: broadcast::Sender<Event>,
