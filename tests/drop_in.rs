@@ -482,10 +482,13 @@ async fn an_abandoned_statement_is_cancelled_and_its_connection_kept() {
         .unwrap();
     assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
     assert_eq!(again, pid, "the same backend, cleaned and reused");
+    // This test's backend only: another process may run the same test on
+    // the same server at once.
     let running: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' \
-         AND query LIKE 'SELECT pg_sleep(3.0401)%'",
+         AND query LIKE 'SELECT pg_sleep(3.0401)%' AND pid = $1",
     )
+    .bind(pid)
     .fetch_one(&observer)
     .await
     .unwrap();
