@@ -103,7 +103,8 @@ pub use report::metrics;
 /// knows rules by (the state machine is internal; see [`Rule`]).
 pub mod rules {
     pub use crate::alert::defaults::{
-        default_rules, server_rules, FORECAST_RULE, POOL_RULE, SCALE_RULE,
+        default_rules, server_rules, FORECAST_RULE, OLDEST_WAIT_RULE, POOL_RULE, SCALE_RULE,
+        STALL_RULE,
     };
     pub use crate::alert::rule::{AlertState, Comparison, Rule, Severity, DEFAULT_RULE_WINDOW};
 }

@@ -12,6 +12,10 @@ pub const POOL_RULE: &str = "pool_utilization";
 pub const SCALE_RULE: &str = "scale_up";
 /// Name of the exhaustion-forecast rule.
 pub const FORECAST_RULE: &str = "exhaustion_forecast";
+/// Name of the oldest-waiter rules (pgbouncer's `maxwait`).
+pub const OLDEST_WAIT_RULE: &str = "oldest_wait";
+/// Name of the stalled-pool rule.
+pub const STALL_RULE: &str = "pool_stalled";
 
 fn mins(m: u64) -> Duration {
     Duration::from_secs(60 * m)
@@ -30,6 +34,10 @@ fn mins(m: u64) -> Duration {
 /// - traffic > 2 std dev for 5 min (acquire rate against an hour's baseline
 ///   that leaves out the last 10 minutes; 20 minutes of warm-up);
 /// - the forecast: exhaustion ETA < 15 min, held 1 min;
+/// - starvation: the oldest waiter has waited > 1 s for 1 min (warning) /
+///   > 5 s for 30 s (critical), recovering under 0.5 s / 2.5 s;
+/// - a stalled pool: acquires wait and none completes for 5 s while the
+///   guard's holds leave slots free (critical at once);
 /// - the scale hint: utilization > 75 % for 1 min (the post-mortem's
 ///   auto-scaling trigger "> 75% -> scale"; an autoscaler's stabilization
 ///   minute, so a burst at a third of the pool does not ask for more).
@@ -112,6 +120,22 @@ pub fn default_rules() -> Vec<Rule> {
         )
         .hold(mins(1))
         .recover_for(mins(1)),
+    );
+    rules.push(
+        Rule::new(OLDEST_WAIT_RULE, Signal::OldestWait, Comparison::Above, 1.0)
+            .hold(mins(1))
+            .recover_at(0.5)
+            .recover_for(mins(1)),
+    );
+    rules.push(
+        Rule::new(OLDEST_WAIT_RULE, Signal::OldestWait, Comparison::Above, 5.0)
+            .severity(Severity::Critical)
+            .hold(Duration::from_secs(30))
+            .recover_at(2.5)
+            .recover_for(mins(1)),
+    );
+    rules.push(
+        Rule::new(STALL_RULE, Signal::Stall, Comparison::Above, 5.0).severity(Severity::Critical),
     );
     rules.push(
         Rule::new(SCALE_RULE, Signal::Utilization, Comparison::Above, 0.75)

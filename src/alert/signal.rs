@@ -88,6 +88,14 @@ pub enum Signal {
     /// Server-wide connection slots in use (PostgreSQL, with
     /// `PoolGuardBuilder::watch_server` (feature `postgres`)).
     ServerUtilization,
+    /// How long the oldest acquire still waiting has waited, seconds
+    /// (pgbouncer's `maxwait`): the earliest sign of starvation. No value
+    /// while nobody waits.
+    OldestWait,
+    /// How long the pool has been stalled, seconds: acquires wait, none
+    /// completes, and the guard's own holds leave slots free (connections
+    /// sqlx cannot open or keeps testing and dropping). 0 when not stalled.
+    Stall,
 }
 
 impl Signal {
@@ -114,7 +122,9 @@ impl Signal {
             Signal::AcquireWait(_)
             | Signal::QueryLatency(_)
             | Signal::RequestLatency(_)
-            | Signal::ExhaustionEta => 1,
+            | Signal::ExhaustionEta
+            | Signal::OldestWait
+            | Signal::Stall => 1,
             Signal::AcquireRate => -1,
             _ => 0,
         }
@@ -151,16 +161,25 @@ impl Signal {
             Signal::GatewayTimeouts => "gateway_timeouts",
             Signal::RequestLatency(_) => "request_latency",
             Signal::ServerUtilization => "server_utilization",
+            Signal::OldestWait => "oldest_wait",
+            Signal::Stall => "stall",
         }
     }
 }
 
-/// The three instantaneous values, in this order.
+/// The three instantaneous values, in this order, and the part of
+/// utilization the guard counts itself.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub(crate) struct Instantaneous {
+    /// Busy connections, and the free ones a waiter is about to take,
+    /// over `max`: while requests wait the pool is full, even when sqlx
+    /// still pings a released connection or opens a new one.
     pub(crate) utilization: f64,
     pub(crate) demand: f64,
     pub(crate) waiters: f64,
+    /// Connections in use through the guard over `max` (the part of
+    /// `utilization` a tick replaces by its exact area).
+    pub(crate) tracked: f64,
 }
 
 /// A tick that ended.
@@ -186,6 +205,10 @@ pub(crate) struct Inputs<'a> {
     pub(crate) anomaly: Option<Anomaly>,
     pub(crate) eta: Option<Duration>,
     pub(crate) server: Option<ServerCapacity>,
+    /// The oldest waiter's age, when anyone waits.
+    pub(crate) oldest_wait: Option<Duration>,
+    /// How long the pool has been stalled (zero: it is not).
+    pub(crate) stalled: Duration,
 }
 
 fn quantile_secs(c: &Counts, q: Quantile, min: u64) -> Option<f64> {
@@ -256,6 +279,8 @@ impl Inputs<'_> {
                 .map(|a| a.z),
             Signal::ExhaustionEta => self.eta.map(|d| d.as_secs_f64()),
             Signal::ServerUtilization => self.server.map(|s| s.utilization()),
+            Signal::OldestWait => self.oldest_wait.map(|d| d.as_secs_f64()),
+            Signal::Stall => Some(self.stalled.as_secs_f64()),
         };
         // Windowed and derived signals have one value per evaluation; at the
         // end of a tick that value is also the tick's.

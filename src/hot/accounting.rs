@@ -28,6 +28,13 @@ use super::leak::{Claim, LeakTable};
 const WAITER: u64 = 1 << 32;
 /// One connection in use in [`Accounting::slots`] (low half).
 const IN_USE: u64 = 1;
+/// One hold in [`Accounting::holding`] (top 16 bits; the low 48 bits sum
+/// the holds' start times in milliseconds since the origin).
+const HOLD: u64 = 1 << 48;
+/// Most waiters whose start times the oldest-waiter ring keeps.
+const WAIT_RING: usize = 1024;
+/// Bits of a waiter's sequence number kept beside its start time.
+const RING_TAG_SHIFT: u32 = 44;
 
 fn split(slots: u64) -> (u32, u32) {
     ((slots & 0xFFFF_FFFF) as u32, (slots >> 32) as u32)
@@ -63,6 +70,19 @@ pub(crate) struct Accounting {
     closed: AtomicBool,
     pub(crate) leaks: Option<LeakTable>,
     metrics: HotMetrics,
+    /// Clock origin of the millisecond times below.
+    origin: Instant,
+    /// Holds through the guard (top 16 bits) and the sum of their start
+    /// times (ms since `origin`, low 48 bits), in one word, so the monitor
+    /// reads the exact in-use area: `n * now - sum` for the current holds.
+    holding: AtomicU64,
+    /// Connection-milliseconds of the holds that ended (or were handed over).
+    busy_done_ms: AtomicU64,
+    /// Waits started (`attempts_total` minus the refused ones).
+    waits_total: AtomicU64,
+    /// Start time of the waits by sequence number, `seq` tag in the top
+    /// bits and ms since `origin` below: the oldest waiter's age.
+    wait_ring: Box<[AtomicU64]>,
 }
 
 /// Plain copy of the counters.
@@ -81,6 +101,10 @@ pub(crate) struct Counters {
     pub(crate) requests_total: u64,
     pub(crate) requests_5xx_total: u64,
     pub(crate) requests_504_total: u64,
+    /// Connection-milliseconds in use through the guard since the origin
+    /// (exact: the integral of `in_use`), read by the monitor; zero in
+    /// [`Accounting::counters`].
+    pub(crate) busy_ms: u64,
 }
 
 impl Counters {
@@ -101,6 +125,7 @@ impl Counters {
             requests_total: self.requests_total.saturating_sub(o.requests_total),
             requests_5xx_total: self.requests_5xx_total.saturating_sub(o.requests_5xx_total),
             requests_504_total: self.requests_504_total.saturating_sub(o.requests_504_total),
+            busy_ms: self.busy_ms.saturating_sub(o.busy_ms),
         }
     }
 }
@@ -135,7 +160,50 @@ impl Accounting {
             closed: AtomicBool::new(false),
             leaks: leak_threshold.map(|t| LeakTable::new(t, max)),
             metrics,
+            origin: Instant::now(),
+            holding: AtomicU64::new(0),
+            busy_done_ms: AtomicU64::new(0),
+            waits_total: AtomicU64::new(0),
+            wait_ring: (0..WAIT_RING).map(|_| AtomicU64::new(0)).collect(),
         }
+    }
+
+    /// Milliseconds from the origin to `at`.
+    #[inline]
+    fn ms(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.origin).as_millis() as u64
+    }
+
+    /// Connection-milliseconds in use through the guard from the origin to
+    /// `now`: exact, whatever happened between two reads. (A release racing
+    /// this read may count its hold once twice or not at all, by at most
+    /// that hold's length.)
+    pub(crate) fn busy_ms(&self, now: Instant) -> u64 {
+        let holding = self.holding.load(Relaxed);
+        let (n, started) = (holding >> 48, holding & (HOLD - 1));
+        let current = n.saturating_mul(self.ms(now)).saturating_sub(started);
+        self.busy_done_ms.load(Relaxed).saturating_add(current)
+    }
+
+    /// How long the oldest acquire still waiting has waited (pgbouncer's
+    /// `maxwait`); `None` with no waiter. Exact while waiters leave in the
+    /// order they came (sqlx's queue is fair); a waiter that leaves early
+    /// (cancelled, a shorter deadline) makes it read the next one's age.
+    pub(crate) fn oldest_wait(&self, now: Instant) -> Option<Duration> {
+        let (_, waiters) = split(self.slots.load(Relaxed));
+        if waiters == 0 {
+            return None;
+        }
+        let total = self.waits_total.load(Relaxed);
+        let oldest = total.saturating_sub(u64::from(waiters));
+        // A slot not yet written (a racing start) or overwritten (more than
+        // the ring's length arrived since): the next that is this seq's.
+        (oldest..total.min(oldest + 8)).find_map(|seq| {
+            let w = self.wait_ring[seq as usize % WAIT_RING].load(Relaxed);
+            (w >> RING_TAG_SHIFT == seq & ((1 << (64 - RING_TAG_SHIFT)) - 1)).then(|| {
+                Duration::from_millis(self.ms(now).saturating_sub(w & ((1 << RING_TAG_SHIFT) - 1)))
+            })
+        })
     }
 
     /// Copies of the four histograms (off the hot path; allocates).
@@ -200,6 +268,7 @@ impl Accounting {
             requests_total: self.requests_total.load(Relaxed),
             requests_5xx_total: self.requests_5xx_total.load(Relaxed),
             requests_504_total: self.requests_504_total.load(Relaxed),
+            busy_ms: 0,
         }
     }
 
@@ -219,10 +288,14 @@ impl Accounting {
         location: &'static Location<'static>,
     ) -> (WaitTicket, u32, u32) {
         self.attempts_total.fetch_add(1, Relaxed);
+        let seq = self.waits_total.fetch_add(1, Relaxed);
         let (in_use, waiters) = split(self.add(WAITER));
+        let started = Instant::now();
+        self.wait_ring[seq as usize % WAIT_RING]
+            .store((seq << RING_TAG_SHIFT) | self.ms(started), Relaxed);
         let ticket = WaitTicket {
             acct: Some(Arc::clone(self)),
-            started: Instant::now(),
+            started,
             location,
             acquires_before: self.acquires_total.load(Relaxed),
         };
@@ -300,6 +373,8 @@ impl WaitTicket {
         // One waiter fewer and one more in use, in a single atomic step:
         // `WAITER - IN_USE` subtracted (wrapping) is exactly that.
         acct.sub(WAITER - IN_USE);
+        let since_ms = acct.ms(now);
+        acct.holding.fetch_add(HOLD + since_ms, Relaxed);
         acct.acquires_total.fetch_add(1, Relaxed);
         acct.wait.record(waited);
         acct.metrics.wait_time.record(waited.as_secs_f64());
@@ -310,6 +385,7 @@ impl WaitTicket {
         let hold = HoldTicket {
             acct,
             since: now,
+            since_ms,
             leak,
             handed_over: false,
         };
@@ -357,6 +433,8 @@ impl Drop for WaitTicket {
 pub(crate) struct HoldTicket {
     acct: Arc<Accounting>,
     since: Instant,
+    /// `since` in ms from the accounting's origin.
+    since_ms: u64,
     /// Slot in the leak table, when leak detection is on.
     leak: Option<Claim>,
     /// Given up while the connection stays busy outside the guard's view.
@@ -381,8 +459,15 @@ impl HoldTicket {
 impl Drop for HoldTicket {
     #[inline]
     fn drop(&mut self) {
-        let held = self.since.elapsed();
+        let now = Instant::now();
+        let held = now.saturating_duration_since(self.since);
         self.acct.sub(IN_USE);
+        // The hold's area moves from the current holds to the done ones
+        // (a handed-over connection is counted as untracked from here).
+        let acct = &self.acct;
+        acct.busy_done_ms
+            .fetch_add(acct.ms(now).saturating_sub(self.since_ms), Relaxed);
+        acct.holding.fetch_sub(HOLD + self.since_ms, Relaxed);
         if self.handed_over {
             if let (Some(claim), Some(table)) = (self.leak, &self.acct.leaks) {
                 table.release(claim, held);

@@ -105,25 +105,6 @@ impl Counts {
         )
     }
 
-    /// Mean of the bucket midpoints, seconds; `None` without samples.
-    pub(crate) fn mean_secs(&self) -> Option<f64> {
-        let total = self.total();
-        if total == 0 {
-            return None;
-        }
-        let sum: f64 = self
-            .0
-            .iter()
-            .enumerate()
-            .filter(|(_, n)| **n > 0)
-            .map(|(idx, n)| {
-                let (lo, hi) = bounds(idx);
-                (lo + hi) as f64 / 2.0 * *n as f64
-            })
-            .sum();
-        Some(sum / total as f64 / 1e6)
-    }
-
     /// The `q` quantile (0..=1), reported as the midpoint of its bucket;
     /// `None` when there are no samples.
     pub(crate) fn quantile(&self, q: f64) -> Option<Duration> {

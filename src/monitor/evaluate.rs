@@ -3,6 +3,8 @@
 //! derive the level and the scale hint, scan for leaks, find the next wake,
 //! then publish (`publish.rs`).
 
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use super::tick::TickEnd;
@@ -10,13 +12,16 @@ use super::view::ratio;
 use super::{Monitor, PoolStats, State};
 use crate::alert::rule::{AlertState, Severity};
 use crate::alert::saturation::Level;
-use crate::alert::signal::{EndedTick, Inputs, Instantaneous};
+use crate::alert::signal::{EndedTick, Inputs, Instantaneous, Signal};
 use crate::alert::tracker::Transition;
 use crate::hot::accounting::Counters;
 use crate::hot::histogram::HistSet;
 use crate::hot::leak::Finding;
 use crate::stats::forecast::TickInput;
 use crate::stats::scale::{ScaleHint, ServerCapacity};
+
+/// Fewest acquires in the stats window for the forecast's mean hold.
+const MIN_HOLDS: u64 = 20;
 
 /// The pool as one evaluation reads it.
 pub(super) struct PoolReading {
@@ -31,6 +36,10 @@ pub(super) struct PoolReading {
     /// Copies of the histograms (ticks only).
     pub(super) hist: Option<HistSet>,
     pub(super) server: Option<ServerCapacity>,
+    /// The oldest waiter's age, when anyone waits.
+    pub(super) oldest_wait: Option<std::time::Duration>,
+    /// How long the pool has been stalled (zero: it is not).
+    pub(super) stalled: std::time::Duration,
 }
 
 /// A rule's state change found by an evaluation.
@@ -92,7 +101,7 @@ impl Monitor {
         if let Some(table) = &self.shared.acct.leaks {
             table.scan(pool.now, |f| found.leaks.push(f));
         }
-        let next = self.next_wake(st, pool.now);
+        let next = self.next_wake(st, &pool);
         self.publish_gauges(st, &pool, hint);
         // Published under the lock: an `evaluate_now()` racing the monitor
         // task cannot deliver a later transition before an earlier one.
@@ -112,7 +121,8 @@ impl Monitor {
     ) -> PoolReading {
         let now = Instant::now();
         let acct = &self.shared.acct;
-        let c = acct.counters();
+        let mut c = acct.counters();
+        c.busy_ms = acct.busy_ms(now);
         let max = acct.max();
         // Reconciled with sqlx: connections busy there but not through the
         // guard (generic `Acquire::begin` transactions, listeners, the pool
@@ -121,12 +131,16 @@ impl Monitor {
         let untracked = self.shared.untracked.persisted(stats, c.in_use);
         self.shared.untracked.store(untracked);
         let busy = c.in_use.saturating_add(untracked);
+        let wanted = busy.saturating_add(c.waiters);
         let current = Instantaneous {
-            utilization: ratio(busy, max),
-            demand: ratio(busy.saturating_add(c.waiters), max),
+            utilization: ratio(wanted.min(max), max),
+            demand: ratio(wanted, max),
             waiters: f64::from(c.waiters),
+            tracked: ratio(c.in_use, max),
         };
-        let tick = st.average.advance(now, current, self.timing.tick, end);
+        let tick = st
+            .average
+            .advance(now, current, (c.busy_ms, max), self.timing.tick, end);
         if tick.is_some() {
             self.shared.untracked.end_tick(stats, c.in_use);
         }
@@ -138,7 +152,12 @@ impl Monitor {
         if let Some(h) = &hist {
             st.window.push(now, c, || h.clone());
         }
+        if !st.stuck(&c, max) {
+            st.progress = (c.acquires_total, now);
+        }
         PoolReading {
+            oldest_wait: acct.oldest_wait(now),
+            stalled: st.stalled_for(now, &c, max),
             now,
             counters: c,
             stats,
@@ -155,19 +174,22 @@ impl Monitor {
         let (now, c) = (pool.now, &pool.counters);
         let max = self.shared.acct.max();
         st.tick_demand = Some(tick.average.demand * f64::from(max));
-        // Little's W: the mean hold over the recent (stats) window.
-        let hold = pool
-            .hist
-            .as_ref()
-            .expect("histograms are copied on ticks")
-            .hold
-            .since(&st.window.hist_at(now, self.timing.stats_window).hold);
-        let mean_hold = hold.mean_secs();
-        // No hold ended in the window (a stuck pool): keep the last
+        // Little's W over the recent (stats) window: the in-use area over
+        // the acquires in it. A hold longer than the window counts only its
+        // part inside (one connection held 20 minutes no longer reads as a
+        // 20-minute mean hold once it returns).
+        let (older, _) = st.window.counters_at(now, self.timing.stats_window);
+        let d = c.since(&older);
+        let hold = (d.acquires_total > 0)
+            .then(|| d.busy_ms as f64 / 1000.0 / d.acquires_total as f64)
+            .filter(|h| *h > 0.0);
+        // No acquire in the window (a stuck pool): keep the last
         // estimate for load shedding rather than switching it off.
-        if let Some(h) = mean_hold {
+        if let Some(h) = hold {
             self.shared.protect.hold_estimate.set_secs(h);
         }
+        // The forecast extrapolates it: a handful of acquires is no mean.
+        let mean_hold = hold.filter(|_| d.acquires_total >= MIN_HOLDS);
         st.forecast = st.forecaster.observe(
             now,
             TickInput {
@@ -197,6 +219,8 @@ impl Monitor {
             anomaly: st.anomaly,
             eta: st.forecast.eta,
             server: pool.server,
+            oldest_wait: pool.oldest_wait,
+            stalled: pool.stalled,
         };
         let mut changes = Vec::new();
         for (i, (rule, tracker)) in self.rules.iter().zip(&mut st.trackers).enumerate() {
@@ -246,8 +270,22 @@ impl Monitor {
 
     /// The end of the tick, or the earliest timer (a hold, a recovery, a
     /// leak threshold) before it.
-    fn next_wake(&self, st: &State, now: Instant) -> Instant {
+    fn next_wake(&self, st: &State, pool: &PoolReading) -> Instant {
+        let now = pool.now;
         let mut next = st.average.tick_ends(self.timing.tick);
+        // An age (oldest wait, stall) grows a second a second: wake just
+        // after it passes a threshold, so the hold starts at the crossing.
+        let ages = self.rules.iter().filter_map(|r| {
+            let age = match r.signal {
+                Signal::OldestWait => pool.oldest_wait?,
+                Signal::Stall if !pool.stalled.is_zero() => pool.stalled,
+                _ => return None,
+            };
+            let left = Duration::try_from_secs_f64(r.threshold)
+                .ok()?
+                .checked_sub(age)?;
+            now.checked_add(left + Duration::from_millis(1))
+        });
         let deadlines = self
             .rules
             .iter()
@@ -259,7 +297,8 @@ impl Monitor {
                     .leaks
                     .as_ref()
                     .and_then(|t| t.next_deadline()),
-            );
+            )
+            .chain(ages);
         for d in deadlines {
             if d > now && d < next {
                 next = d;

@@ -31,7 +31,7 @@ use tokio::time::Instant;
 use crate::alert::rule_set::RuleSet;
 use crate::alert::saturation::Level;
 use crate::alert::tracker::RuleTracker;
-use crate::hot::accounting::Accounting;
+use crate::hot::accounting::{Accounting, Counters};
 use crate::report::metrics::Gauges;
 use crate::stats::anomaly::{Anomaly, Baseline};
 use crate::stats::forecast::{Forecast, Forecaster};
@@ -64,6 +64,28 @@ struct State {
     forecast: Forecast,
     baseline: Baseline,
     anomaly: Option<Anomaly>,
+    /// `acquires_total` at the last evaluation that was not stalled, and
+    /// when (a stall is measured from there).
+    progress: (u64, Instant),
+}
+
+impl State {
+    /// Whether the pool is stalled now: acquires wait, none completed since
+    /// the last evaluation that was not stalled, and the guard's own holds
+    /// leave room (otherwise a release is what they wait for: exhaustion,
+    /// not a stall).
+    fn stuck(&self, c: &Counters, max: u32) -> bool {
+        c.waiters > 0 && c.in_use < max && c.acquires_total == self.progress.0
+    }
+
+    /// How long the pool has been stalled at `now` (zero: it is not).
+    fn stalled_for(&self, now: Instant, c: &Counters, max: u32) -> Duration {
+        if self.stuck(c, max) {
+            now.saturating_duration_since(self.progress.1)
+        } else {
+            Duration::ZERO
+        }
+    }
 }
 
 /// How the monitor runs (validated by the builder).
@@ -136,7 +158,7 @@ impl Monitor {
                 trackers: rules.iter().map(|_| RuleTracker::new(now)).collect(),
                 level: Level::Normal,
                 level_since: now,
-                average: TickAverage::new(now),
+                average: TickAverage::new(now, acct.busy_ms(now)),
                 tick_demand: None,
                 window: Window::new(
                     now,
@@ -150,6 +172,7 @@ impl Monitor {
                 forecast: Forecast::default(),
                 baseline: Baseline::new(now, c.attempts_total, timing.baseline_bucket),
                 anomaly: None,
+                progress: (c.acquires_total, now),
             }),
             shared,
             rules,

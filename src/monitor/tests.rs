@@ -17,7 +17,7 @@ use crate::alert::saturation::{Level, SaturationPolicy};
 use crate::alert::signal::Signal;
 use crate::build::assemble::{assemble, PoolFacts};
 use crate::build::settings::Settings;
-use crate::hot::accounting::{Accounting, HoldTicket};
+use crate::hot::accounting::{Accounting, HoldTicket, WaitTicket};
 use crate::protect::classify::classify;
 use crate::protect::timeout::ServerCancel;
 use crate::report::events::{AlertEvent, Event, EventStream, SaturationEvent};
@@ -33,6 +33,7 @@ struct Harness {
     levels: Vec<SaturationEvent>,
     other: Vec<Event>,
     held: Vec<HoldTicket>,
+    waiting: Vec<WaitTicket>,
     t0: Instant,
 }
 
@@ -91,6 +92,7 @@ fn harness_scaled(max: u32, rules: Vec<Rule>, leak: Option<Duration>, k: f64) ->
         levels: Vec::new(),
         other: Vec::new(),
         held: Vec::new(),
+        waiting: Vec::new(),
         t0: Instant::now(),
     }
 }
@@ -288,6 +290,16 @@ async fn second(h: &mut Harness, rule: &Rule, drive: Drive, t: u64) {
             // 1600 s); low: flat at 10.
             let n = if high { 10 + (t / 40) as usize } else { 10 };
             h.hold(n.min(50));
+        }
+        Signal::OldestWait | Signal::Stall => {
+            // One acquire waits from the first high second on, none
+            // completes, nothing is held: starvation and a stall at once.
+            if high && h.waiting.is_empty() {
+                let w = h.acct().start_wait(Location::caller());
+                h.waiting.push(w);
+            } else if !high {
+                h.waiting.clear();
+            }
         }
         other => panic!("no driver for {other:?}"),
     }
@@ -596,7 +608,9 @@ async fn demand_signal_counts_waiters() {
     assert_eq!(e.level, Level::Critical);
     assert_eq!((e.snapshot.in_use, e.snapshot.waiters), (8, 2));
     assert!((e.snapshot.demand - 1.0).abs() < 1e-9);
-    assert!((e.snapshot.utilization - 0.8).abs() < 1e-9);
+    // While requests wait the pool is full (8 in use, the 2 waiters take
+    // the 2 slots sqlx has yet to hand out).
+    assert!((e.snapshot.utilization - 1.0).abs() < 1e-9);
 }
 
 #[tokio::test(start_paused = true)]
@@ -844,3 +858,6 @@ async fn noisy_pool_above_the_line_on_average_fires_on_time() {
         "a pool below the line on average does not warn"
     );
 }
+
+mod readings;
+mod signals;

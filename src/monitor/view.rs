@@ -100,6 +100,7 @@ impl Monitor {
         let max = self.shared.acct.max();
         let untracked = self.shared.untracked.persisted(stats, c.in_use);
         let busy = c.in_use.saturating_add(untracked);
+        let wanted = busy.saturating_add(c.waiters);
         Snapshot {
             pool: Arc::clone(&self.shared.name),
             level: st.level,
@@ -109,8 +110,8 @@ impl Monitor {
             size: stats.size,
             max,
             waiters: c.waiters,
-            utilization: ratio(busy, max),
-            demand: ratio(busy.saturating_add(c.waiters), max),
+            utilization: ratio(wanted.min(max), max),
+            demand: ratio(wanted, max),
             acquire_wait: Percentiles::from_counts(&hist.wait.since(&old.wait)),
             hold_time: Percentiles::from_counts(&hist.hold.since(&old.hold)),
             query_latency: Percentiles::from_counts(&hist.query.since(&old.query)),
@@ -123,6 +124,8 @@ impl Monitor {
             acquire_timeouts_total: c.timeouts_total,
             acquire_errors_total: c.errors_total,
             exhaustion_eta: st.forecast.eta,
+            oldest_wait: self.shared.acct.oldest_wait(now),
+            stalled_for: st.stalled_for(now, &c, max),
         }
     }
 }

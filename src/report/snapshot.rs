@@ -37,7 +37,9 @@ pub struct Snapshot {
     pub max: u32,
     /// Acquires in progress (waiting for a connection).
     pub waiters: u32,
-    /// `(in_use + untracked) / max`.
+    /// `min(in_use + untracked + waiters, max) / max`: busy connections,
+    /// and while requests wait the pool is full (a free slot sqlx is still
+    /// pinging or opening is taken by the next waiter).
     pub utilization: f64,
     /// `(in_use + untracked + waiters) / max`; above 1 when requests queue.
     pub demand: f64,
@@ -65,6 +67,12 @@ pub struct Snapshot {
     pub acquire_errors_total: u64,
     /// Forecast time until demand reaches 100 % (see [`Forecast`](crate::Forecast)).
     pub exhaustion_eta: Option<Duration>,
+    /// How long the oldest acquire still waiting has waited (pgbouncer's
+    /// `maxwait`); `None` while nobody waits.
+    pub oldest_wait: Option<Duration>,
+    /// How long acquires have waited with none completing while the
+    /// guard's holds leave slots free (a stalled pool); zero when not.
+    pub stalled_for: Duration,
 }
 
 /// One rule's state, from [`PoolGuard::alerts`](crate::PoolGuard::alerts).

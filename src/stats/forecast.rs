@@ -95,6 +95,11 @@ impl Trend {
         }
     }
 
+    /// The trend of the window, or `None` when it has too few points, is
+    /// too young, or its data is a level shift rather than a trend: when
+    /// two flat levels split at one point explain the window better than a
+    /// line (a step from 34 % to 94 % that stays there), only the points
+    /// after the step are fitted, once they span half the window.
     fn fit(&self) -> Option<Fit> {
         let n = self.points.len();
         let (first, last) = (self.points.front()?.t, self.points.back()?.t);
@@ -102,51 +107,101 @@ impl Trend {
         if n < MIN_POINTS || last - first < self.span / 2.0 {
             return None;
         }
-        let nf = n as f64;
-        let mt = self.points.iter().map(|p| p.t).sum::<f64>() / nf;
-        let my = self.points.iter().map(|p| p.y).sum::<f64>() / nf;
-        let (mut sxx, mut sxy) = (0.0, 0.0);
-        for &Point { t, y } in &self.points {
-            sxx += (t - mt) * (t - mt);
-            sxy += (t - mt) * (y - my);
+        let (line, ssr) = line_fit(self.points.iter())?;
+        match best_step(&self.points) {
+            Some((k, step_ssr)) if step_ssr < ssr => {
+                let tail = self.points.range(k..);
+                let span = last - self.points[k].t;
+                if tail.len() < MIN_POINTS || span < self.span / 2.0 {
+                    return None;
+                }
+                line_fit(self.points.range(k..)).map(|(fit, _)| fit)
+            }
+            _ => Some(line),
         }
-        if sxx <= 0.0 {
-            return None;
-        }
-        let slope = sxy / sxx;
-        let intercept = my - slope * mt;
-        let residual = |p: &Point| p.y - (intercept + slope * p.t);
-        let ssr: f64 = self.points.iter().map(|p| residual(p).powi(2)).sum();
-        // Lag-1 autocorrelation of the residuals: n points carry only about
-        // n (1 - rho) / (1 + rho) independent ones.
-        let lagged: f64 = self
-            .points
-            .iter()
-            .zip(self.points.iter().skip(1))
-            .map(|(a, b)| residual(a) * residual(b))
-            .sum();
-        let rho = if ssr > 0.0 {
-            (lagged / ssr).clamp(0.0, 0.99)
-        } else {
-            0.0
-        };
-        let stderr = (ssr / (nf - 2.0) / sxx).sqrt() * ((1.0 + rho) / (1.0 - rho)).sqrt();
-
-        Some(Fit {
-            slope,
-            last: intercept + slope * last,
-            rising: slope > 0.0 && slope > SIGNIFICANCE * stderr,
-        })
     }
 }
 
-fn eta_to(limit: f64, fit: Fit) -> Option<Duration> {
-    if fit.last >= limit {
-        return Some(Duration::ZERO);
+/// Least squares through `points`, with the residual sum of squares.
+fn line_fit<'a>(points: impl Iterator<Item = &'a Point> + Clone) -> Option<(Fit, f64)> {
+    let n = points.clone().count();
+    let nf = n as f64;
+    if n < 3 {
+        return None;
     }
-    fit.rising
-        .then(|| Duration::try_from_secs_f64((limit - fit.last) / fit.slope).ok())
-        .flatten()
+    let mt = points.clone().map(|p| p.t).sum::<f64>() / nf;
+    let my = points.clone().map(|p| p.y).sum::<f64>() / nf;
+    let (mut sxx, mut sxy) = (0.0, 0.0);
+    for &Point { t, y } in points.clone() {
+        sxx += (t - mt) * (t - mt);
+        sxy += (t - mt) * (y - my);
+    }
+    if sxx <= 0.0 {
+        return None;
+    }
+    let slope = sxy / sxx;
+    let intercept = my - slope * mt;
+    let residual = |p: &Point| p.y - (intercept + slope * p.t);
+    let ssr: f64 = points.clone().map(|p| residual(p).powi(2)).sum();
+    // Lag-1 autocorrelation of the residuals: n points carry only about
+    // n (1 - rho) / (1 + rho) independent ones.
+    let lagged: f64 = points
+        .clone()
+        .zip(points.clone().skip(1))
+        .map(|(a, b)| residual(a) * residual(b))
+        .sum();
+    let rho = if ssr > 0.0 {
+        (lagged / ssr).clamp(0.0, 0.99)
+    } else {
+        0.0
+    };
+    let stderr = (ssr / (nf - 2.0) / sxx).sqrt() * ((1.0 + rho) / (1.0 - rho)).sqrt();
+    let last_t = points.clone().last()?.t;
+    let fit = Fit {
+        slope,
+        last: intercept + slope * last_t,
+        rising: slope > 0.0 && slope > SIGNIFICANCE * stderr,
+    };
+    Some((fit, ssr))
+}
+
+/// The best split of `points` into two flat levels (each side at least
+/// `MIN_POINTS`): where the later part starts and the residual sum of
+/// squares. Prefix sums, one pass.
+fn best_step(points: &VecDeque<Point>) -> Option<(usize, f64)> {
+    let n = points.len();
+    let (total, total_sq) = points
+        .iter()
+        .fold((0.0, 0.0), |(s, q), p| (s + p.y, q + p.y * p.y));
+    let mut best: Option<(usize, f64)> = None;
+    let (mut s, mut q) = (0.0, 0.0);
+    for (k, p) in points.iter().enumerate().take(n.saturating_sub(MIN_POINTS)) {
+        s += p.y;
+        q += p.y * p.y;
+        if k + 1 < MIN_POINTS {
+            continue;
+        }
+        let (left, right) = ((k + 1) as f64, (n - k - 1) as f64);
+        let ssr = (q - s * s / left) + ((total_sq - q) - (total - s).powi(2) / right);
+        if best.is_none_or(|(_, b)| ssr < b) {
+            best = Some((k + 1, ssr));
+        }
+    }
+    best
+}
+
+/// When a rising `fit` reaches `limit`, extrapolated from its line's
+/// value now, or from the latest observed value `now` when the line
+/// already ends past the limit though the observation does not (a line
+/// through a jump overshoots it). `None` when the trend is not
+/// significantly rising or the pool itself already reads past the limit
+/// (exhaustion now is read from the pool, never from a fit).
+fn eta_to(limit: f64, fit: Fit, now: f64) -> Option<Duration> {
+    if !fit.rising || now >= limit {
+        return None;
+    }
+    let from = if fit.last < limit { fit.last } else { now };
+    Duration::try_from_secs_f64((limit - from) / fit.slope).ok()
 }
 
 /// Feeds both estimates once per tick.
@@ -203,19 +258,20 @@ impl Forecaster {
         if let Some(r) = rate {
             self.arrivals.push(t, r);
         }
+        let rate_now = rate.unwrap_or(0.0);
 
         let demand_fit = self.demand.fit();
         let trend_eta = if input.demand >= 1.0 {
             Some(Duration::ZERO)
         } else {
-            demand_fit.and_then(|f| eta_to(1.0, f))
+            demand_fit.and_then(|f| eta_to(1.0, f, input.demand))
         };
         let hold = input.mean_hold.filter(|h| *h > 0.0);
         let arrival_fit = self.arrivals.fit();
         let offered_load = hold.zip(arrival_fit).map(|(h, f)| f.last.max(0.0) * h);
         let littles_eta = hold
             .zip(arrival_fit)
-            .and_then(|(h, f)| eta_to(f64::from(input.max) / h, f));
+            .and_then(|(h, f)| eta_to(f64::from(input.max) / h, f, rate_now));
         let eta = match (trend_eta, littles_eta) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
