@@ -86,6 +86,7 @@
 
 mod alert;
 mod build;
+mod diagnose;
 mod error;
 pub mod guide;
 mod handle;
@@ -118,6 +119,7 @@ pub use build::settings::{
     DEFAULT_EVENT_CAPACITY, DEFAULT_FORECAST_WINDOW, DEFAULT_NAME, DEFAULT_SCALE_TARGET,
     DEFAULT_STATS_WINDOW, DEFAULT_TICK, MAX_EVENT_CAPACITY,
 };
+pub use diagnose::{Action, Cause, Diagnosis, Evidence};
 pub use error::{BuildError, Cancelled, Error, PoolState, MAX_DURATION};
 pub use handle::admission::BreakerHandle;
 pub use handle::connection::{CountedConnection, Guarded, GuardedConnection, GuardedTransaction};

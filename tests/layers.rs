@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 /// The layers, lowest first (see `src/guide.rs`).
 const LAYERS: &[&str] = &[
-    "hot", "stats", "alert", "protect", "report", "monitor", "handle", "build",
+    "hot", "stats", "alert", "diagnose", "protect", "report", "monitor", "handle", "build",
 ];
 
 fn sources(dir: &Path, out: &mut Vec<PathBuf>) {

@@ -235,9 +235,11 @@ async fn time_scale_converts_every_rule_duration_and_time_valued_threshold() {
         assert_eq!(s.window * 60, u.window, "{}", u.key());
         assert_eq!(s.recover_for * 60, u.recover_for, "{}", u.key());
         let unit = match u.signal {
-            Signal::RequestLatency(_) | Signal::QueryLatency(_) | Signal::ExhaustionEta => {
-                1.0 / 60.0
-            }
+            Signal::RequestLatency(_)
+            | Signal::QueryLatency(_)
+            | Signal::ExhaustionEta
+            | Signal::OldestWait
+            | Signal::Stall => 1.0 / 60.0,
             Signal::AcquireRate => 60.0,
             _ => 1.0,
         };

@@ -327,8 +327,8 @@ fn default_rules_with_a_band_keep_firing_inside_it() {
         .collect();
     assert_eq!(
         with_band.len(),
-        2 + 8 + 1 + 2,
-        "pool, rates, latencies, scale, server"
+        2 + 8 + 2 + 1 + 2,
+        "pool, rates, latencies, oldest wait, scale, server"
     );
     for r in with_band {
         let band = (r.threshold + r.recover_at) / 2.0;

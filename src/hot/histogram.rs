@@ -105,6 +105,22 @@ impl Counts {
         )
     }
 
+    /// The sum of the samples, each at its bucket's midpoint and at most
+    /// `cap`, seconds.
+    pub(crate) fn clipped_sum_secs(&self, cap: Duration) -> f64 {
+        let cap = cap.as_secs_f64() * 1e6;
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(idx, n)| {
+                let (lo, hi) = bounds(idx);
+                ((lo + hi) as f64 / 2.0).min(cap) * *n as f64
+            })
+            .sum::<f64>()
+            / 1e6
+    }
+
     /// The `q` quantile (0..=1), reported as the midpoint of its bucket;
     /// `None` when there are no samples.
     pub(crate) fn quantile(&self, q: f64) -> Option<Duration> {

@@ -158,6 +158,16 @@ impl LeakTable {
 
     /// Reports holds past the threshold (once each) and returns of reported
     /// holds, calling `found` for each.
+    /// Where the longest-held connection already reported as a leak was
+    /// acquired (off the hot path).
+    pub(crate) fn oldest_reported(&self) -> Option<&'static Location<'static>> {
+        self.slots
+            .iter()
+            .filter(|slot| state_of(slot.state.load(Ordering::Acquire)) == REPORTED)
+            .min_by_key(|slot| slot.since.load(Ordering::Relaxed))
+            .map(|slot| self.location(slot))
+    }
+
     pub(crate) fn scan(&self, now: Instant, mut found: impl FnMut(Finding)) {
         let now_ns = self.nanos(now);
         let threshold = u64::try_from(self.threshold.as_nanos()).unwrap_or(u64::MAX);

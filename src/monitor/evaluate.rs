@@ -205,6 +205,7 @@ impl Monitor {
             c.attempts_total.saturating_sub(older.attempts_total) as f64 / covered.as_secs_f64()
         });
         st.anomaly = st.baseline.observe(now, c.attempts_total, rate);
+        st.history.observe(now, *c);
     }
 
     /// Feeds every rule its signal's reading; returns the state changes.

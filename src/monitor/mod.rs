@@ -14,6 +14,7 @@
 //! [`Shared`] is the call path's part of a guard; [`Monitor`] is this
 //! task's.
 
+mod diagnosis;
 mod evaluate;
 mod publish;
 #[cfg(feature = "postgres")]
@@ -31,6 +32,7 @@ use tokio::time::Instant;
 use crate::alert::rule_set::RuleSet;
 use crate::alert::saturation::Level;
 use crate::alert::tracker::RuleTracker;
+use crate::diagnose::History;
 use crate::hot::accounting::{Accounting, Counters};
 use crate::report::metrics::Gauges;
 use crate::stats::anomaly::{Anomaly, Baseline};
@@ -64,6 +66,8 @@ struct State {
     forecast: Forecast,
     baseline: Baseline,
     anomaly: Option<Anomaly>,
+    /// The usual arrival rate and hold, for diagnoses.
+    history: History,
     /// `acquires_total` at the last evaluation that was not stalled, and
     /// when (a stall is measured from there).
     progress: (u64, Instant),
@@ -173,6 +177,7 @@ impl Monitor {
                 baseline: Baseline::new(now, c.attempts_total, timing.baseline_bucket),
                 anomaly: None,
                 progress: (c.acquires_total, now),
+                history: History::new(now, c, timing.baseline_bucket),
             }),
             shared,
             rules,

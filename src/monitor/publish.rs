@@ -32,6 +32,16 @@ impl Monitor {
             .eta
             .set(st.forecast.eta.map_or(f64::INFINITY, |d| d.as_secs_f64()));
         self.gauges.scale.set(f64::from(hint.recommended_max));
+        self.gauges
+            .oldest_wait
+            .set(pool.oldest_wait.map_or(0.0, |d| d.as_secs_f64()));
+        self.gauges.stalled.set(pool.stalled.as_secs_f64());
+        if let Some(hist) = &pool.hist {
+            let c = &pool.counters;
+            let busy = c.in_use.saturating_add(self.shared.untracked.busy());
+            let d = self.diagnosis(st, pool.now, c, busy.saturating_add(c.waiters), hist);
+            self.gauges.publish_diagnosis(d.as_ref());
+        }
         if let Some(s) = pool.server {
             self.gauges.server.set(s.utilization());
         }

@@ -859,5 +859,6 @@ async fn noisy_pool_above_the_line_on_average_fires_on_time() {
     );
 }
 
+mod diagnosis;
 mod readings;
 mod signals;

@@ -78,7 +78,8 @@ impl Monitor {
     pub(crate) fn snapshot(&self) -> Snapshot {
         let now = Instant::now();
         let acct = &self.shared.acct;
-        let c = acct.counters();
+        let mut c = acct.counters();
+        c.busy_ms = acct.busy_ms(now);
         let stats = self.shared.pool_stats();
         let hist = acct.hist_set();
         let st = self.state.lock();
@@ -101,6 +102,9 @@ impl Monitor {
         let untracked = self.shared.untracked.persisted(stats, c.in_use);
         let busy = c.in_use.saturating_add(untracked);
         let wanted = busy.saturating_add(c.waiters);
+        let hold_time = Percentiles::from_counts(&hist.hold.since(&old.hold));
+        let stalled_for = st.stalled_for(now, &c, max);
+        let diagnosis = self.diagnosis(st, now, &c, wanted, hist);
         Snapshot {
             pool: Arc::clone(&self.shared.name),
             level: st.level,
@@ -113,7 +117,7 @@ impl Monitor {
             utilization: ratio(wanted.min(max), max),
             demand: ratio(wanted, max),
             acquire_wait: Percentiles::from_counts(&hist.wait.since(&old.wait)),
-            hold_time: Percentiles::from_counts(&hist.hold.since(&old.hold)),
+            hold_time,
             query_latency: Percentiles::from_counts(&hist.query.since(&old.query)),
             acquires_in_window: d.acquires_total,
             acquire_timeouts_in_window: d.timeouts_total,
@@ -125,7 +129,8 @@ impl Monitor {
             acquire_errors_total: c.errors_total,
             exhaustion_eta: st.forecast.eta,
             oldest_wait: self.shared.acct.oldest_wait(now),
-            stalled_for: st.stalled_for(now, &c, max),
+            stalled_for,
+            diagnosis,
         }
     }
 }

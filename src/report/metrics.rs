@@ -12,6 +12,7 @@ use std::sync::Arc;
 use metrics::{Counter, Gauge, Unit};
 
 use crate::alert::rule::Rule;
+use crate::diagnose::{Cause, Diagnosis};
 use crate::hot::handles::{HotMetrics, ProtectMetrics, RequestMetrics};
 
 /// `db.client.connection.count`: connections by state (`idle` or `used`).
@@ -47,6 +48,13 @@ pub const SCALE_RECOMMENDED: &str = "poolguard.scale.recommended_max";
 pub const SERVER_UTILIZATION: &str = "poolguard.server.utilization";
 /// `poolguard.leaks`: connections reported held past the leak threshold.
 pub const LEAKS: &str = "poolguard.leaks";
+/// Gauge: seconds the oldest acquire still waiting has waited (0: none).
+pub const OLDEST_WAIT: &str = "poolguard.oldest_wait";
+/// Gauge: seconds the pool has been stalled (0: it is not).
+pub const STALLED: &str = "poolguard.stalled";
+/// Gauge: each cause's share of why the pool fills (label `cause`; all 0
+/// while the pool is not under pressure). See [`Cause`](crate::Cause).
+pub const DIAGNOSIS: &str = "poolguard.diagnosis.share";
 /// `poolguard.breaker.state`: 0 closed, 1 open, 2 half-open, 3 forced open,
 /// 4 disabled.
 pub const BREAKER_STATE: &str = "poolguard.breaker.state";
@@ -87,6 +95,9 @@ pub const SEVERITY: &str = "severity";
 pub const OUTCOME: &str = "outcome";
 /// Label with the reason on [`SHED`].
 pub const REASON: &str = "reason";
+/// Label: a diagnosis' cause (`more_arrivals`, `longer_holds`, `leak`,
+/// `server_limit`, `stalled`, `undersized`, `unknown`).
+pub const CAUSE: &str = "cause";
 /// Label with the HTTP status code on [`REQUEST_DURATION`] (`"200"`,
 /// `"504"`, ...; see [`STATUS_CODES`] for codes recorded by class).
 pub const STATUS_CODE: &str = "http.response.status_code";
@@ -181,6 +192,21 @@ fn describe_all() {
         Unit::Count,
         "Connections held longer than the leak detection threshold"
     );
+    describe_gauge!(
+        OLDEST_WAIT,
+        Unit::Seconds,
+        "How long the oldest acquire still waiting has waited (0: none waits)"
+    );
+    describe_gauge!(
+        STALLED,
+        Unit::Seconds,
+        "How long acquires have waited with none completing and slots free"
+    );
+    describe_gauge!(
+        DIAGNOSIS,
+        Unit::Count,
+        "Share of each cause in why the pool fills (0 while not under pressure)"
+    );
 }
 
 pub use crate::hot::handles::STATUS_CODES;
@@ -211,6 +237,10 @@ pub(crate) struct Gauges {
     pub(crate) scale: Gauge,
     pub(crate) server: Gauge,
     pub(crate) leaks: Counter,
+    pub(crate) oldest_wait: Gauge,
+    pub(crate) stalled: Gauge,
+    /// One per cause, in [`Cause::ALL`] order.
+    pub(crate) causes: Vec<Gauge>,
 }
 
 pub(crate) fn register_protect(pool: &Arc<str>) -> ProtectMetrics {
@@ -269,12 +299,28 @@ pub(crate) fn register(pool: &Arc<str>, rules: &[Rule]) -> (HotMetrics, Gauges) 
         eta: metrics::gauge!(EXHAUSTION_ETA, POOL_NAME => name.clone()),
         scale: metrics::gauge!(SCALE_RECOMMENDED, POOL_NAME => name.clone()),
         server: metrics::gauge!(SERVER_UTILIZATION, POOL_NAME => name.clone()),
-        leaks: metrics::counter!(LEAKS, POOL_NAME => name),
+        leaks: metrics::counter!(LEAKS, POOL_NAME => name.clone()),
+        oldest_wait: metrics::gauge!(OLDEST_WAIT, POOL_NAME => name.clone()),
+        stalled: metrics::gauge!(STALLED, POOL_NAME => name.clone()),
+        causes: Cause::ALL
+            .iter()
+            .map(|c| metrics::gauge!(DIAGNOSIS, POOL_NAME => name.clone(), CAUSE => c.as_str()))
+            .collect(),
     };
     (hot, gauges)
 }
 
 impl Gauges {
+    /// Each cause's share, or all zero without a diagnosis.
+    pub(crate) fn publish_diagnosis(&self, d: Option<&Diagnosis>) {
+        for (g, cause) in self.causes.iter().zip(Cause::ALL) {
+            let share = d
+                .and_then(|d| d.shares.iter().find(|(c, _)| c == cause))
+                .map_or(0.0, |(_, s)| *s);
+            g.set(share);
+        }
+    }
+
     pub(crate) fn publish(&self, v: &GaugeValues) {
         self.used.set(f64::from(v.in_use));
         self.idle.set(f64::from(v.idle));

@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::diagnose::Diagnosis;
+
 use crate::alert::rule::{AlertState, Severity};
 use crate::alert::saturation::Level;
 use crate::alert::signal::Signal;
@@ -73,6 +75,10 @@ pub struct Snapshot {
     /// How long acquires have waited with none completing while the
     /// guard's holds leave slots free (a stalled pool); zero when not.
     pub stalled_for: Duration,
+    /// Why the pool fills and what to do, while it is under pressure
+    /// (above 75 %, waiters, a level above normal, or stalled); `None`
+    /// otherwise. See "Reading a diagnosis" in the README.
+    pub diagnosis: Option<Diagnosis>,
 }
 
 /// One rule's state, from [`PoolGuard::alerts`](crate::PoolGuard::alerts).

@@ -1,0 +1,82 @@
+//! The usual load a diagnosis compares with: the median arrival rate and
+//! the median mean hold (Little's W) of the last hour's buckets (one
+//! minute unless time-scaled), the latest 10 left out so an incident does
+//! not become its own baseline.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::hot::accounting::Counters;
+
+/// Buckets the baseline uses (one hour).
+const BUCKETS: usize = 60;
+/// Most recent buckets left out.
+const LAG: usize = 10;
+/// Fewest buckets for a baseline.
+const MIN_BUCKETS: usize = 3;
+
+/// One bucket: arrival rate (per second) and mean hold (seconds), when
+/// any acquire completed in it.
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    rate: f64,
+    hold: Option<f64>,
+}
+
+#[derive(Debug)]
+pub(crate) struct History {
+    buckets: VecDeque<Bucket>,
+    started: Instant,
+    start: Counters,
+    bucket: Duration,
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.len() < MIN_BUCKETS {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    Some(v[v.len() / 2])
+}
+
+impl History {
+    pub(crate) fn new(now: Instant, c: Counters, bucket: Duration) -> Self {
+        Self {
+            buckets: VecDeque::with_capacity(BUCKETS + LAG),
+            started: now,
+            start: c,
+            bucket,
+        }
+    }
+
+    /// Feeds the cumulative counters (with `busy_ms` set).
+    pub(crate) fn observe(&mut self, now: Instant, c: Counters) {
+        let elapsed = now.saturating_duration_since(self.started);
+        if elapsed < self.bucket {
+            return;
+        }
+        let d = c.since(&self.start);
+        let bucket = Bucket {
+            rate: d.attempts_total as f64 / elapsed.as_secs_f64(),
+            hold: (d.acquires_total > 0).then(|| d.busy_ms as f64 / 1e3 / d.acquires_total as f64),
+        };
+        if self.buckets.len() == BUCKETS + LAG {
+            self.buckets.pop_front();
+        }
+        self.buckets.push_back(bucket);
+        self.started = now;
+        self.start = c;
+    }
+
+    /// The usual (arrival rate, mean hold), once enough buckets are older
+    /// than the lag.
+    pub(crate) fn usual(&self) -> Option<(f64, f64)> {
+        let n = self.buckets.len().saturating_sub(LAG);
+        let old = || self.buckets.iter().take(n);
+        let rate = median(old().map(|b| b.rate).collect())?;
+        let hold = median(old().filter_map(|b| b.hold).collect())?;
+        Some((rate, hold))
+    }
+}

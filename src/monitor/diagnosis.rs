@@ -1,0 +1,91 @@
+//! The diagnosis of a pool under pressure, gathered from the monitor's
+//! state (the pure judgement is `diagnose/`): for snapshots and events,
+//! and once a tick for the cause gauges.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::view::ratio;
+use super::{Monitor, State};
+use crate::alert::saturation::Level;
+use crate::alert::signal::Signal;
+use crate::diagnose::{self, Diagnosis};
+use crate::hot::accounting::Counters;
+use crate::hot::histogram::HistSet;
+use crate::stats::scale::recommend;
+
+/// Utilization from which the pool is under pressure (the scale hint's
+/// line).
+const PRESSURE: f64 = 0.75;
+
+impl Monitor {
+    /// The diagnosis when the pool is under pressure (a level above normal,
+    /// utilization from 75 %, or stalled); `wanted` is busy + waiting
+    /// connections, `c` carries `busy_ms`.
+    pub(super) fn diagnosis(
+        &self,
+        st: &State,
+        now: Instant,
+        c: &Counters,
+        wanted: u32,
+        hist: &HistSet,
+    ) -> Option<Diagnosis> {
+        let max = self.shared.acct.max();
+        let stalled_for = st.stalled_for(now, c, max);
+        let pressed = st.level != Level::Normal
+            || ratio(wanted.min(max), max) >= PRESSURE
+            || !stalled_for.is_zero();
+        if !pressed {
+            return None;
+        }
+        let window = self.timing.stats_window;
+        let (older, covered) = st.window.counters_at(now, window);
+        let d = c.since(&older);
+        let hold = hist.hold.since(&st.window.hist_at(now, window).hold);
+        let server = *self.server.lock();
+        let q = |q: f64| hold.quantile(q);
+        let inputs = diagnose::Inputs {
+            max,
+            waiters: c.waiters,
+            window: covered.as_secs_f64(),
+            attempts: d.attempts_total,
+            acquires: d.acquires_total,
+            busy_ms: d.busy_ms,
+            holds_ended: hold.total(),
+            ended_ms: hold.clipped_sum_secs(covered) * 1e3,
+            hold_p50: q(0.5),
+            hold_p95: q(0.95),
+            baseline: st.history.usual(),
+            stalled_for,
+            stall_after: self.stall_after(),
+            server,
+            leak_at: self
+                .shared
+                .acct
+                .leaks
+                .as_ref()
+                .and_then(|t| t.oldest_reported()),
+        };
+        Some(diagnose::diagnose(&inputs, |needed| {
+            recommend(
+                needed,
+                self.scale.utilization,
+                max,
+                self.scale.instances,
+                server,
+            )
+        }))
+    }
+
+    /// After how long a stall diagnoses as one: the stall rules' lowest
+    /// threshold (5 s by default).
+    fn stall_after(&self) -> Duration {
+        self.rules
+            .iter()
+            .filter(|r| r.signal == Signal::Stall)
+            .filter_map(|r| Duration::try_from_secs_f64(r.threshold).ok())
+            .min()
+            .unwrap_or(Duration::from_secs(5))
+    }
+}

@@ -1,0 +1,104 @@
+//! The diagnosis on saturation events (issue 15.1), on the paused clock
+//! with synthetic load: 15 minutes of the usual traffic (85 acquires a
+//! second held 0.2 s: 17 of 50), then one cause fills the pool to 90 %.
+
+use std::collections::VecDeque;
+
+use super::*;
+use crate::diagnose::{Action, Cause};
+
+/// Holds in flight: when each is due back.
+struct Load {
+    holds: VecDeque<(Instant, HoldTicket)>,
+    leaked: Vec<HoldTicket>,
+    carry: f64,
+}
+
+impl Load {
+    fn new() -> Self {
+        Self {
+            holds: VecDeque::new(),
+            leaked: Vec::new(),
+            carry: 0.0,
+        }
+    }
+
+    /// Runs `secs` of `rate` acquires a second held `hold` each, and
+    /// `leaks` connections a minute never returned, in 100 ms steps.
+    async fn run(&mut self, h: &mut Harness, secs: u64, rate: f64, hold: f64, leaks: f64) {
+        let step = Duration::from_millis(100);
+        for i in 0..secs * 10 {
+            let now = Instant::now();
+            while self.holds.front().is_some_and(|(due, _)| *due <= now) {
+                self.holds.pop_front();
+            }
+            self.carry += rate * 0.1;
+            while self.carry >= 1.0 {
+                self.carry -= 1.0;
+                let t = h.acct().start_wait(Location::caller()).acquired();
+                self.holds
+                    .push_back((now + Duration::from_secs_f64(hold), t));
+            }
+            if leaks > 0.0 && i % ((600.0 / leaks) as u64) == 0 {
+                self.leaked
+                    .push(h.acct().start_wait(Location::caller()).acquired());
+            }
+            tokio::time::advance(step).await;
+            if i % 10 == 9 {
+                settle().await;
+            }
+        }
+        h.drain();
+    }
+}
+
+async fn diagnosed(rate: f64, hold: f64, leaks: f64) -> crate::diagnose::Diagnosis {
+    let mut h = harness(50, all_default_rules());
+    let mut load = Load::new();
+    load.run(&mut h, 15 * 60, 85.0, 0.2, 0.0).await;
+    assert!(h.levels.is_empty(), "the usual load is quiet");
+    assert!(h.monitor.snapshot().diagnosis.is_none(), "no pressure");
+    load.run(&mut h, 10 * 60, rate, hold, leaks).await;
+    let warned = h
+        .levels
+        .iter()
+        .find(|e| e.level != Level::Normal)
+        .expect("a pool rule fired");
+    warned
+        .snapshot
+        .diagnosis
+        .clone()
+        .expect("a saturation event carries its diagnosis")
+}
+
+#[tokio::test(start_paused = true)]
+async fn more_arrivals_at_the_usual_hold() {
+    let d = diagnosed(225.0, 0.2, 0.0).await;
+    assert_eq!(d.cause, Cause::MoreArrivals, "{d}");
+    let Action::Grow(hint) = d.action else {
+        panic!("{d}")
+    };
+    // 225/s x 0.2 s = 45 connections at 60 %: 75.
+    assert!((74..=76).contains(&hint.recommended_max), "{hint:?}");
+    let base = d.evidence.baseline_arrival_rate.unwrap();
+    assert!((base - 85.0).abs() < 2.0, "{d:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_usual_arrivals_holding_longer() {
+    // 85/s held 0.5 s: 42.5 of 50.
+    let d = diagnosed(85.0, 0.5, 0.0).await;
+    assert_eq!(d.cause, Cause::LongerHolds, "{d}");
+    let Action::FindSlowHolds { hold_ratio } = d.action else {
+        panic!("{d}")
+    };
+    assert!((2.3..2.8).contains(&hold_ratio), "{hold_ratio}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn connections_that_never_come_back() {
+    // 6 a minute never returned: over 40 of 50 after 4 minutes.
+    let d = diagnosed(85.0, 0.2, 6.0).await;
+    assert_eq!(d.cause, Cause::Leak, "{d}");
+    assert!(d.evidence.not_returned > 15.0, "{d:?}");
+}
