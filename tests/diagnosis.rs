@@ -1,0 +1,129 @@
+//! The diagnosis and the starvation signals against real pools: a
+//! PostgreSQL pool whose database stops answering new connections (a TCP
+//! proxy on loopback stalls them) is diagnosed as stalled and fires
+//! `pool_stalled`; a pool full of the guard's own holds is exhausted, not
+//! stalled, and its oldest waiter is reported.
+
+mod common;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures::StreamExt;
+use poolguard::rules::{OLDEST_WAIT_RULE, STALL_RULE};
+use poolguard::{AlertState, Cause, Comparison, Event, PoolGuard, Rule, Severity, Signal};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use common::proxy::Proxy;
+
+/// The first alert event of `rule` reaching `state`, within `within`.
+async fn alert(
+    events: &mut poolguard::EventStream,
+    rule: &str,
+    state: AlertState,
+    within: Duration,
+) -> poolguard::AlertEvent {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, events.next()).await {
+            Ok(Some(Ok(Event::Alert(a)))) if &*a.rule == rule && a.state == state => return a,
+            Ok(Some(_)) => continue,
+            other => panic!("no {rule} {state:?} within {within:?}: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_pool_whose_database_accepts_no_connections_is_stalled() {
+    if common::postgres(1, Duration::from_secs(5)).await.is_none() {
+        return;
+    }
+    let upstream = {
+        let o = PgConnectOptions::from_str(&common::pg_url()).unwrap();
+        format!("127.0.0.1:{}", o.get_port()).parse().unwrap()
+    };
+    let proxy = Proxy::start(upstream).await;
+    let options = PgConnectOptions::from_str(&common::pg_url())
+        .unwrap()
+        .host("127.0.0.1")
+        .port(proxy.port());
+    // No connection open yet; every connect now hangs in the proxy.
+    let pool = PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_lazy_with(options);
+    proxy.stall();
+    let guard = PoolGuard::builder(pool)
+        .tick(Duration::from_millis(50))
+        .rule(
+            Rule::new(STALL_RULE, Signal::Stall, Comparison::Above, 0.5)
+                .severity(Severity::Critical),
+        )
+        .build()
+        .unwrap();
+    let mut events = guard.events();
+    let waiting: Vec<_> = (0..3)
+        .map(|_| {
+            let g = guard.clone();
+            tokio::spawn(async move { g.acquire().await.map(drop) })
+        })
+        .collect();
+    let fired = alert(
+        &mut events,
+        STALL_RULE,
+        AlertState::Firing,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(fired.value.unwrap() > 0.5, "{fired:?}");
+    let s = fired.snapshot;
+    assert_eq!((s.in_use, s.waiters), (0, 3), "{s:?}");
+    let d = s.diagnosis.clone().expect("a stalled pool is diagnosed");
+    assert_eq!(d.cause, Cause::Stalled, "{d}");
+    assert!(s.oldest_wait.unwrap() > Duration::from_millis(500), "{s:?}");
+    for w in waiting {
+        w.abort();
+    }
+}
+
+#[tokio::test]
+async fn a_pool_full_of_held_connections_is_exhausted_not_stalled() {
+    let pool = common::sqlite(2, Duration::from_secs(10)).await;
+    let guard = PoolGuard::builder(pool)
+        .tick(Duration::from_millis(50))
+        .rule(
+            Rule::new(STALL_RULE, Signal::Stall, Comparison::Above, 0.2)
+                .severity(Severity::Critical),
+        )
+        .rule(
+            Rule::new(OLDEST_WAIT_RULE, Signal::OldestWait, Comparison::Above, 0.3)
+                .severity(Severity::Critical),
+        )
+        .build()
+        .unwrap();
+    let mut events = guard.events();
+    let held = (guard.acquire().await.unwrap(), guard.acquire().await.unwrap());
+    let g = guard.clone();
+    let waiter = tokio::spawn(async move { g.acquire().await.map(drop) });
+    let fired = alert(
+        &mut events,
+        OLDEST_WAIT_RULE,
+        AlertState::Firing,
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(fired.value.unwrap() > 0.3);
+    let s = guard.snapshot();
+    assert!(s.stalled_for.is_zero(), "{s:?}");
+    assert_ne!(s.diagnosis.map(|d| d.cause), Some(Cause::Stalled));
+    assert_eq!(
+        guard
+            .alerts()
+            .iter()
+            .find(|a| &*a.rule == STALL_RULE)
+            .map(|a| a.state),
+        Some(AlertState::Inactive)
+    );
+    drop(held);
+    waiter.await.unwrap().unwrap();
+}
