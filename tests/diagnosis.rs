@@ -102,7 +102,10 @@ async fn a_pool_full_of_held_connections_is_exhausted_not_stalled() {
         .build()
         .unwrap();
     let mut events = guard.events();
-    let held = (guard.acquire().await.unwrap(), guard.acquire().await.unwrap());
+    let held = (
+        guard.acquire().await.unwrap(),
+        guard.acquire().await.unwrap(),
+    );
     let g = guard.clone();
     let waiter = tokio::spawn(async move { g.acquire().await.map(drop) });
     let fired = alert(

@@ -26,11 +26,14 @@
 //! Everything here is pure: the monitor gathers [`Inputs`] on its tick.
 
 mod baseline;
+mod holders;
 
 use std::panic::Location;
 use std::time::Duration;
 
 pub(crate) use baseline::History;
+pub use holders::Holder;
+pub(crate) use holders::{HolderHistory, TOP};
 
 use crate::stats::scale::{ScaleHint, ServerCapacity};
 
@@ -112,6 +115,8 @@ pub enum Action {
     FindSlowHolds {
         /// Mean hold now over its baseline.
         hold_ratio: f64,
+        /// The call site holding the most pool time in the window.
+        top: Option<Holder>,
     },
     /// Find the code that keeps connections.
     FixLeak {
@@ -150,11 +155,17 @@ impl std::fmt::Display for Action {
                  shed meanwhile",
                 h.current_max, h.recommended_max, h.instances
             ),
-            Action::FindSlowHolds { hold_ratio } => write!(
-                f,
-                "do not grow the pool: connections are held {hold_ratio:.1}x longer than usual; \
-                 find the slow statement or lock"
-            ),
+            Action::FindSlowHolds { hold_ratio, top } => {
+                write!(
+                    f,
+                    "do not grow the pool: connections are held {hold_ratio:.1}x longer than \
+                     usual; find the slow statement or lock"
+                )?;
+                if let Some(top) = top {
+                    write!(f, " ({top})")?;
+                }
+                Ok(())
+            }
             Action::FixLeak { at: Some(at) } => {
                 write!(f, "connections are not returned: leak at {at}")
             }
@@ -261,7 +272,7 @@ impl std::fmt::Display for Diagnosis {
 }
 
 /// What the monitor gathers for a diagnosis (window deltas).
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct Inputs {
     pub(crate) max: u32,
     pub(crate) waiters: u32,
@@ -284,6 +295,24 @@ pub(crate) struct Inputs {
     pub(crate) server: Option<ServerCapacity>,
     /// The oldest reported leak's call site, when leak detection is on.
     pub(crate) leak_at: Option<&'static Location<'static>>,
+    /// The call sites holding the most pool time in the window.
+    pub(crate) holders: Vec<Holder>,
+}
+
+impl Inputs {
+    /// Where the leak is: the leak table's oldest report, else the call
+    /// site whose connections in progress are the oldest, once they are
+    /// older than the window.
+    fn leak_site(&self) -> Option<&'static Location<'static>> {
+        let window = Duration::from_secs_f64(self.window.max(0.0));
+        self.leak_at.or_else(|| {
+            self.holders
+                .iter()
+                .filter(|h| h.open_for.is_some_and(|a| a >= window / 2))
+                .max_by_key(|h| h.open_for)
+                .and_then(|h| h.site)
+        })
+    }
 }
 
 /// Growth under this factor is "as usual".
@@ -373,8 +402,9 @@ fn judge(i: &Inputs, e: &Evidence, grow: impl Fn(f64) -> ScaleHint) -> (Vec<(Cau
     let action = match shares[0].0 {
         Cause::LongerHolds => Action::FindSlowHolds {
             hold_ratio: hold / hold0,
+            top: i.holders.first().copied(),
         },
-        Cause::Leak => Action::FixLeak { at: i.leak_at },
+        Cause::Leak => Action::FixLeak { at: i.leak_site() },
         // At the usual hold: longer holds are not something to size for.
         _ => Action::Grow(grow(e.arrival_rate * hold0)),
     };
@@ -389,7 +419,10 @@ fn leak_or(
     action: impl FnOnce() -> Action,
 ) -> (Vec<(Cause, f64)>, Action) {
     if e.not_returned >= 1.0 && e.not_returned >= 0.5 * e.in_use {
-        (vec![(Cause::Leak, 1.0)], Action::FixLeak { at: i.leak_at })
+        (
+            vec![(Cause::Leak, 1.0)],
+            Action::FixLeak { at: i.leak_site() },
+        )
     } else {
         (otherwise, action())
     }

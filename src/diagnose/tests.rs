@@ -49,7 +49,7 @@ fn three_times_the_arrivals_at_the_usual_hold_is_more_arrivals() {
 fn the_usual_arrivals_holding_longer_is_longer_holds() {
     let d = diagnose(&inputs(85.0, 0.5, 0.0), grow);
     assert_eq!(d.cause, Cause::LongerHolds, "{d}");
-    let Action::FindSlowHolds { hold_ratio } = d.action else {
+    let Action::FindSlowHolds { hold_ratio, .. } = d.action else {
         panic!("{d}")
     };
     assert!((hold_ratio - 2.5).abs() < 0.01, "{hold_ratio}");

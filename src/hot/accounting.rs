@@ -22,15 +22,13 @@ use tokio::time::Instant;
 use super::edges::Edges;
 use super::handles::HotMetrics;
 use super::histogram::{AtomicHistogram, HistSet};
+use super::holders::Holders;
 use super::leak::{Claim, LeakTable};
 
 /// One waiter in [`Accounting::slots`] (high half).
 const WAITER: u64 = 1 << 32;
 /// One connection in use in [`Accounting::slots`] (low half).
 const IN_USE: u64 = 1;
-/// One hold in [`Accounting::holding`] (top 16 bits; the low 48 bits sum
-/// the holds' start times in milliseconds since the origin).
-const HOLD: u64 = 1 << 48;
 /// Most waiters whose start times the oldest-waiter ring keeps.
 const WAIT_RING: usize = 1024;
 /// Bits of a waiter's sequence number kept beside its start time.
@@ -72,12 +70,9 @@ pub(crate) struct Accounting {
     metrics: HotMetrics,
     /// Clock origin of the millisecond times below.
     origin: Instant,
-    /// Holds through the guard (top 16 bits) and the sum of their start
-    /// times (ms since `origin`, low 48 bits), in one word, so the monitor
-    /// reads the exact in-use area: `n * now - sum` for the current holds.
-    holding: AtomicU64,
-    /// Connection-milliseconds of the holds that ended (or were handed over).
-    busy_done_ms: AtomicU64,
+    /// Connection time per acquiring call site, holds in progress
+    /// included: the exact in-use area is its sum.
+    pub(crate) holders: Holders,
     /// Waits started (`attempts_total` minus the refused ones).
     waits_total: AtomicU64,
     /// Start time of the waits by sequence number, `seq` tag in the top
@@ -161,8 +156,7 @@ impl Accounting {
             leaks: leak_threshold.map(|t| LeakTable::new(t, max)),
             metrics,
             origin: Instant::now(),
-            holding: AtomicU64::new(0),
-            busy_done_ms: AtomicU64::new(0),
+            holders: Holders::new(),
             waits_total: AtomicU64::new(0),
             wait_ring: (0..WAIT_RING).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -179,10 +173,12 @@ impl Accounting {
     /// this read may count its hold once twice or not at all, by at most
     /// that hold's length.)
     pub(crate) fn busy_ms(&self, now: Instant) -> u64 {
-        let holding = self.holding.load(Relaxed);
-        let (n, started) = (holding >> 48, holding & (HOLD - 1));
-        let current = n.saturating_mul(self.ms(now)).saturating_sub(started);
-        self.busy_done_ms.load(Relaxed).saturating_add(current)
+        self.holders.area_ms(self.ms(now))
+    }
+
+    /// Milliseconds from the origin to `now` (the holders table's clock).
+    pub(crate) fn ms_at(&self, now: Instant) -> u64 {
+        self.ms(now)
     }
 
     /// How long the oldest acquire still waiting has waited (pgbouncer's
@@ -374,7 +370,8 @@ impl WaitTicket {
         // `WAITER - IN_USE` subtracted (wrapping) is exactly that.
         acct.sub(WAITER - IN_USE);
         let since_ms = acct.ms(now);
-        acct.holding.fetch_add(HOLD + since_ms, Relaxed);
+        let site = acct.holders.slot_of(self.location);
+        acct.holders.start(site, since_ms);
         acct.acquires_total.fetch_add(1, Relaxed);
         acct.wait.record(waited);
         acct.metrics.wait_time.record(waited.as_secs_f64());
@@ -386,6 +383,7 @@ impl WaitTicket {
             acct,
             since: now,
             since_ms,
+            site,
             leak,
             handed_over: false,
         };
@@ -435,6 +433,8 @@ pub(crate) struct HoldTicket {
     since: Instant,
     /// `since` in ms from the accounting's origin.
     since_ms: u64,
+    /// The acquiring call site's slot in the holders table.
+    site: u16,
     /// Slot in the leak table, when leak detection is on.
     leak: Option<Claim>,
     /// Given up while the connection stays busy outside the guard's view.
@@ -462,12 +462,10 @@ impl Drop for HoldTicket {
         let now = Instant::now();
         let held = now.saturating_duration_since(self.since);
         self.acct.sub(IN_USE);
-        // The hold's area moves from the current holds to the done ones
-        // (a handed-over connection is counted as untracked from here).
+        // The hold's area moves from the holds in progress to the ended
+        // ones (a handed-over connection is counted as untracked from here).
         let acct = &self.acct;
-        acct.busy_done_ms
-            .fetch_add(acct.ms(now).saturating_sub(self.since_ms), Relaxed);
-        acct.holding.fetch_sub(HOLD + self.since_ms, Relaxed);
+        acct.holders.end(self.site, self.since_ms, acct.ms(now));
         if self.handed_over {
             if let (Some(claim), Some(table)) = (self.leak, &self.acct.leaks) {
                 table.release(claim, held);

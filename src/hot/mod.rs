@@ -7,4 +7,5 @@ pub(crate) mod accounting;
 pub(crate) mod edges;
 pub(crate) mod handles;
 pub(crate) mod histogram;
+pub(crate) mod holders;
 pub(crate) mod leak;

@@ -10,9 +10,10 @@ use super::view::ratio;
 use super::{Monitor, State};
 use crate::alert::saturation::Level;
 use crate::alert::signal::Signal;
-use crate::diagnose::{self, Diagnosis};
+use crate::diagnose::{self, Diagnosis, Holder};
 use crate::hot::accounting::Counters;
 use crate::hot::histogram::HistSet;
+use crate::hot::holders::SiteReading;
 use crate::stats::scale::recommend;
 
 /// Utilization from which the pool is under pressure (the scale hint's
@@ -45,6 +46,7 @@ impl Monitor {
         let hold = hist.hold.since(&st.window.hist_at(now, window).hold);
         let server = *self.server.lock();
         let q = |q: f64| hold.quantile(q);
+        let holders = self.top_holders(st, now);
         let inputs = diagnose::Inputs {
             max,
             waiters: c.waiters,
@@ -66,6 +68,7 @@ impl Monitor {
                 .leaks
                 .as_ref()
                 .and_then(|t| t.oldest_reported()),
+            holders,
         };
         Some(diagnose::diagnose(&inputs, |needed| {
             recommend(
@@ -76,6 +79,20 @@ impl Monitor {
                 server,
             )
         }))
+    }
+
+    /// Every call site's totals now.
+    pub(super) fn site_readings(&self, now: Instant) -> Vec<SiteReading> {
+        let acct = &self.shared.acct;
+        let mut out = Vec::new();
+        acct.holders.read(acct.ms_at(now), |r| out.push(r));
+        out
+    }
+
+    /// The call sites holding the most pool time over the window.
+    pub(super) fn top_holders(&self, st: &State, now: Instant) -> Vec<Holder> {
+        st.holders
+            .ranked(now, &self.site_readings(now), diagnose::TOP)
     }
 
     /// After how long a stall diagnoses as one: the stall rules' lowest

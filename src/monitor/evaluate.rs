@@ -206,6 +206,9 @@ impl Monitor {
         });
         st.anomaly = st.baseline.observe(now, c.attempts_total, rate);
         st.history.observe(now, *c);
+        let sites = self.site_readings(now);
+        self.publish_holders(st, now, &sites);
+        st.holders.push(now, sites);
     }
 
     /// Feeds every rule its signal's reading; returns the state changes.

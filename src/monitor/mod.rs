@@ -23,16 +23,19 @@ mod shared;
 mod tick;
 mod view;
 
+use std::collections::HashMap;
+use std::panic::Location;
 use std::sync::Arc;
 use std::time::Duration;
 
+use metrics::Gauge;
 use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::alert::rule_set::RuleSet;
 use crate::alert::saturation::Level;
 use crate::alert::tracker::RuleTracker;
-use crate::diagnose::History;
+use crate::diagnose::{History, HolderHistory};
 use crate::hot::accounting::{Accounting, Counters};
 use crate::report::metrics::Gauges;
 use crate::stats::anomaly::{Anomaly, Baseline};
@@ -68,6 +71,8 @@ struct State {
     anomaly: Option<Anomaly>,
     /// The usual arrival rate and hold, for diagnoses.
     history: History,
+    /// Who held the pool, per call site, over the stats window.
+    holders: HolderHistory,
     /// `acquires_total` at the last evaluation that was not stalled, and
     /// when (a stall is measured from there).
     progress: (u64, Instant),
@@ -121,6 +126,8 @@ pub(crate) struct Monitor {
     pub(crate) server: ServerSlot,
     state: Mutex<State>,
     gauges: Gauges,
+    /// One gauge per call site seen (at most 65).
+    holder_gauges: Mutex<HashMap<Option<&'static Location<'static>>, Gauge>>,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -178,6 +185,7 @@ impl Monitor {
                 anomaly: None,
                 progress: (c.acquires_total, now),
                 history: History::new(now, c, timing.baseline_bucket),
+                holders: HolderHistory::new(timing.stats_window),
             }),
             shared,
             rules,
@@ -185,6 +193,7 @@ impl Monitor {
             scale,
             server: Arc::new(Mutex::new(None)),
             gauges,
+            holder_gauges: Mutex::new(HashMap::new()),
         }
     }
 

@@ -9,11 +9,24 @@ use super::{Monitor, State};
 use crate::alert::rule::{AlertState, Severity};
 use crate::alert::saturation::Level;
 use crate::alert::signal::Signal;
+use crate::hot::holders::SiteReading;
 use crate::report::events::{AlertEvent, Event, LeakEvent, SaturationEvent};
-use crate::report::metrics::GaugeValues;
+use crate::report::metrics::{holder_gauge, GaugeValues};
 use crate::stats::scale::ScaleHint;
+use tokio::time::Instant;
 
 impl Monitor {
+    /// Once a tick: the connections each call site held over the window.
+    pub(super) fn publish_holders(&self, st: &State, now: Instant, sites: &[SiteReading]) {
+        let mut gauges = self.holder_gauges.lock();
+        for h in st.holders.ranked(now, sites, usize::MAX) {
+            gauges
+                .entry(h.site)
+                .or_insert_with(|| holder_gauge(&self.shared.name, h.site))
+                .set(h.connections);
+        }
+    }
+
     pub(super) fn publish_gauges(&self, st: &State, pool: &PoolReading, hint: ScaleHint) {
         let c = &pool.counters;
         self.gauges.publish(&GaugeValues {

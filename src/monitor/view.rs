@@ -105,6 +105,7 @@ impl Monitor {
         let hold_time = Percentiles::from_counts(&hist.hold.since(&old.hold));
         let stalled_for = st.stalled_for(now, &c, max);
         let diagnosis = self.diagnosis(st, now, &c, wanted, hist);
+        let holders = self.top_holders(st, now);
         Snapshot {
             pool: Arc::clone(&self.shared.name),
             level: st.level,
@@ -131,6 +132,7 @@ impl Monitor {
             oldest_wait: self.shared.acct.oldest_wait(now),
             stalled_for,
             diagnosis,
+            holders,
         }
     }
 }

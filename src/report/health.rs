@@ -101,7 +101,11 @@ impl Health {
         }
         // Why the pool fills, when something is wrong and the pool is under
         // pressure (the diagnosis itself is on the snapshot).
-        if let Some(d) = snapshot.diagnosis.as_ref().filter(|_| status != HealthStatus::Healthy) {
+        if let Some(d) = snapshot
+            .diagnosis
+            .as_ref()
+            .filter(|_| status != HealthStatus::Healthy)
+        {
             reasons.push(format!("pool fills: {d}"));
         }
         Health {

@@ -55,6 +55,10 @@ pub const STALLED: &str = "poolguard.stalled";
 /// Gauge: each cause's share of why the pool fills (label `cause`; all 0
 /// while the pool is not under pressure). See [`Cause`](crate::Cause).
 pub const DIAGNOSIS: &str = "poolguard.diagnosis.share";
+/// Gauge: connections held on average over the stats window, per acquiring
+/// call site (label `site`, `file:line:column`, or `other` past the table of
+/// 64 sites): who holds the pool. Bounded: at most 65 series per pool.
+pub const HOLDER_CONNECTIONS: &str = "poolguard.holder.connections";
 /// `poolguard.breaker.state`: 0 closed, 1 open, 2 half-open, 3 forced open,
 /// 4 disabled.
 pub const BREAKER_STATE: &str = "poolguard.breaker.state";
@@ -98,6 +102,8 @@ pub const REASON: &str = "reason";
 /// Label: a diagnosis' cause (`more_arrivals`, `longer_holds`, `leak`,
 /// `server_limit`, `stalled`, `undersized`, `unknown`).
 pub const CAUSE: &str = "cause";
+/// Label: an acquiring call site.
+pub const SITE: &str = "site";
 /// Label with the HTTP status code on [`REQUEST_DURATION`] (`"200"`,
 /// `"504"`, ...; see [`STATUS_CODES`] for codes recorded by class).
 pub const STATUS_CODE: &str = "http.response.status_code";
@@ -201,6 +207,11 @@ fn describe_all() {
         STALLED,
         Unit::Seconds,
         "How long acquires have waited with none completing and slots free"
+    );
+    describe_gauge!(
+        HOLDER_CONNECTIONS,
+        Unit::Count,
+        "Connections held on average over the stats window, by acquiring call site"
     );
     describe_gauge!(
         DIAGNOSIS,
@@ -308,6 +319,16 @@ pub(crate) fn register(pool: &Arc<str>, rules: &[Rule]) -> (HotMetrics, Gauges) 
             .collect(),
     };
     (hot, gauges)
+}
+
+/// The holder gauge of one call site (registered by the monitor the first
+/// time it sees the site).
+pub(crate) fn holder_gauge(
+    pool: &str,
+    site: Option<&'static std::panic::Location<'static>>,
+) -> Gauge {
+    let site = site.map_or_else(|| "other".to_owned(), |s| s.to_string());
+    metrics::gauge!(HOLDER_CONNECTIONS, POOL_NAME => pool.to_owned(), SITE => site)
 }
 
 impl Gauges {

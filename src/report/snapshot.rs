@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::diagnose::Diagnosis;
+use crate::diagnose::{Diagnosis, Holder};
 
 use crate::alert::rule::{AlertState, Severity};
 use crate::alert::saturation::Level;
@@ -79,6 +79,9 @@ pub struct Snapshot {
     /// (above 75 %, waiters, a level above normal, or stalled); `None`
     /// otherwise. See "Reading a diagnosis" in the README.
     pub diagnosis: Option<Diagnosis>,
+    /// The call sites holding the most pool time over the window (at most
+    /// five), largest first.
+    pub holders: Vec<Holder>,
 }
 
 /// One rule's state, from [`PoolGuard::alerts`](crate::PoolGuard::alerts).

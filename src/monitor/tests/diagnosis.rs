@@ -12,6 +12,7 @@ struct Load {
     holds: VecDeque<(Instant, HoldTicket)>,
     leaked: Vec<HoldTicket>,
     carry: f64,
+    leak_site: Option<&'static Location<'static>>,
 }
 
 impl Load {
@@ -20,6 +21,7 @@ impl Load {
             holds: VecDeque::new(),
             leaked: Vec::new(),
             carry: 0.0,
+            leak_site: None,
         }
     }
 
@@ -40,8 +42,9 @@ impl Load {
                     .push_back((now + Duration::from_secs_f64(hold), t));
             }
             if leaks > 0.0 && i % ((600.0 / leaks) as u64) == 0 {
-                self.leaked
-                    .push(h.acct().start_wait(Location::caller()).acquired());
+                let site = Location::caller();
+                self.leak_site = Some(site);
+                self.leaked.push(h.acct().start_wait(site).acquired());
             }
             tokio::time::advance(step).await;
             if i % 10 == 9 {
@@ -52,7 +55,14 @@ impl Load {
     }
 }
 
-async fn diagnosed(rate: f64, hold: f64, leaks: f64) -> crate::diagnose::Diagnosis {
+async fn diagnosed(
+    rate: f64,
+    hold: f64,
+    leaks: f64,
+) -> (
+    crate::diagnose::Diagnosis,
+    Option<&'static Location<'static>>,
+) {
     let mut h = harness(50, all_default_rules());
     let mut load = Load::new();
     load.run(&mut h, 15 * 60, 85.0, 0.2, 0.0).await;
@@ -64,16 +74,17 @@ async fn diagnosed(rate: f64, hold: f64, leaks: f64) -> crate::diagnose::Diagnos
         .iter()
         .find(|e| e.level != Level::Normal)
         .expect("a pool rule fired");
-    warned
+    let d = warned
         .snapshot
         .diagnosis
         .clone()
-        .expect("a saturation event carries its diagnosis")
+        .expect("a saturation event carries its diagnosis");
+    (d, load.leak_site)
 }
 
 #[tokio::test(start_paused = true)]
 async fn more_arrivals_at_the_usual_hold() {
-    let d = diagnosed(225.0, 0.2, 0.0).await;
+    let (d, _) = diagnosed(225.0, 0.2, 0.0).await;
     assert_eq!(d.cause, Cause::MoreArrivals, "{d}");
     let Action::Grow(hint) = d.action else {
         panic!("{d}")
@@ -87,18 +98,67 @@ async fn more_arrivals_at_the_usual_hold() {
 #[tokio::test(start_paused = true)]
 async fn the_usual_arrivals_holding_longer() {
     // 85/s held 0.5 s: 42.5 of 50.
-    let d = diagnosed(85.0, 0.5, 0.0).await;
+    let (d, _) = diagnosed(85.0, 0.5, 0.0).await;
     assert_eq!(d.cause, Cause::LongerHolds, "{d}");
-    let Action::FindSlowHolds { hold_ratio } = d.action else {
+    let Action::FindSlowHolds { hold_ratio, top } = d.action else {
         panic!("{d}")
     };
     assert!((2.3..2.8).contains(&hold_ratio), "{hold_ratio}");
+    // One call site does all the holding.
+    let top = top.expect("the top holder");
+    assert!(
+        top.site.is_some() && (top.share - 1.0).abs() < 1e-9,
+        "{top:?}"
+    );
+    assert!(d.to_string().contains("holds 100 % of pool time"), "{d}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn connections_that_never_come_back() {
     // 6 a minute never returned: over 40 of 50 after 4 minutes.
-    let d = diagnosed(85.0, 0.2, 6.0).await;
+    let (d, leak_site) = diagnosed(85.0, 0.2, 6.0).await;
     assert_eq!(d.cause, Cause::Leak, "{d}");
     assert!(d.evidence.not_returned > 15.0, "{d:?}");
+    // Without leak detection, the call site whose connections stay out.
+    assert_eq!(d.action, Action::FixLeak { at: leak_site }, "{d}");
+}
+
+/// Pool time per acquiring call site: one site holds its connections four
+/// times as long as the other at the same rate, so 80 % of the pool time.
+#[tokio::test(start_paused = true)]
+async fn pool_time_is_attributed_to_the_acquiring_call_site() {
+    let mut h = harness(50, all_default_rules());
+    let (short, long) = (Location::caller(), {
+        #[track_caller]
+        fn other() -> &'static Location<'static> {
+            Location::caller()
+        }
+        other()
+    });
+    let mut holds: VecDeque<(Instant, HoldTicket)> = VecDeque::new();
+    for _ in 0..1200 {
+        let now = Instant::now();
+        while holds.front().is_some_and(|(due, _)| *due <= now) {
+            holds.pop_front();
+        }
+        let a = h.acct().start_wait(short).acquired();
+        holds.push_back((now + Duration::from_millis(100), a));
+        let b = h.acct().start_wait(long).acquired();
+        holds.push_back((now + Duration::from_millis(400), b));
+        let mut sorted: Vec<_> = holds.drain(..).collect();
+        sorted.sort_by_key(|(due, _)| *due);
+        holds.extend(sorted);
+        tokio::time::advance(Duration::from_millis(100)).await;
+        settle().await;
+    }
+    let s = h.monitor.snapshot();
+    let [first, second] = &s.holders[..] else {
+        panic!("{:?}", s.holders)
+    };
+    assert_eq!((first.site, second.site), (Some(long), Some(short)));
+    assert!((first.share - 0.8).abs() < 0.02, "{first:?}");
+    assert!((first.connections - 4.0).abs() < 0.1, "{first:?}");
+    assert!((first.rate - 10.0).abs() < 0.2, "{first:?}");
+    let hold = first.mean_hold.unwrap().as_secs_f64();
+    assert!((hold - 0.4).abs() < 0.02, "{hold}");
 }
