@@ -34,6 +34,14 @@ const WAIT_RING: usize = 1024;
 /// Bits of a waiter's sequence number kept beside its start time.
 const RING_TAG_SHIFT: u32 = 44;
 
+/// Whole microseconds of `d` (u64 arithmetic, unlike `as_micros`).
+#[inline]
+fn micros(d: Duration) -> u64 {
+    d.as_secs()
+        .wrapping_mul(1_000_000)
+        .wrapping_add(u64::from(d.subsec_micros()))
+}
+
 fn split(slots: u64) -> (u32, u32) {
     ((slots & 0xFFFF_FFFF) as u32, (slots >> 32) as u32)
 }
@@ -73,8 +81,9 @@ pub(crate) struct Accounting {
     /// Connection time per acquiring call site, holds in progress
     /// included: the exact in-use area is its sum.
     pub(crate) holders: Holders,
-    /// Waits started (`attempts_total` minus the refused ones).
-    waits_total: AtomicU64,
+    /// Acquires refused before they waited (counted in the offered
+    /// traffic, `Counters::attempts_total`, with the waits).
+    rejected_total: AtomicU64,
     /// Start time of the waits by sequence number, `seq` tag in the top
     /// bits and ms since `origin` below: the oldest waiter's age.
     wait_ring: Box<[AtomicU64]>,
@@ -157,7 +166,7 @@ impl Accounting {
             metrics,
             origin: Instant::now(),
             holders: Holders::new(),
-            waits_total: AtomicU64::new(0),
+            rejected_total: AtomicU64::new(0),
             wait_ring: (0..WAIT_RING).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -165,7 +174,7 @@ impl Accounting {
     /// Milliseconds from the origin to `at`.
     #[inline]
     fn ms(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.origin).as_millis() as u64
+        micros(at.saturating_duration_since(self.origin)) / 1000
     }
 
     /// Connection-milliseconds in use through the guard from the origin to
@@ -190,7 +199,7 @@ impl Accounting {
         if waiters == 0 {
             return None;
         }
-        let total = self.waits_total.load(Relaxed);
+        let total = self.attempts_total.load(Relaxed);
         let oldest = total.saturating_sub(u64::from(waiters));
         // A slot not yet written (a racing start) or overwritten (more than
         // the ring's length arrived since): the next that is this seq's.
@@ -228,7 +237,7 @@ impl Accounting {
     /// An acquire refused before it waited (open breaker, load shedding):
     /// still offered traffic.
     pub(crate) fn rejected_attempt(&self) {
-        self.attempts_total.fetch_add(1, Relaxed);
+        self.rejected_total.fetch_add(1, Relaxed);
     }
 
     /// A query ran past its timeout.
@@ -254,7 +263,10 @@ impl Accounting {
         Counters {
             in_use,
             waiters,
-            attempts_total: self.attempts_total.load(Relaxed),
+            attempts_total: self
+                .attempts_total
+                .load(Relaxed)
+                .saturating_add(self.rejected_total.load(Relaxed)),
             acquires_total: self.acquires_total.load(Relaxed),
             timeouts_total: self.timeouts_total.load(Relaxed),
             query_timeouts_total: self.query_timeouts_total.load(Relaxed),
@@ -283,15 +295,18 @@ impl Accounting {
         self: &Arc<Self>,
         location: &'static Location<'static>,
     ) -> (WaitTicket, u32, u32) {
-        self.attempts_total.fetch_add(1, Relaxed);
-        let seq = self.waits_total.fetch_add(1, Relaxed);
+        let seq = self.attempts_total.fetch_add(1, Relaxed);
         let (in_use, waiters) = split(self.add(WAITER));
         let started = Instant::now();
+        // The one conversion to the origin's clock per acquire/release pair;
+        // the acquire and the release add the durations they measure anyway.
+        let started_us = micros(started.saturating_duration_since(self.origin));
         self.wait_ring[seq as usize % WAIT_RING]
-            .store((seq << RING_TAG_SHIFT) | self.ms(started), Relaxed);
+            .store((seq << RING_TAG_SHIFT) | (started_us / 1000), Relaxed);
         let ticket = WaitTicket {
             acct: Some(Arc::clone(self)),
             started,
+            started_us,
             location,
             acquires_before: self.acquires_total.load(Relaxed),
         };
@@ -344,6 +359,8 @@ impl Accounting {
 pub(crate) struct WaitTicket {
     acct: Option<Arc<Accounting>>,
     started: Instant,
+    /// `started` in microseconds from the accounting's origin.
+    started_us: u64,
     location: &'static Location<'static>,
     /// `acquires_total` when this acquire started: whether the pool served
     /// others while it waited tells overload from a database that gives no
@@ -369,9 +386,9 @@ impl WaitTicket {
         // One waiter fewer and one more in use, in a single atomic step:
         // `WAITER - IN_USE` subtracted (wrapping) is exactly that.
         acct.sub(WAITER - IN_USE);
-        let since_ms = acct.ms(now);
+        let since_us = self.started_us + micros(waited);
         let site = acct.holders.slot_of(self.location);
-        acct.holders.start(site, since_ms);
+        acct.holders.start(site, since_us / 1000);
         acct.acquires_total.fetch_add(1, Relaxed);
         acct.wait.record(waited);
         acct.metrics.wait_time.record(waited.as_secs_f64());
@@ -382,7 +399,7 @@ impl WaitTicket {
         let hold = HoldTicket {
             acct,
             since: now,
-            since_ms,
+            since_us,
             site,
             leak,
             handed_over: false,
@@ -431,8 +448,8 @@ impl Drop for WaitTicket {
 pub(crate) struct HoldTicket {
     acct: Arc<Accounting>,
     since: Instant,
-    /// `since` in ms from the accounting's origin.
-    since_ms: u64,
+    /// `since` in microseconds from the accounting's origin.
+    since_us: u64,
     /// The acquiring call site's slot in the holders table.
     site: u16,
     /// Slot in the leak table, when leak detection is on.
@@ -465,7 +482,9 @@ impl Drop for HoldTicket {
         // The hold's area moves from the holds in progress to the ended
         // ones (a handed-over connection is counted as untracked from here).
         let acct = &self.acct;
-        acct.holders.end(self.site, self.since_ms, acct.ms(now));
+        let until_us = self.since_us + micros(held);
+        acct.holders
+            .end(self.site, self.since_us / 1000, until_us / 1000);
         if self.handed_over {
             if let (Some(claim), Some(table)) = (self.leak, &self.acct.leaks) {
                 table.release(claim, held);
