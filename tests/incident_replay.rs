@@ -97,9 +97,10 @@ async fn replay_on_the_paused_clock_orders_warning_impact_old_alert_with_ten_min
         impact - first >= 10.0,
         "at least 10 incident minutes of lead: {report}"
     );
-    // The model served at 200 ms until the pool filled.
+    // The model served at 200 ms before the campaign (the database's
+    // slowdown with concurrency adds a millisecond or two to the bursts).
     assert!(
-        (pass.baseline_ms - 200.0).abs() < 1.0,
+        (pass.baseline_ms - 200.0).abs() < 3.0,
         "baseline 200 ms: {report}"
     );
     assert_eq!((pass.end.in_use, pass.end.waiters), (0, 0), "{report}");
@@ -162,4 +163,106 @@ async fn replay_on_a_real_pool_keeps_exact_counts_and_warns_as_the_pool_fills() 
         .first_pool_warning()
         .unwrap_or_else(|| panic!("a pool warning reaches the event stream: {report}"));
     assert!(warning.at < cfg.until, "warned during the replay: {report}");
+}
+
+/// Each replay scenario on the paused clock: the first pool warning's
+/// diagnosis names its own cause.
+async fn diagnosed(scenario: replay::Scenario) -> (Pass, String) {
+    let cfg = Config {
+        minute: Duration::from_secs(60),
+        from: at(13, 55),
+        until: at(14, 42),
+        progress: false,
+        simulated: true,
+        scenario,
+        ..Config::default()
+    };
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(cfg.pool_size)
+        .acquire_timeout(cfg.wall(Duration::from_secs(30)))
+        .connect_lazy("sqlite::memory:")
+        .unwrap();
+    let pass = replay::run_pass(pool, &cfg, false).await.unwrap();
+    let mut report = report(&pass);
+    for m in pass.marks.iter().filter(|m| m.state == AlertState::Firing) {
+        report += &format!(
+            "\n  {} {} {}: {}",
+            fmt_clock(m.at),
+            m.rule,
+            m.severity,
+            m.diagnosis
+                .as_ref()
+                .map_or("-".to_string(), ToString::to_string)
+        );
+    }
+    (pass, report)
+}
+
+fn first_pool_cause(pass: &Pass, report: &str) -> poolguard::Cause {
+    pass.marks
+        .iter()
+        .find(|m| m.state == AlertState::Firing && m.rule == POOL_RULE)
+        .unwrap_or_else(|| panic!("no pool rule fired: {report}"))
+        .cause()
+        .unwrap_or_else(|| panic!("the pool rule carries no diagnosis: {report}"))
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_incident_is_diagnosed_as_more_arrivals_with_ten_minutes_lead() {
+    let (pass, report) = diagnosed(replay::Scenario::Incident).await;
+    eprintln!("incident: {report}");
+    assert_eq!(
+        first_pool_cause(&pass, &report),
+        poolguard::Cause::MoreArrivals,
+        "{report}"
+    );
+    let first = pass.first_pool_warning().expect("a pool warning").at;
+    let impact = pass.impact.expect("impact");
+    assert!(impact - first >= 10.0, "10 minutes of lead: {report}");
+    // Latency rises from 14:15 as the database slows (not flat at 200 ms
+    // until the pool is full): the median request of 14:28-14:30, before
+    // the pool fills, is slower than the baseline's.
+    let mut before: Vec<f64> = pass
+        .done
+        .iter()
+        .filter(|d| d.status == 200 && d.at >= at(14, 28) && d.at < at(14, 30))
+        .map(|d| d.ms)
+        .collect();
+    let median = replay::percentile(&mut before, 0.5).unwrap();
+    assert!(
+        median > pass.baseline_ms + 5.0,
+        "latency rising before the pool fills: {median:.0} ms: {report}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_slow_statement_at_flat_traffic_is_diagnosed_as_longer_holds() {
+    let (pass, report) = diagnosed(replay::Scenario::SlowStatement).await;
+    eprintln!("slow statement: {report}");
+    assert_eq!(
+        first_pool_cause(&pass, &report),
+        poolguard::Cause::LongerHolds,
+        "{report}"
+    );
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_leak_at_flat_traffic_is_diagnosed_as_a_leak_at_its_call_site() {
+    let (pass, report) = diagnosed(replay::Scenario::Leak).await;
+    eprintln!("leak: {report}");
+    assert_eq!(
+        first_pool_cause(&pass, &report),
+        poolguard::Cause::Leak,
+        "{report}"
+    );
+    let d = pass
+        .marks
+        .iter()
+        .find(|m| m.state == AlertState::Firing && m.rule == POOL_RULE)
+        .and_then(|m| m.diagnosis.clone())
+        .unwrap();
+    let poolguard::Action::FixLeak { at: Some(site) } = d.action else {
+        panic!("the leak's call site: {report}")
+    };
+    assert!(site.file().ends_with("replay.rs"), "{site}: {report}");
 }

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use poolguard::rules::POOL_RULE;
 use poolguard::{AlertState, Severity, Signal};
-use replay::{fmt_clock, Clock, Config, Pass, Ramp, OLD_ALERT};
+use replay::{fmt_clock, Clock, Config, Pass, Ramp, Scenario, OLD_ALERT};
 
 struct Args {
     cfg: Config,
@@ -49,10 +49,14 @@ fn parse_clock(s: &str) -> Option<Clock> {
 
 const USAGE: &str = "\
 usage: incident_replay [--db URL] [--minute-ms N] [--ramp linear|burst]
+                       [--scenario incident|slow-statement|leak]
                        [--from HH:MM] [--until HH:MM] [--no-protected] [--out DIR] [--quiet]
   --db URL        postgres://... or mysql://... (default: DATABASE_URL, else SQLite in memory)
   --minute-ms N   wall milliseconds per incident minute (default 1000)
   --ramp          linear: 1x at 14:15 to 3x at 14:38 (default); burst: 2.4x by 14:18, then 3x
+  --scenario      why the pool fills: incident (default; the ramp, the database slowing as
+                  the pool fills), slow-statement (flat traffic, holds 200 -> 500 ms from 14:15),
+                  leak (flat traffic, a connection never returned every 30 s from 14:15)
   --from, --until replay window (default 13:50-14:45; the traffic anomaly needs 20 minutes)
   --no-protected  skip the second pass with protection on
   --out DIR       where the chart goes (default target/incident-replay)";
@@ -80,6 +84,11 @@ fn args() -> Result<Args, String> {
             "--ramp" => {
                 let v = value()?;
                 a.cfg.ramp = Ramp::parse(&v).ok_or(format!("--ramp {v}: linear|burst"))?;
+            }
+            "--scenario" => {
+                let v = value()?;
+                a.cfg.scenario = Scenario::parse(&v)
+                    .ok_or(format!("--scenario {v}: incident|slow-statement|leak"))?;
             }
             "--from" => {
                 let v = value()?;
@@ -194,27 +203,33 @@ fn print_timeline(cfg: &Config, pass: &Pass) {
             .find(|n| n.rule == m.rule && n.severity == m.severity)
             .map(|n| n.state)
     };
-    let mut lines: Vec<(Clock, String, String)> = pass
-        .marks
-        .iter()
-        .enumerate()
-        .filter(|(i, m)| match m.state {
+    let mut lines: Vec<(Clock, String, String)> = Vec::new();
+    for (i, m) in pass.marks.iter().enumerate() {
+        let shown = match m.state {
             AlertState::Firing | AlertState::Resolved => true,
-            AlertState::Pending => next_of(*i) == Some(AlertState::Firing),
+            AlertState::Pending => next_of(i) == Some(AlertState::Firing),
             _ => false,
-        })
-        .map(|(_, m)| (m.at, describe(m), value(m)))
-        .collect();
+        };
+        if !shown {
+            continue;
+        }
+        lines.push((m.at, describe(m), value(m)));
+        // Why the pool fills, under each firing pool rule.
+        if let (AlertState::Firing, Some(d)) = (m.state, &m.diagnosis) {
+            lines.push((m.at, format!("  why: {d}"), String::new()));
+        }
+    }
     lines.push((
         pass.from,
         "replay starts, baseline traffic".into(),
         String::new(),
     ));
-    lines.push((
-        replay::at(14, 15),
-        "campaign traffic starts (3x by 14:38)".into(),
-        String::new(),
-    ));
+    let start = match cfg.scenario {
+        Scenario::Incident => "campaign traffic starts (3x by 14:38)",
+        Scenario::SlowStatement => "a statement slows (holds 200 -> 500 ms by 14:25)",
+        Scenario::Leak => "a connection leaks every 30 s",
+    };
+    lines.push((replay::at(14, 15), start.into(), String::new()));
     if let Some(t) = pass.impact {
         lines.push((
             t,
@@ -223,9 +238,14 @@ fn print_timeline(cfg: &Config, pass: &Pass) {
         ));
     }
     lines.push((cfg.until, "replay ends".into(), String::new()));
+    // Stable: a diagnosis stays under its alert.
     lines.sort_by(|a, b| a.0.total_cmp(&b.0));
     for (t, what, v) in lines {
-        println!("{:<10}{what:<52}{v}", fmt_clock(t));
+        if what.starts_with("  why:") {
+            println!("{:<10}{what}", "");
+        } else {
+            println!("{:<10}{what:<52}{v}", fmt_clock(t));
+        }
     }
 }
 

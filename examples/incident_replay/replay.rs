@@ -23,8 +23,8 @@ use parking_lot::Mutex;
 use poolguard::rules::{FORECAST_RULE, POOL_RULE};
 use poolguard::sim::SimPool;
 use poolguard::{
-    AlertState, BreakerConfig, Comparison, Event, PoolGuard, Quantile, Rule, Severity, ShedConfig,
-    Signal, Snapshot,
+    AlertState, BreakerConfig, Cause, Comparison, Diagnosis, Event, PoolGuard, Quantile, Rule,
+    Severity, ShedConfig, Signal, Snapshot,
 };
 use sqlx::{Database, Executor, Pool};
 use tokio::time::Instant;
@@ -84,6 +84,64 @@ impl Ramp {
     }
 }
 
+/// Why the pool fills in a replay: each scenario is one cause the guard's
+/// diagnosis must tell apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// INC-EX3: traffic ramps to 3x from 14:15 (`Ramp`), and the database
+    /// slows as concurrency grows (200 ms at the baseline's third of the
+    /// pool, 250 ms with the pool full; queueing for the full pool does
+    /// the rest), so latency rises from 14:15.
+    Incident,
+    /// Flat traffic; from 14:15 a statement slows, holds grow from 200 ms
+    /// to 500 ms by 14:25 (a lock, a plan change).
+    SlowStatement,
+    /// Flat traffic; from 14:15 one request every 30 incident seconds
+    /// never returns its connection.
+    Leak,
+}
+
+impl Scenario {
+    /// `incident`, `slow-statement` or `leak`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "incident" => Some(Scenario::Incident),
+            "slow-statement" => Some(Scenario::SlowStatement),
+            "leak" => Some(Scenario::Leak),
+            _ => None,
+        }
+    }
+
+    /// Traffic multiple at `t`.
+    pub fn multiple(self, ramp: Ramp, t: Clock) -> f64 {
+        match self {
+            Scenario::Incident => ramp.multiple(t),
+            Scenario::SlowStatement | Scenario::Leak => 1.0,
+        }
+    }
+
+    /// How much longer than the service time a request holds its
+    /// connection at `t` with `busy` of the pool in use (`base`: the
+    /// baseline's share).
+    pub fn hold_factor(self, t: Clock, busy: f64, base: f64) -> f64 {
+        let start = at(14, 15);
+        match self {
+            // 1 + 0.25 x^2, x the share of the pool above the baseline's:
+            // 200 ms at the baseline, 225 ms at 80 %, 250 ms full. A
+            // steeper curve tips the baseline itself over: at 85 requests
+            // a second a hold that grows faster than 1 / 85 s per busy
+            // connection fills the pool from any burst (measured with 3 x^2:
+            // the pool filled at 13:59, before the campaign).
+            Scenario::Incident => {
+                let x = ((busy - base) / (1.0 - base)).clamp(0.0, 1.0);
+                1.0 + 0.1 * x * x
+            }
+            Scenario::SlowStatement if t >= start => 1.0 + 1.5 * ((t - start) / 10.0).min(1.0),
+            _ => 1.0,
+        }
+    }
+}
+
 /// What to replay.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -95,8 +153,10 @@ pub struct Config {
     pub until: Clock,
     /// Start of the protected pass (default 14:10; it needs no warm-up).
     pub protected_from: Clock,
-    /// Traffic shape.
+    /// Traffic shape (the incident's).
     pub ramp: Ramp,
+    /// Why the pool fills.
+    pub scenario: Scenario,
     /// Pool size (the post-mortem's 50).
     pub pool_size: u32,
     /// Share of the pool busy at baseline traffic ("about a third").
@@ -125,6 +185,7 @@ impl Default for Config {
             until: at(14, 45),
             protected_from: at(14, 10),
             ramp: Ramp::Linear,
+            scenario: Scenario::Incident,
             pool_size: 50,
             baseline_utilization: 0.34,
             service: Duration::from_millis(200),
@@ -168,6 +229,16 @@ pub struct Mark {
     pub state: AlertState,
     /// The value in incident units (ratios as they are, seconds as ms).
     pub value: Option<f64>,
+    /// The guard's diagnosis when the rule changed state (pool rules, while
+    /// the pool is under pressure).
+    pub diagnosis: Option<Diagnosis>,
+}
+
+impl Mark {
+    /// The diagnosed cause, if any.
+    pub fn cause(&self) -> Option<Cause> {
+        self.diagnosis.as_ref().map(|d| d.cause)
+    }
 }
 
 /// The pool every few incident seconds.
@@ -341,8 +412,9 @@ where
     async fn serve(
         &self,
         gateway: Duration,
-        hold: Duration,
+        hold: impl FnOnce() -> Duration,
         acquired: &mut bool,
+        work: &Work,
     ) -> Result<Option<()>, poolguard::Error> {
         match self {
             Backend::Real(g) => {
@@ -351,8 +423,9 @@ where
                 };
                 let mut conn = conn?;
                 *acquired = true;
+                let _busy = work.busy();
                 (&mut *conn).execute("SELECT 1").await?;
-                tokio::time::sleep(hold).await;
+                tokio::time::sleep(hold()).await;
             }
             Backend::Sim(s) => {
                 let Ok(slot) = tokio::time::timeout(gateway, s.acquire()).await else {
@@ -360,10 +433,56 @@ where
                 };
                 let _slot = slot?;
                 *acquired = true;
-                tokio::time::sleep(hold).await;
+                let _busy = work.busy();
+                tokio::time::sleep(hold()).await;
             }
         }
         Ok(Some(()))
+    }
+
+    /// A request that takes a connection and never gives it back (from
+    /// its own call site, which the guard's diagnosis names).
+    async fn leak(&self, work: &Work) -> Result<(), poolguard::Error> {
+        match self {
+            Backend::Real(g) => {
+                let conn = g.acquire().await?;
+                work.leaked.lock().push(Box::new(conn));
+            }
+            Backend::Sim(s) => {
+                let slot = s.acquire().await?;
+                work.leaked.lock().push(Box::new(slot));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The requests' shared state: how many hold a connection now, and the
+/// connections the leak scenario never returns.
+#[derive(Default)]
+struct Work {
+    holding: std::sync::atomic::AtomicU32,
+    leaked: Mutex<Vec<Box<dyn std::any::Any + Send>>>,
+}
+
+/// Counts one request holding a connection while it lives.
+struct Busy<'a>(&'a std::sync::atomic::AtomicU32);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Work {
+    fn busy(&self) -> Busy<'_> {
+        self.holding
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Busy(&self.holding)
+    }
+
+    fn busy_share(&self, pool: u32) -> f64 {
+        f64::from(self.holding.load(std::sync::atomic::Ordering::Relaxed)) / f64::from(pool)
     }
 }
 
@@ -513,6 +632,7 @@ where
                     severity: a.severity,
                     state: a.state,
                     value: a.value.map(|v| v * unit),
+                    diagnosis: a.snapshot.diagnosis.clone(),
                 });
             }
         }
@@ -594,6 +714,11 @@ where
     let end = wall0 + Duration::from_secs_f64((cfg.until - from) * 60.0 / k);
     let mut next = wall0;
     let mut tasks = tokio::task::JoinSet::new();
+    let work = Arc::new(Work::default());
+    let scenario = cfg.scenario;
+    let (pool_size, base_share) = (cfg.pool_size, cfg.baseline_utilization);
+    // The leak scenario: one request every 30 incident seconds from 14:15.
+    let mut next_leak = at(14, 15);
     let mut ticker = tokio::time::interval(Duration::from_millis(1));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     while next < end {
@@ -605,11 +730,22 @@ where
         }
         let now = Instant::now();
         while next <= now && next < end {
-            let rate = base * cfg.ramp.multiple(clock(next));
+            let arrival = clock(next);
+            let rate = base * scenario.multiple(cfg.ramp, arrival);
             next += Duration::from_secs_f64(-rng.unit().ln() / rate);
             let backend = backend.clone();
             let done = Arc::clone(&done);
             let first_error = Arc::clone(&first_error);
+            let work = Arc::clone(&work);
+            if scenario == Scenario::Leak && arrival >= next_leak {
+                next_leak += 0.5;
+                tasks.spawn(async move {
+                    if let Err(e) = backend.leak(&work).await {
+                        first_error.lock().get_or_insert_with(|| e.to_string());
+                    }
+                });
+                continue;
+            }
             tasks.spawn(async move {
                 let guard = backend.guard();
                 // Latency counts from the task's first poll: the time it
@@ -624,7 +760,11 @@ where
                 // request that got one finishes its work, as a server does
                 // after its gateway gave up.
                 let mut acquired = false;
-                let status = match backend.serve(gateway, hold, &mut acquired).await {
+                let hold_now = || {
+                    let t = clock(Instant::now());
+                    hold.mul_f64(scenario.hold_factor(t, work.busy_share(pool_size), base_share))
+                };
+                let status = match backend.serve(gateway, hold_now, &mut acquired, &work).await {
                     Ok(None) => 504,
                     Ok(Some(())) => 200,
                     Err(e) if e.is_rejected() => 503,

@@ -70,6 +70,23 @@ impl History {
         self.start = c;
     }
 
+    /// How many buckets ago the arrival rate and the mean hold each rose
+    /// past `factor` times the usual and stayed there (to the newest
+    /// bucket); `None`: not risen now. Which rose first is the root cause
+    /// when both did: holds that lengthen after the traffic rose are the
+    /// database slowing under the load; arrivals that rise after the holds
+    /// lengthened are retries.
+    pub(crate) fn onsets(&self, usual: (f64, f64), factor: f64) -> (Option<u32>, Option<u32>) {
+        let run = |risen: &dyn Fn(&Bucket) -> bool| {
+            let n = self.buckets.iter().rev().take_while(|b| risen(b)).count();
+            (n > 0).then_some(n as u32)
+        };
+        (
+            run(&|b| b.rate > usual.0 * factor),
+            run(&|b| b.hold.is_some_and(|h| h > usual.1 * factor)),
+        )
+    }
+
     /// The usual (arrival rate, mean hold), once enough buckets are older
     /// than the lag.
     pub(crate) fn usual(&self) -> Option<(f64, f64)> {

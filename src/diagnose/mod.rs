@@ -149,6 +149,12 @@ impl std::fmt::Display for Action {
                  server's slots: add server capacity or a pooler, and shed",
                 h.recommended_max, h.instances
             ),
+            Action::Grow(h) if h.recommended_max <= h.current_max => write!(
+                f,
+                "the load now needs {:.0} connections, {} at the scale target: the pool still \
+                 suffices, but demand is rising; be ready to add instances or shed",
+                h.needed, h.recommended_max
+            ),
             Action::Grow(h) => write!(
                 f,
                 "grow the pool from {} to {} connections (x {} instances), or add instances; \
@@ -290,6 +296,9 @@ pub(crate) struct Inputs {
     pub(crate) hold_p95: Option<Duration>,
     /// The usual (arrival rate, mean hold in seconds).
     pub(crate) baseline: Option<(f64, f64)>,
+    /// Buckets since the arrival rate and the mean hold rose past the
+    /// usual (see `History::onsets`).
+    pub(crate) onsets: (Option<u32>, Option<u32>),
     pub(crate) stalled_for: Duration,
     pub(crate) stall_after: Duration,
     pub(crate) server: Option<ServerCapacity>,
@@ -399,6 +408,23 @@ fn judge(i: &Inputs, e: &Evidence, grow: impl Fn(f64) -> ScaleHint) -> (Vec<(Cau
     }
     shares.retain(|(_, s)| *s > 0.005);
     shares.sort_by(|a, b| b.1.total_cmp(&a.1));
+    // Both grew: the one that rose first is the root, whichever is larger
+    // now (a database slowing under a traffic spike lengthens holds more
+    // than the spike grew; retries after slow statements raise arrivals).
+    if let (Some(a), Some(h)) = i.onsets {
+        let root = match a.cmp(&h) {
+            std::cmp::Ordering::Greater => Some(Cause::MoreArrivals),
+            std::cmp::Ordering::Less => Some(Cause::LongerHolds),
+            std::cmp::Ordering::Equal => None,
+        };
+        if let Some(pos) = root.and_then(|r| shares.iter().position(|(c, _)| *c == r)) {
+            // A leak that explains most of the pool stays first.
+            if shares[0].0 != Cause::Leak {
+                let first = shares.remove(pos);
+                shares.insert(0, first);
+            }
+        }
+    }
     let action = match shares[0].0 {
         Cause::LongerHolds => Action::FindSlowHolds {
             hold_ratio: hold / hold0,

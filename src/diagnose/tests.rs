@@ -116,3 +116,20 @@ fn usual_load_is_undersized_and_no_baseline_is_unknown() {
     assert_eq!(d.cause, Cause::Unknown);
     assert!(matches!(d.action, Action::Grow(_)));
 }
+
+#[test]
+fn the_cause_that_rose_first_is_the_root() {
+    // Arrivals x2, holds x3 now: by size holds dominate...
+    let mut i = inputs(170.0, 0.6, 0.0);
+    assert_eq!(diagnose(&i, grow).cause, Cause::LongerHolds);
+    // ...but the traffic rose 12 minutes ago and the holds only 6: the
+    // database slows under the spike.
+    i.onsets = (Some(12), Some(6));
+    let d = diagnose(&i, grow);
+    assert_eq!(d.cause, Cause::MoreArrivals, "{d}");
+    assert!(matches!(d.action, Action::Grow(_)));
+    // Holds first, arrivals later (retries): a slow statement.
+    let mut i = inputs(255.0, 0.3, 0.0);
+    i.onsets = (Some(2), Some(9));
+    assert_eq!(diagnose(&i, grow).cause, Cause::LongerHolds);
+}

@@ -19,10 +19,13 @@ use crate::stats::scale::recommend;
 /// Utilization from which the pool is under pressure (the scale hint's
 /// line).
 const PRESSURE: f64 = 0.75;
+/// Growth over the usual that counts as risen (as `diagnose`'s "usual").
+const ROSE: f64 = 1.2;
 
 impl Monitor {
     /// The diagnosis when the pool is under pressure (a level above normal,
-    /// utilization from 75 %, or stalled); `wanted` is busy + waiting
+    /// utilization from 75 %, stalled, or exhaustion forecast); `wanted` is
+    /// busy + waiting
     /// connections, `c` carries `busy_ms`.
     pub(super) fn diagnosis(
         &self,
@@ -36,7 +39,8 @@ impl Monitor {
         let stalled_for = st.stalled_for(now, c, max);
         let pressed = st.level != Level::Normal
             || ratio(wanted.min(max), max) >= PRESSURE
-            || !stalled_for.is_zero();
+            || !stalled_for.is_zero()
+            || st.forecast.eta.is_some();
         if !pressed {
             return None;
         }
@@ -59,6 +63,10 @@ impl Monitor {
             hold_p50: q(0.5),
             hold_p95: q(0.95),
             baseline: st.history.usual(),
+            onsets: st
+                .history
+                .usual()
+                .map_or((None, None), |u| st.history.onsets(u, ROSE)),
             stalled_for,
             stall_after: self.stall_after(),
             server,

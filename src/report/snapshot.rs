@@ -76,7 +76,8 @@ pub struct Snapshot {
     /// guard's holds leave slots free (a stalled pool); zero when not.
     pub stalled_for: Duration,
     /// Why the pool fills and what to do, while it is under pressure
-    /// (above 75 %, waiters, a level above normal, or stalled); `None`
+    /// (from 75 %, a level above normal, stalled, or exhaustion in sight);
+    /// `None`
     /// otherwise. See "Reading a diagnosis" in the README.
     pub diagnosis: Option<Diagnosis>,
     /// The call sites holding the most pool time over the window (at most
