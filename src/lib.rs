@@ -119,7 +119,7 @@ pub use build::settings::{
     DEFAULT_EVENT_CAPACITY, DEFAULT_FORECAST_WINDOW, DEFAULT_NAME, DEFAULT_SCALE_TARGET,
     DEFAULT_STATS_WINDOW, DEFAULT_TICK, MAX_EVENT_CAPACITY,
 };
-pub use diagnose::{Action, Cause, Diagnosis, Evidence, Holder};
+pub use diagnose::{Action, Cause, Diagnosis, Evidence, Holder, StatementShare};
 pub use error::{BuildError, Cancelled, Error, PoolState, MAX_DURATION};
 pub use handle::admission::BreakerHandle;
 pub use handle::connection::{CountedConnection, Guarded, GuardedConnection, GuardedTransaction};

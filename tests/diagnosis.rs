@@ -130,3 +130,41 @@ async fn a_pool_full_of_held_connections_is_exhausted_not_stalled() {
     drop(held);
     waiter.await.unwrap().unwrap();
 }
+
+/// Pool time per statement through the guard, by normalised text: the
+/// slow statement (its literal varying) is one entry and holds most of it.
+#[tokio::test]
+async fn statements_through_the_guard_are_attributed_by_normalised_text() {
+    let Some(pool) = common::postgres(2, Duration::from_secs(5)).await else {
+        return;
+    };
+    let guard = PoolGuard::builder(pool)
+        .tick(Duration::from_millis(50))
+        .build()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    for i in 0..6 {
+        let slow = format!("SELECT pg_sleep(0.0{}), 'x{i}'", 3 + i % 2);
+        sqlx::query(sqlx::AssertSqlSafe(slow))
+            .execute(&guard)
+            .await
+            .unwrap();
+        sqlx::query("SELECT 1").execute(&guard).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    let s = guard.snapshot();
+    let [slow, fast, ..] = &s.statements[..] else {
+        panic!("{:?}", s.statements)
+    };
+    assert_eq!(
+        slow.statement.as_deref(),
+        Some("SELECT pg_sleep(?), ?"),
+        "{:?}",
+        s.statements
+    );
+    assert_eq!(fast.statement.as_deref(), Some("SELECT ?"));
+    assert!(slow.share > 0.5 && slow.share <= 1.0, "{slow:?}");
+    let mean = slow.mean.unwrap();
+    assert!(mean >= Duration::from_millis(30), "{slow:?}");
+    assert!(fast.share < slow.share / 3.0, "{fast:?}");
+}

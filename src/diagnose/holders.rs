@@ -8,6 +8,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::hot::holders::SiteReading;
+use crate::hot::statements::StatementReading;
 
 /// Most call sites a snapshot lists.
 pub(crate) const TOP: usize = 5;
@@ -53,6 +54,113 @@ impl std::fmt::Display for Holder {
             write!(f, ", {:.0} ms each", h.as_secs_f64() * 1e3)?;
         }
         f.write_str(")")
+    }
+}
+
+/// One statement's part of the pool over the recent window (queries run
+/// through the guard, by normalised text).
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct StatementShare {
+    /// The normalised SQL text (literals as `?`, at most 160 bytes);
+    /// `None` for the statements past the guard's table of 64, together.
+    pub statement: Option<std::sync::Arc<str>>,
+    /// Its query time over the pool's connection time in the window
+    /// (0..=1): the share of the pool it holds while it runs.
+    pub share: f64,
+    /// Its queries per second.
+    pub rate: f64,
+    /// Its mean query time.
+    pub mean: Option<Duration>,
+}
+
+impl std::fmt::Display for StatementShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.statement {
+            Some(s) => write!(f, "`{s}`")?,
+            None => f.write_str("other statements")?,
+        }
+        write!(
+            f,
+            " holds {:.0} % of pool time ({:.1}/s",
+            self.share * 100.0,
+            self.rate
+        )?;
+        if let Some(m) = self.mean {
+            write!(f, ", {:.0} ms each", m.as_secs_f64() * 1e3)?;
+        }
+        f.write_str(")")
+    }
+}
+
+/// A statement's totals at a tick: key, calls, query time (us).
+type StatementTotals = (u64, u64, u64);
+
+/// The per-statement totals of the last window's ticks.
+#[derive(Debug)]
+pub(crate) struct StatementHistory {
+    ticks: VecDeque<(Instant, Vec<StatementTotals>)>,
+    window: Duration,
+}
+
+impl StatementHistory {
+    pub(crate) fn new(window: Duration) -> Self {
+        Self {
+            ticks: VecDeque::new(),
+            window,
+        }
+    }
+
+    pub(crate) fn push(&mut self, now: Instant, totals: Vec<StatementTotals>) {
+        self.ticks.push_back((now, totals));
+        let oldest = now.checked_sub(self.window);
+        while self.ticks.len() > 2
+            && oldest.is_some_and(|o| self.ticks.get(1).is_some_and(|(t, _)| *t <= o))
+        {
+            self.ticks.pop_front();
+        }
+    }
+
+    /// The statements ranked by query time over the window ending `now`,
+    /// as shares of `pool_secs` (the pool's connection time in the
+    /// window), at most `top`.
+    pub(crate) fn ranked(
+        &self,
+        now: Instant,
+        current: &[StatementReading<'_>],
+        pool_secs: f64,
+        top: usize,
+    ) -> Vec<StatementShare> {
+        let Some((since, older)) = self.ticks.front() else {
+            return Vec::new();
+        };
+        let secs = now.saturating_duration_since(*since).as_secs_f64();
+        if secs <= 0.0 || pool_secs <= 0.0 {
+            return Vec::new();
+        }
+        let mut out: Vec<(f64, &StatementReading<'_>, u64)> = current
+            .iter()
+            .map(|r| {
+                let (c0, b0) = older
+                    .iter()
+                    .find(|(k, _, _)| *k == r.key)
+                    .map_or((0, 0), |(_, c, b)| (*c, *b));
+                let busy = r.busy_us.saturating_sub(b0) as f64 / 1e6;
+                (busy, r, r.calls.saturating_sub(c0))
+            })
+            .filter(|(busy, _, _)| *busy > 0.0)
+            .collect();
+        out.sort_by(|a, b| b.0.total_cmp(&a.0));
+        out.truncate(top);
+        out.into_iter()
+            .map(|(busy, r, calls)| StatementShare {
+                statement: r.text.map(std::sync::Arc::from),
+                share: (busy / pool_secs).min(1.0),
+                rate: calls as f64 / secs,
+                mean: (calls > 0).then(|| Duration::from_secs_f64(busy / calls as f64)),
+            })
+            .collect()
     }
 }
 

@@ -32,8 +32,8 @@ use std::panic::Location;
 use std::time::Duration;
 
 pub(crate) use baseline::History;
-pub use holders::Holder;
-pub(crate) use holders::{HolderHistory, TOP};
+pub use holders::{Holder, StatementShare};
+pub(crate) use holders::{HolderHistory, StatementHistory, TOP};
 
 use crate::stats::scale::{ScaleHint, ServerCapacity};
 
@@ -103,7 +103,7 @@ impl std::fmt::Display for Cause {
     derive(serde::Serialize),
     serde(rename_all = "snake_case")
 )]
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub enum Action {
     /// Grow the pool (or the instances) as the hint says: the load needs
@@ -117,6 +117,8 @@ pub enum Action {
         hold_ratio: f64,
         /// The call site holding the most pool time in the window.
         top: Option<Holder>,
+        /// The statement through the guard holding the most pool time.
+        statement: Option<StatementShare>,
     },
     /// Find the code that keeps connections.
     FixLeak {
@@ -161,14 +163,21 @@ impl std::fmt::Display for Action {
                  shed meanwhile",
                 h.current_max, h.recommended_max, h.instances
             ),
-            Action::FindSlowHolds { hold_ratio, top } => {
+            Action::FindSlowHolds {
+                hold_ratio,
+                top,
+                statement,
+            } => {
                 write!(
                     f,
                     "do not grow the pool: connections are held {hold_ratio:.1}x longer than \
                      usual; find the slow statement or lock"
                 )?;
+                if let Some(s) = statement {
+                    write!(f, "; {s}")?;
+                }
                 if let Some(top) = top {
-                    write!(f, " ({top})")?;
+                    write!(f, "; {top}")?;
                 }
                 Ok(())
             }
@@ -306,6 +315,8 @@ pub(crate) struct Inputs {
     pub(crate) leak_at: Option<&'static Location<'static>>,
     /// The call sites holding the most pool time in the window.
     pub(crate) holders: Vec<Holder>,
+    /// The statements through the guard holding the most pool time.
+    pub(crate) statements: Vec<StatementShare>,
 }
 
 impl Inputs {
@@ -429,6 +440,7 @@ fn judge(i: &Inputs, e: &Evidence, grow: impl Fn(f64) -> ScaleHint) -> (Vec<(Cau
         Cause::LongerHolds => Action::FindSlowHolds {
             hold_ratio: hold / hold0,
             top: i.holders.first().copied(),
+            statement: i.statements.first().cloned(),
         },
         Cause::Leak => Action::FixLeak { at: i.leak_site() },
         // At the usual hold: longer holds are not something to size for.

@@ -11,3 +11,4 @@ pub(crate) mod held;
 pub(crate) mod in_flight;
 pub(crate) mod query;
 pub mod sim;
+pub(crate) mod statement;

@@ -13,6 +13,7 @@ use sqlx::{Database, Either, Execute, Executor};
 use tokio::time::Instant;
 
 use crate::error::Cancelled;
+use crate::handle::statement::{made, tapped, Tracked};
 use crate::hot::accounting::QueryTicket;
 use crate::monitor::Shared;
 use crate::protect::timeout::Timed;
@@ -101,26 +102,31 @@ where
     E: 'q + Execute<'q, DB>,
 {
     let mut q = Some(shared.acct.start_query());
+    let query = Tracked::new(query, &shared.acct);
+    let mut seen = None;
     let Some(limit) = limit else {
-        let r = conn.fetch_optional(query).await;
-        q.expect("started").finish(shared.answered(&r));
+        let r = tapped(|| conn.fetch_optional(query), &mut seen).await;
+        let mut q = q.expect("started");
+        q.statement(seen);
+        q.finish(shared.answered(&r));
         return Ok(r);
     };
     let deadline = Instant::now() + limit;
     if let Err(e) = read_backend_id::<DB>(shared, conn, deadline, limit, id_cache, &mut q).await? {
         return Ok(Err(e));
     }
-    let q = q.expect("finished only on a timeout");
+    let mut q = q.expect("finished only on a timeout");
     let cancel = Arc::clone(&shared.protect.server_cancel);
-    match cancel
+    let timed = cancel
         .timed(
-            conn.fetch_optional(query),
+            tapped(|| conn.fetch_optional(query), &mut seen),
             deadline,
             *id_cache,
             shared.protect.drain,
         )
-        .await
-    {
+        .await;
+    q.statement(seen);
+    match timed {
         Timed::Done(r) => {
             q.finish(shared.answered(&r));
             Ok(r)
@@ -153,16 +159,25 @@ where
             return Ok(Err(e));
         }
     }
-    let q = q.expect("finished only on a timeout");
-    let mut rows = conn.fetch_many(query);
+    let mut q = q.expect("finished only on a timeout");
+    let mut seen = None;
+    let mut rows = made(
+        || conn.fetch_many(Tracked::new(query, &shared.acct)),
+        &mut seen,
+    );
+    q.statement(seen);
     loop {
+        let mut seen = None;
         let next = match deadline {
-            None => rows.try_next().await,
-            Some(at) => match tokio::time::timeout_at(at, rows.try_next()).await {
-                Ok(next) => next,
-                Err(_) => break,
-            },
+            None => tapped(|| rows.try_next(), &mut seen).await,
+            Some(at) => {
+                match tokio::time::timeout_at(at, tapped(|| rows.try_next(), &mut seen)).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                }
+            }
         };
+        q.statement(seen);
         match next {
             Ok(Some(v)) => yielder.r#yield(v).await,
             Ok(None) => {

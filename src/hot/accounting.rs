@@ -24,6 +24,7 @@ use super::handles::HotMetrics;
 use super::histogram::{AtomicHistogram, HistSet};
 use super::holders::Holders;
 use super::leak::{Claim, LeakTable};
+use super::statements::Statements;
 
 /// One waiter in [`Accounting::slots`] (high half).
 const WAITER: u64 = 1 << 32;
@@ -81,6 +82,8 @@ pub(crate) struct Accounting {
     /// Connection time per acquiring call site, holds in progress
     /// included: the exact in-use area is its sum.
     pub(crate) holders: Holders,
+    /// Query time per normalised statement through the guard.
+    pub(crate) statements: Statements,
     /// Acquires refused before they waited (counted in the offered
     /// traffic, `Counters::attempts_total`, with the waits).
     rejected_total: AtomicU64,
@@ -166,6 +169,7 @@ impl Accounting {
             metrics,
             origin: Instant::now(),
             holders: Holders::new(),
+            statements: Statements::new(),
             rejected_total: AtomicU64::new(0),
             wait_ring: (0..WAIT_RING).map(|_| AtomicU64::new(0)).collect(),
         }
@@ -251,6 +255,7 @@ impl Accounting {
         QueryTicket {
             acct: Arc::clone(self),
             started: Instant::now(),
+            statement: None,
         }
     }
 
@@ -510,13 +515,25 @@ impl Drop for HoldTicket {
 pub(crate) struct QueryTicket {
     acct: Arc<Accounting>,
     started: Instant,
+    /// The statement's slot, once the driver read its text.
+    statement: Option<u16>,
 }
 
 impl QueryTicket {
+    /// The statement this query runs (its slot in the statement table).
+    pub(crate) fn statement(&mut self, slot: Option<u16>) {
+        if slot.is_some() {
+            self.statement = slot;
+        }
+    }
+
     /// The query completed, successfully or not.
     #[inline]
     pub(crate) fn finish(self, ok: bool) {
         let took = self.started.elapsed();
+        if let Some(slot) = self.statement {
+            self.acct.statements.record(slot, took);
+        }
         self.acct.queries_total.fetch_add(1, Relaxed);
         if !ok {
             self.acct.query_errors_total.fetch_add(1, Relaxed);

@@ -9,3 +9,4 @@ pub(crate) mod handles;
 pub(crate) mod histogram;
 pub(crate) mod holders;
 pub(crate) mod leak;
+pub(crate) mod statements;

@@ -10,7 +10,7 @@ use super::view::ratio;
 use super::{Monitor, State};
 use crate::alert::saturation::Level;
 use crate::alert::signal::Signal;
-use crate::diagnose::{self, Diagnosis, Holder};
+use crate::diagnose::{self, Diagnosis, Holder, StatementShare};
 use crate::hot::accounting::Counters;
 use crate::hot::histogram::HistSet;
 use crate::hot::holders::SiteReading;
@@ -51,6 +51,7 @@ impl Monitor {
         let server = *self.server.lock();
         let q = |q: f64| hold.quantile(q);
         let holders = self.top_holders(st, now);
+        let statements = self.top_statements(st, now, c, diagnose::TOP);
         let inputs = diagnose::Inputs {
             max,
             waiters: c.waiters,
@@ -77,6 +78,7 @@ impl Monitor {
                 .as_ref()
                 .and_then(|t| t.oldest_reported()),
             holders,
+            statements,
         };
         Some(diagnose::diagnose(&inputs, |needed| {
             recommend(
@@ -101,6 +103,33 @@ impl Monitor {
     pub(super) fn top_holders(&self, st: &State, now: Instant) -> Vec<Holder> {
         st.holders
             .ranked(now, &self.site_readings(now), diagnose::TOP)
+    }
+
+    /// Every statement's totals now (key, calls, query time in us).
+    pub(super) fn statement_totals(&self) -> Vec<(u64, u64, u64)> {
+        let mut out = Vec::new();
+        self.shared
+            .acct
+            .statements
+            .read(|r| out.push((r.key, r.calls, r.busy_us)));
+        out
+    }
+
+    /// The statements holding the most pool time over the window, at most
+    /// `top` (`c` carries `busy_ms`).
+    pub(super) fn top_statements(
+        &self,
+        st: &State,
+        now: Instant,
+        c: &Counters,
+        top: usize,
+    ) -> Vec<StatementShare> {
+        let (older, _) = st.window.counters_at(now, self.timing.stats_window);
+        let pool_secs = c.busy_ms.saturating_sub(older.busy_ms) as f64 / 1e3;
+        let mut readings = Vec::new();
+        let statements = &self.shared.acct.statements;
+        statements.read(|r| readings.push(r));
+        st.statements.ranked(now, &readings, pool_secs, top)
     }
 
     /// After how long a stall diagnoses as one: the stall rules' lowest

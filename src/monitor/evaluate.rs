@@ -209,6 +209,9 @@ impl Monitor {
         let sites = self.site_readings(now);
         self.publish_holders(st, now, &sites);
         st.holders.push(now, sites);
+        self.publish_statements(st, now, c);
+        let totals = self.statement_totals();
+        st.statements.push(now, totals);
     }
 
     /// Feeds every rule its signal's reading; returns the state changes.

@@ -35,7 +35,7 @@ use tokio::time::Instant;
 use crate::alert::rule_set::RuleSet;
 use crate::alert::saturation::Level;
 use crate::alert::tracker::RuleTracker;
-use crate::diagnose::{History, HolderHistory};
+use crate::diagnose::{History, HolderHistory, StatementHistory};
 use crate::hot::accounting::{Accounting, Counters};
 use crate::report::metrics::Gauges;
 use crate::stats::anomaly::{Anomaly, Baseline};
@@ -73,6 +73,8 @@ struct State {
     history: History,
     /// Who held the pool, per call site, over the stats window.
     holders: HolderHistory,
+    /// And per statement through the guard.
+    statements: StatementHistory,
     /// `acquires_total` at the last evaluation that was not stalled, and
     /// when (a stall is measured from there).
     progress: (u64, Instant),
@@ -128,6 +130,8 @@ pub(crate) struct Monitor {
     gauges: Gauges,
     /// One gauge per call site seen (at most 65).
     holder_gauges: Mutex<HashMap<Option<&'static Location<'static>>, Gauge>>,
+    /// One gauge per statement seen (at most 65), by key.
+    statement_gauges: Mutex<HashMap<u64, Gauge>>,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -186,6 +190,7 @@ impl Monitor {
                 progress: (c.acquires_total, now),
                 history: History::new(now, c, timing.baseline_bucket),
                 holders: HolderHistory::new(timing.stats_window),
+                statements: StatementHistory::new(timing.stats_window),
             }),
             shared,
             rules,
@@ -194,6 +199,7 @@ impl Monitor {
             server: Arc::new(Mutex::new(None)),
             gauges,
             holder_gauges: Mutex::new(HashMap::new()),
+            statement_gauges: Mutex::new(HashMap::new()),
         }
     }
 

@@ -9,13 +9,30 @@ use super::{Monitor, State};
 use crate::alert::rule::{AlertState, Severity};
 use crate::alert::saturation::Level;
 use crate::alert::signal::Signal;
+use crate::hot::accounting::Counters;
 use crate::hot::holders::SiteReading;
 use crate::report::events::{AlertEvent, Event, LeakEvent, SaturationEvent};
-use crate::report::metrics::{holder_gauge, GaugeValues};
+use crate::report::metrics::{holder_gauge, statement_gauge, GaugeValues};
 use crate::stats::scale::ScaleHint;
 use tokio::time::Instant;
 
 impl Monitor {
+    /// Once a tick: each statement's share of the pool over the window.
+    pub(super) fn publish_statements(&self, st: &State, now: Instant, c: &Counters) {
+        let mut gauges = self.statement_gauges.lock();
+        for s in self.top_statements(st, now, c, usize::MAX) {
+            let key = s.statement.as_deref().map_or(0, |t| {
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                std::hash::Hash::hash(t, &mut h);
+                std::hash::Hasher::finish(&h)
+            });
+            gauges
+                .entry(key)
+                .or_insert_with(|| statement_gauge(&self.shared.name, s.statement.as_deref()))
+                .set(s.share);
+        }
+    }
+
     /// Once a tick: the connections each call site held over the window.
     pub(super) fn publish_holders(&self, st: &State, now: Instant, sites: &[SiteReading]) {
         let mut gauges = self.holder_gauges.lock();

@@ -106,6 +106,7 @@ impl Monitor {
         let stalled_for = st.stalled_for(now, &c, max);
         let diagnosis = self.diagnosis(st, now, &c, wanted, hist);
         let holders = self.top_holders(st, now);
+        let statements = self.top_statements(st, now, &c, crate::diagnose::TOP);
         Snapshot {
             pool: Arc::clone(&self.shared.name),
             level: st.level,
@@ -133,6 +134,7 @@ impl Monitor {
             stalled_for,
             diagnosis,
             holders,
+            statements,
         }
     }
 }

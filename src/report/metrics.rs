@@ -59,6 +59,10 @@ pub const DIAGNOSIS: &str = "poolguard.diagnosis.share";
 /// call site (label `site`, `file:line:column`, or `other` past the table of
 /// 64 sites): who holds the pool. Bounded: at most 65 series per pool.
 pub const HOLDER_CONNECTIONS: &str = "poolguard.holder.connections";
+/// Gauge: each statement's query time through the guard over the pool's
+/// connection time in the stats window (label `db.query.summary`, the
+/// normalised text, or `other` past the table of 64). At most 65 series.
+pub const STATEMENT_SHARE: &str = "poolguard.statement.share";
 /// `poolguard.breaker.state`: 0 closed, 1 open, 2 half-open, 3 forced open,
 /// 4 disabled.
 pub const BREAKER_STATE: &str = "poolguard.breaker.state";
@@ -104,6 +108,9 @@ pub const REASON: &str = "reason";
 pub const CAUSE: &str = "cause";
 /// Label: an acquiring call site.
 pub const SITE: &str = "site";
+/// Label: a normalised statement (the OpenTelemetry attribute for a
+/// low-cardinality query summary).
+pub const QUERY_SUMMARY: &str = "db.query.summary";
 /// Label with the HTTP status code on [`REQUEST_DURATION`] (`"200"`,
 /// `"504"`, ...; see [`STATUS_CODES`] for codes recorded by class).
 pub const STATUS_CODE: &str = "http.response.status_code";
@@ -212,6 +219,11 @@ fn describe_all() {
         HOLDER_CONNECTIONS,
         Unit::Count,
         "Connections held on average over the stats window, by acquiring call site"
+    );
+    describe_gauge!(
+        STATEMENT_SHARE,
+        Unit::Count,
+        "Query time of each statement through the guard over the pool's connection time"
     );
     describe_gauge!(
         DIAGNOSIS,
@@ -329,6 +341,13 @@ pub(crate) fn holder_gauge(
 ) -> Gauge {
     let site = site.map_or_else(|| "other".to_owned(), |s| s.to_string());
     metrics::gauge!(HOLDER_CONNECTIONS, POOL_NAME => pool.to_owned(), SITE => site)
+}
+
+/// The share gauge of one statement (registered by the monitor the first
+/// time it sees it).
+pub(crate) fn statement_gauge(pool: &str, statement: Option<&str>) -> Gauge {
+    let text = statement.unwrap_or("other").to_owned();
+    metrics::gauge!(STATEMENT_SHARE, POOL_NAME => pool.to_owned(), QUERY_SUMMARY => text)
 }
 
 impl Gauges {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::diagnose::{Diagnosis, Holder};
+use crate::diagnose::{Diagnosis, Holder, StatementShare};
 
 use crate::alert::rule::{AlertState, Severity};
 use crate::alert::saturation::Level;
@@ -83,6 +83,9 @@ pub struct Snapshot {
     /// The call sites holding the most pool time over the window (at most
     /// five), largest first.
     pub holders: Vec<Holder>,
+    /// The statements run through the guard holding the most pool time
+    /// over the window (at most five), largest first.
+    pub statements: Vec<StatementShare>,
 }
 
 /// One rule's state, from [`PoolGuard::alerts`](crate::PoolGuard::alerts).

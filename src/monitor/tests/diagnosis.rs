@@ -100,7 +100,10 @@ async fn the_usual_arrivals_holding_longer() {
     // 85/s held 0.5 s: 42.5 of 50.
     let (d, _) = diagnosed(85.0, 0.5, 0.0).await;
     assert_eq!(d.cause, Cause::LongerHolds, "{d}");
-    let Action::FindSlowHolds { hold_ratio, top } = d.action else {
+    let Action::FindSlowHolds {
+        hold_ratio, top, ..
+    } = d.action
+    else {
         panic!("{d}")
     };
     assert!((2.3..2.8).contains(&hold_ratio), "{hold_ratio}");
@@ -127,7 +130,7 @@ async fn connections_that_never_come_back() {
 /// times as long as the other at the same rate, so 80 % of the pool time.
 #[tokio::test(start_paused = true)]
 async fn pool_time_is_attributed_to_the_acquiring_call_site() {
-    let mut h = harness(50, all_default_rules());
+    let h = harness(50, all_default_rules());
     let (short, long) = (Location::caller(), {
         #[track_caller]
         fn other() -> &'static Location<'static> {
