@@ -104,8 +104,8 @@ pub use report::metrics;
 /// knows rules by (the state machine is internal; see [`Rule`]).
 pub mod rules {
     pub use crate::alert::defaults::{
-        default_rules, server_rules, FORECAST_RULE, OLDEST_WAIT_RULE, POOL_RULE, SCALE_RULE,
-        STALL_RULE,
+        default_rules, server_rules, CHURN_RULE, FORECAST_RULE, OLDEST_WAIT_RULE, POOL_RULE,
+        SCALE_RULE, STALL_RULE,
     };
     pub use crate::alert::rule::{AlertState, Comparison, Rule, Severity, DEFAULT_RULE_WINDOW};
 }
@@ -126,6 +126,7 @@ pub use handle::connection::{CountedConnection, Guarded, GuardedConnection, Guar
 pub use handle::executor::TimedGuard;
 pub use handle::guard::PoolGuard;
 pub use handle::held::{Driver, TimedConnection};
+pub use hot::connects::ConnectCounter;
 pub use protect::shed::{ShedConfig, ShedReason};
 pub use report::events::{
     AlertEvent, BreakerEvent, Event, EventStream, EventsMissed, LeakEvent, SaturationEvent,

@@ -811,14 +811,19 @@ async fn render_real_guard() -> (String, Rendered) {
     let handle = recorder.handle();
     metrics::set_global_recorder(recorder).expect("first recorder of this binary");
 
-    let pool = SqlitePoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_millis(50))
+    let opens = poolguard::ConnectCounter::new();
+    let pool = opens
+        .count(
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(Duration::from_millis(50)),
+        )
         .connect("sqlite::memory:")
         .await
         .expect("in-memory SQLite");
     let guard = PoolGuard::builder(pool)
         .name("ops-kit")
+        .connects(opens)
         .build()
         .expect("guard");
     // Acquire and release; an acquire timeout on the full pool.

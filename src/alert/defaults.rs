@@ -16,6 +16,8 @@ pub const FORECAST_RULE: &str = "exhaustion_forecast";
 pub const OLDEST_WAIT_RULE: &str = "oldest_wait";
 /// Name of the stalled-pool rule.
 pub const STALL_RULE: &str = "pool_stalled";
+/// Name of the connection-churn rule.
+pub const CHURN_RULE: &str = "connection_churn";
 
 fn mins(m: u64) -> Duration {
     Duration::from_secs(60 * m)
@@ -38,6 +40,8 @@ fn mins(m: u64) -> Duration {
 ///   > 5 s for 30 s (critical), recovering under 0.5 s / 2.5 s;
 /// - a stalled pool: acquires wait and none completes for 5 s while the
 ///   guard's holds leave slots free (critical at once);
+/// - connection churn: more than 1 connection opened a second over 1 min
+///   while acquires time out, for 1 min (needs a `ConnectCounter`);
 /// - the scale hint: utilization > 75 % for 1 min (the post-mortem's
 ///   auto-scaling trigger "> 75% -> scale"; an autoscaler's stabilization
 ///   minute, so a burst at a third of the pool does not ask for more).
@@ -136,6 +140,12 @@ pub fn default_rules() -> Vec<Rule> {
     );
     rules.push(
         Rule::new(STALL_RULE, Signal::Stall, Comparison::Above, 5.0).severity(Severity::Critical),
+    );
+    rules.push(
+        Rule::new(CHURN_RULE, Signal::Churn, Comparison::Above, 1.0)
+            .window(mins(1))
+            .hold(mins(1))
+            .recover_for(mins(1)),
     );
     rules.push(
         Rule::new(SCALE_RULE, Signal::Utilization, Comparison::Above, 0.75)

@@ -96,6 +96,12 @@ pub enum Signal {
     /// completes, and the guard's own holds leave slots free (connections
     /// sqlx cannot open or keeps testing and dropping). 0 when not stalled.
     Stall,
+    /// Connections the pool opened per second over the window, while
+    /// acquires timed out in it (0 when none did): connections opened and
+    /// dropped in a loop as acquire timeouts fire (sqlx #3132). Needs a
+    /// [`ConnectCounter`](crate::ConnectCounter) (`PoolGuardBuilder::connects`);
+    /// no value without one.
+    Churn,
 }
 
 impl Signal {
@@ -111,6 +117,7 @@ impl Signal {
                 | Signal::RequestErrorRate
                 | Signal::GatewayTimeouts
                 | Signal::RequestLatency(_)
+                | Signal::Churn
         )
     }
 
@@ -125,7 +132,7 @@ impl Signal {
             | Signal::ExhaustionEta
             | Signal::OldestWait
             | Signal::Stall => 1,
-            Signal::AcquireRate => -1,
+            Signal::AcquireRate | Signal::Churn => -1,
             _ => 0,
         }
     }
@@ -163,6 +170,7 @@ impl Signal {
             Signal::ServerUtilization => "server_utilization",
             Signal::OldestWait => "oldest_wait",
             Signal::Stall => "stall",
+            Signal::Churn => "churn",
         }
     }
 }
@@ -209,6 +217,8 @@ pub(crate) struct Inputs<'a> {
     pub(crate) oldest_wait: Option<Duration>,
     /// How long the pool has been stalled (zero: it is not).
     pub(crate) stalled: Duration,
+    /// Whether a `ConnectCounter` counts the pool's connection opens.
+    pub(crate) connects_counted: bool,
 }
 
 fn quantile_secs(c: &Counts, q: Quantile, min: u64) -> Option<f64> {
@@ -281,6 +291,18 @@ impl Inputs<'_> {
             Signal::ServerUtilization => self.server.map(|s| s.utilization()),
             Signal::OldestWait => self.oldest_wait.map(|d| d.as_secs_f64()),
             Signal::Stall => Some(self.stalled.as_secs_f64()),
+            Signal::Churn => {
+                let (older, covered) = self.window.counters_at(self.now, window);
+                let d = self.counters.since(&older);
+                let secs = covered.as_secs_f64();
+                (self.connects_counted && secs > 0.0).then(|| {
+                    if d.timeouts_total > 0 {
+                        d.opened_total as f64 / secs
+                    } else {
+                        0.0
+                    }
+                })
+            }
         };
         // Windowed and derived signals have one value per evaluation; at the
         // end of a tick that value is also the tick's.

@@ -92,6 +92,7 @@ pub(crate) fn assemble(
             instances: settings.instances,
         },
         gauges,
+        settings.connects.clone(),
     ));
     Parts { shared, monitor }
 }

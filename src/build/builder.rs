@@ -150,6 +150,14 @@ impl<DB: Database> PoolGuardBuilder<DB> {
         self
     }
 
+    /// Counts the connections the pool opens, for the connection-churn
+    /// signal (see [`ConnectCounter`](crate::ConnectCounter)); without it
+    /// [`Signal::Churn`](crate::Signal::Churn) has no value.
+    pub fn connects(mut self, counter: crate::ConnectCounter) -> Self {
+        self.settings.connects = Some(counter);
+        self
+    }
+
     /// Window of the exhaustion forecast's trend (default 5 min).
     pub fn forecast_window(mut self, window: Duration) -> Self {
         self.settings.forecast_window = window;

@@ -3,6 +3,7 @@
 //! defaults that depend on other settings (recovery thresholds, time
 //! scale) before `assemble.rs` makes the running parts.
 
+use crate::hot::connects::ConnectCounter;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -66,6 +67,8 @@ pub(crate) struct Settings {
     /// Rules added one by one (or the `rules()` list), in order.
     pub(crate) rules: RuleSet,
     pub(crate) leak_threshold: Option<Duration>,
+    /// Counts the pool's connection opens (the churn signal).
+    pub(crate) connects: Option<ConnectCounter>,
     pub(crate) forecast_window: Duration,
     /// Bucket of the traffic baseline (one minute unless time-scaled).
     pub(crate) baseline_bucket: Duration,
@@ -94,6 +97,7 @@ impl Default for Settings {
             },
             rules: RuleSet::of(default_rules()),
             leak_threshold: None,
+            connects: None,
             forecast_window: DEFAULT_FORECAST_WINDOW,
             baseline_bucket: anomaly::BUCKET,
             scale_target: DEFAULT_SCALE_TARGET,

@@ -105,9 +105,10 @@ pub(crate) struct StatementHistory {
 }
 
 impl StatementHistory {
-    pub(crate) fn new(window: Duration) -> Self {
+    /// Every total zero at `now`.
+    pub(crate) fn starting(now: Instant, window: Duration) -> Self {
         Self {
-            ticks: VecDeque::new(),
+            ticks: VecDeque::from([(now, Vec::new())]),
             window,
         }
     }
@@ -172,9 +173,10 @@ pub(crate) struct HolderHistory {
 }
 
 impl HolderHistory {
-    pub(crate) fn new(window: Duration) -> Self {
+    /// Every total zero at `now`.
+    pub(crate) fn starting(now: Instant, window: Duration) -> Self {
         Self {
-            ticks: VecDeque::new(),
+            ticks: VecDeque::from([(now, Vec::new())]),
             window,
         }
     }

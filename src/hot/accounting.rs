@@ -112,6 +112,9 @@ pub(crate) struct Counters {
     /// (exact: the integral of `in_use`), read by the monitor; zero in
     /// [`Accounting::counters`].
     pub(crate) busy_ms: u64,
+    /// Connections the pool opened (a `ConnectCounter`'s total, set by the
+    /// monitor; zero in [`Accounting::counters`]).
+    pub(crate) opened_total: u64,
 }
 
 impl Counters {
@@ -133,6 +136,7 @@ impl Counters {
             requests_5xx_total: self.requests_5xx_total.saturating_sub(o.requests_5xx_total),
             requests_504_total: self.requests_504_total.saturating_sub(o.requests_504_total),
             busy_ms: self.busy_ms.saturating_sub(o.busy_ms),
+            opened_total: self.opened_total.saturating_sub(o.opened_total),
         }
     }
 }
@@ -282,6 +286,7 @@ impl Accounting {
             requests_5xx_total: self.requests_5xx_total.load(Relaxed),
             requests_504_total: self.requests_504_total.load(Relaxed),
             busy_ms: 0,
+            opened_total: 0,
         }
     }
 

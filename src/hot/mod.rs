@@ -4,6 +4,7 @@
 //! plain [`edges`]).
 
 pub(crate) mod accounting;
+pub(crate) mod connects;
 pub(crate) mod edges;
 pub(crate) mod handles;
 pub(crate) mod histogram;

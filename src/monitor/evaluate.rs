@@ -15,6 +15,7 @@ use crate::alert::saturation::Level;
 use crate::alert::signal::{EndedTick, Inputs, Instantaneous, Signal};
 use crate::alert::tracker::Transition;
 use crate::hot::accounting::Counters;
+use crate::hot::connects::ConnectCounter;
 use crate::hot::histogram::HistSet;
 use crate::hot::leak::Finding;
 use crate::stats::forecast::TickInput;
@@ -123,6 +124,7 @@ impl Monitor {
         let acct = &self.shared.acct;
         let mut c = acct.counters();
         c.busy_ms = acct.busy_ms(now);
+        c.opened_total = self.connects.as_ref().map_or(0, ConnectCounter::total);
         let max = acct.max();
         // Reconciled with sqlx: connections busy there but not through the
         // guard (generic `Acquire::begin` transactions, listeners, the pool
@@ -228,6 +230,7 @@ impl Monitor {
             server: pool.server,
             oldest_wait: pool.oldest_wait,
             stalled: pool.stalled,
+            connects_counted: self.connects.is_some(),
         };
         let mut changes = Vec::new();
         for (i, (rule, tracker)) in self.rules.iter().zip(&mut st.trackers).enumerate() {

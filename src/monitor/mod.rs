@@ -37,6 +37,7 @@ use crate::alert::saturation::Level;
 use crate::alert::tracker::RuleTracker;
 use crate::diagnose::{History, HolderHistory, StatementHistory};
 use crate::hot::accounting::{Accounting, Counters};
+use crate::hot::connects::ConnectCounter;
 use crate::report::metrics::Gauges;
 use crate::stats::anomaly::{Anomaly, Baseline};
 use crate::stats::forecast::{Forecast, Forecaster};
@@ -130,6 +131,8 @@ pub(crate) struct Monitor {
     gauges: Gauges,
     /// One gauge per call site seen (at most 65).
     holder_gauges: Mutex<HashMap<Option<&'static Location<'static>>, Gauge>>,
+    /// Counts the pool's connection opens, when installed.
+    connects: Option<ConnectCounter>,
     /// One gauge per statement seen (at most 65), by key.
     statement_gauges: Mutex<HashMap<u64, Gauge>>,
 }
@@ -151,6 +154,7 @@ impl Monitor {
         timing: Timing,
         scale: ScaleTarget,
         gauges: Gauges,
+        connects: Option<ConnectCounter>,
     ) -> Self {
         let now = Instant::now();
         let counter_span = rules
@@ -189,8 +193,9 @@ impl Monitor {
                 anomaly: None,
                 progress: (c.acquires_total, now),
                 history: History::new(now, c, timing.baseline_bucket),
-                holders: HolderHistory::new(timing.stats_window),
-                statements: StatementHistory::new(timing.stats_window),
+                // Zero at the start: the first tick has a baseline.
+                holders: HolderHistory::starting(now, timing.stats_window),
+                statements: StatementHistory::starting(now, timing.stats_window),
             }),
             shared,
             rules,
@@ -200,6 +205,7 @@ impl Monitor {
             gauges,
             holder_gauges: Mutex::new(HashMap::new()),
             statement_gauges: Mutex::new(HashMap::new()),
+            connects,
         }
     }
 

@@ -66,6 +66,9 @@ impl Monitor {
             .oldest_wait
             .set(pool.oldest_wait.map_or(0.0, |d| d.as_secs_f64()));
         self.gauges.stalled.set(pool.stalled.as_secs_f64());
+        if self.connects.is_some() {
+            self.gauges.opens.absolute(pool.counters.opened_total);
+        }
         if let Some(hist) = &pool.hist {
             let c = &pool.counters;
             let busy = c.in_use.saturating_add(self.shared.untracked.busy());

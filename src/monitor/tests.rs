@@ -34,6 +34,7 @@ struct Harness {
     other: Vec<Event>,
     held: Vec<HoldTicket>,
     waiting: Vec<WaitTicket>,
+    connects: crate::ConnectCounter,
     t0: Instant,
 }
 
@@ -46,11 +47,13 @@ fn harness_with(max: u32, rules: Vec<Rule>, leak: Option<Duration>) -> Harness {
 /// As the builder builds it with `time_scale(k)`: every monitoring duration
 /// divided by `k`, every rule `time_scaled(k)`.
 fn harness_scaled(max: u32, rules: Vec<Rule>, leak: Option<Duration>, k: f64) -> Harness {
+    let connects = crate::ConnectCounter::new();
     let mut settings = Settings {
         name: Arc::from("synthetic"),
         leak_threshold: leak,
         event_capacity: 4096,
         time_scale: k,
+        connects: Some(connects.clone()),
         ..Settings::default()
     };
     settings.replace_rules(rules);
@@ -93,6 +96,7 @@ fn harness_scaled(max: u32, rules: Vec<Rule>, leak: Option<Duration>, k: f64) ->
         other: Vec::new(),
         held: Vec::new(),
         waiting: Vec::new(),
+        connects,
         t0: Instant::now(),
     }
 }
@@ -299,6 +303,16 @@ async fn second(h: &mut Harness, rule: &Rule, drive: Drive, t: u64) {
                 h.waiting.push(w);
             } else if !high {
                 h.waiting.clear();
+            }
+        }
+        Signal::Churn => {
+            // Three connections opened a second while an acquire times out
+            // every second (high); neither (low).
+            if high {
+                let _ = h.acct().start_wait(Location::caller()).timed_out();
+                for _ in 0..3 {
+                    h.connects.opened();
+                }
             }
         }
         other => panic!("no driver for {other:?}"),

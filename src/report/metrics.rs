@@ -50,6 +50,8 @@ pub const SERVER_UTILIZATION: &str = "poolguard.server.utilization";
 pub const LEAKS: &str = "poolguard.leaks";
 /// Gauge: seconds the oldest acquire still waiting has waited (0: none).
 pub const OLDEST_WAIT: &str = "poolguard.oldest_wait";
+/// Counter: connections the pool opened (with a `ConnectCounter`).
+pub const CONNECTION_OPENS: &str = "poolguard.connection.opens";
 /// Gauge: seconds the pool has been stalled (0: it is not).
 pub const STALLED: &str = "poolguard.stalled";
 /// Gauge: each cause's share of why the pool fills (label `cause`; all 0
@@ -210,6 +212,11 @@ fn describe_all() {
         Unit::Seconds,
         "How long the oldest acquire still waiting has waited (0: none waits)"
     );
+    describe_counter!(
+        CONNECTION_OPENS,
+        Unit::Count,
+        "Connections the pool opened (counted by a ConnectCounter in after_connect)"
+    );
     describe_gauge!(
         STALLED,
         Unit::Seconds,
@@ -261,6 +268,7 @@ pub(crate) struct Gauges {
     pub(crate) server: Gauge,
     pub(crate) leaks: Counter,
     pub(crate) oldest_wait: Gauge,
+    pub(crate) opens: Counter,
     pub(crate) stalled: Gauge,
     /// One per cause, in [`Cause::ALL`] order.
     pub(crate) causes: Vec<Gauge>,
@@ -324,6 +332,7 @@ pub(crate) fn register(pool: &Arc<str>, rules: &[Rule]) -> (HotMetrics, Gauges) 
         server: metrics::gauge!(SERVER_UTILIZATION, POOL_NAME => name.clone()),
         leaks: metrics::counter!(LEAKS, POOL_NAME => name.clone()),
         oldest_wait: metrics::gauge!(OLDEST_WAIT, POOL_NAME => name.clone()),
+        opens: metrics::counter!(CONNECTION_OPENS, POOL_NAME => name.clone()),
         stalled: metrics::gauge!(STALLED, POOL_NAME => name.clone()),
         causes: Cause::ALL
             .iter()

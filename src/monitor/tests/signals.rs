@@ -95,3 +95,37 @@ async fn a_pool_that_hands_out_nothing_with_free_slots_is_stalled() {
     let s = h.monitor.snapshot();
     assert!(s.stalled_for < secs(2), "{:?}", s.stalled_for);
 }
+
+#[tokio::test(start_paused = true)]
+async fn churn_counts_connection_opens_only_while_acquires_time_out() {
+    let churn = rule(crate::alert::defaults::CHURN_RULE, Severity::Warning);
+    let mut h = harness(4, all_default_rules());
+    // Opens without timeouts (a pool growing, connections reaching their
+    // lifetime): no churn.
+    for _ in 0..180 {
+        h.connects.opened();
+        h.connects.opened();
+        h.advance(secs(1)).await;
+    }
+    assert!(h.transitions(&churn).is_empty());
+    let value = |h: &Harness| {
+        h.monitor
+            .alerts()
+            .into_iter()
+            .find(|a| a.rule == churn.name)
+            .and_then(|a| a.value)
+    };
+    assert_eq!(value(&h), Some(0.0));
+    // The same opens while an acquire times out each second: churn of
+    // 2 a second, firing after the minute's hold.
+    for _ in 0..125 {
+        h.connects.opened();
+        h.connects.opened();
+        let _ = h.acct().start_wait(Location::caller()).timed_out();
+        h.advance(secs(1)).await;
+    }
+    let fired = h.transitions(&churn);
+    assert_eq!(fired.last().map(|e| e.state), Some(AlertState::Firing));
+    let v = value(&h).unwrap();
+    assert!((v - 2.0).abs() < 0.1, "{v}");
+}
