@@ -168,3 +168,79 @@ async fn statements_through_the_guard_are_attributed_by_normalised_text() {
     assert!(mean >= Duration::from_millis(30), "{slow:?}");
     assert!(fast.share < slow.share / 3.0, "{fast:?}");
 }
+
+/// A real SQLite pool of 10 in compressed time (`time_scale(60)`: one
+/// incident minute a second, so the guard learns its baseline in about 15
+/// seconds): 40 requests a second holding 100 ms (4 connections), then
+/// one cause fills it. Returns the diagnosis once the pool is under
+/// pressure.
+async fn real_pool_diagnosis(
+    rate: f64,
+    hold: Duration,
+    leak_every: Option<u32>,
+) -> poolguard::Diagnosis {
+    let pool = common::sqlite(10, Duration::from_secs(5)).await;
+    let guard = PoolGuard::builder(pool).time_scale(60.0).build().unwrap();
+    let mut leaked = Vec::new();
+    let run = |rate: f64, hold: Duration, secs: f64| {
+        let guard = guard.clone();
+        async move {
+            let every = Duration::from_secs_f64(1.0 / rate);
+            let mut tick = tokio::time::interval(every);
+            let end = tokio::time::Instant::now() + Duration::from_secs_f64(secs);
+            let mut tasks = tokio::task::JoinSet::new();
+            while tokio::time::Instant::now() < end {
+                tick.tick().await;
+                let g = guard.clone();
+                tasks.spawn(async move {
+                    let c = g.acquire().await.unwrap();
+                    tokio::time::sleep(hold).await;
+                    drop(c);
+                });
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+    };
+    run(40.0, Duration::from_millis(100), 16.0).await;
+    assert!(guard.snapshot().diagnosis.is_none(), "no pressure at 40 %");
+    let load = tokio::spawn(run(rate, hold, 12.0));
+    let mut n = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(11);
+    let mut last = None;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Some(every) = leak_every {
+            n += 1;
+            if n % every == 0 {
+                leaked.push(guard.acquire().await.unwrap());
+            }
+        }
+        let s = guard.snapshot();
+        if s.utilization >= 0.8 && tokio::time::Instant::now() + Duration::from_secs(3) > deadline {
+            last = s.diagnosis;
+        }
+    }
+    load.abort();
+    last.expect("the pool under pressure carries a diagnosis")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_pool_with_more_arrivals_is_diagnosed_so() {
+    // 2.2x the arrivals at the same hold: 8.8 of 10.
+    let d = real_pool_diagnosis(88.0, Duration::from_millis(100), None).await;
+    assert_eq!(d.cause, Cause::MoreArrivals, "{d}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_pool_with_longer_holds_is_diagnosed_so() {
+    // The same arrivals held 2.2x as long.
+    let d = real_pool_diagnosis(40.0, Duration::from_millis(220), None).await;
+    assert_eq!(d.cause, Cause::LongerHolds, "{d}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_pool_with_a_leak_is_diagnosed_so() {
+    // The same load, and a connection taken for good every second.
+    let d = real_pool_diagnosis(40.0, Duration::from_millis(100), Some(4)).await;
+    assert_eq!(d.cause, Cause::Leak, "{d}");
+}
