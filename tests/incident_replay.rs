@@ -266,3 +266,68 @@ async fn a_leak_at_flat_traffic_is_diagnosed_as_a_leak_at_its_call_site() {
     };
     assert!(site.file().ends_with("replay.rs"), "{site}: {report}");
 }
+
+/// The incident with the post-mortem's 14:42 mitigation: a pool of 150
+/// takes the requests; the old pool's alerts resolve, the new pool's
+/// rules stay quiet, and requests arriving a minute later are served.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_mitigation_swaps_in_a_larger_pool_and_the_alerts_resolve() {
+    let cfg = Config {
+        minute: Duration::from_secs(60),
+        from: at(14, 0),
+        until: at(14, 52),
+        progress: false,
+        simulated: true,
+        ..Config::default()
+    };
+    let lazy = |n: u32| {
+        sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(n)
+            .acquire_timeout(cfg.wall(Duration::from_secs(30)))
+            .connect_lazy("sqlite::memory:")
+            .unwrap()
+    };
+    let pass = replay::run_pass_with(lazy(cfg.pool_size), Some(lazy(150)), &cfg, false)
+        .await
+        .unwrap();
+    let report = report(&pass);
+    assert!(pass.mitigated);
+    let critical = |larger: bool, state: AlertState| {
+        pass.marks
+            .iter()
+            .find(|m| {
+                m.larger == larger
+                    && m.rule == POOL_RULE
+                    && m.severity == Severity::Critical
+                    && m.state == state
+            })
+            .map(|m| m.at)
+    };
+    let fired = critical(false, AlertState::Firing).unwrap_or_else(|| panic!("{report}"));
+    assert!(fired < replay::MITIGATION, "{report}");
+    let resolved = critical(false, AlertState::Resolved)
+        .unwrap_or_else(|| panic!("the old pool's alert resolves: {report}"));
+    assert!(
+        resolved > replay::MITIGATION && resolved < replay::MITIGATION + 5.0,
+        "resolved at {}: {report}",
+        fmt_clock(resolved)
+    );
+    assert!(
+        !pass
+            .marks
+            .iter()
+            .any(|m| m.larger && m.rule == POOL_RULE && m.state == AlertState::Firing),
+        "the pool of 150 at 3x is at about 35 %: {report}"
+    );
+    let late: Vec<_> = pass
+        .done
+        .iter()
+        .filter(|d| d.at > replay::MITIGATION + 6.0)
+        .collect();
+    assert!(!late.is_empty());
+    assert!(
+        late.iter().all(|d| d.status == 200 && d.ms < 500.0),
+        "served once the backlog is gone: {report}"
+    );
+    assert_eq!((pass.end.in_use, pass.end.waiters), (0, 0), "{report}");
+}

@@ -36,6 +36,8 @@ use replay::{fmt_clock, Clock, Config, Pass, Ramp, Scenario, OLD_ALERT};
 
 struct Args {
     cfg: Config,
+    /// Swap in a pool of 150 at 14:42 (the post-mortem's emergency fix).
+    mitigate: bool,
     db: Option<String>,
     protected: bool,
     out: PathBuf,
@@ -49,7 +51,7 @@ fn parse_clock(s: &str) -> Option<Clock> {
 
 const USAGE: &str = "\
 usage: incident_replay [--db URL] [--minute-ms N] [--ramp linear|burst]
-                       [--scenario incident|slow-statement|leak]
+                       [--scenario incident|slow-statement|leak] [--mitigate]
                        [--from HH:MM] [--until HH:MM] [--no-protected] [--out DIR] [--quiet]
   --db URL        postgres://... or mysql://... (default: DATABASE_URL, else SQLite in memory)
   --minute-ms N   wall milliseconds per incident minute (default 1000)
@@ -57,6 +59,8 @@ usage: incident_replay [--db URL] [--minute-ms N] [--ramp linear|burst]
   --scenario      why the pool fills: incident (default; the ramp, the database slowing as
                   the pool fills), slow-statement (flat traffic, holds 200 -> 500 ms from 14:15),
                   leak (flat traffic, a connection never returned every 30 s from 14:15)
+  --mitigate      swap in a pool of 150 at 14:42, as the post-mortem's emergency fix
+                  (the replay then runs until 14:55 unless --until says otherwise)
   --from, --until replay window (default 13:50-14:45; the traffic anomaly needs 20 minutes)
   --no-protected  skip the second pass with protection on
   --out DIR       where the chart goes (default target/incident-replay)";
@@ -64,6 +68,7 @@ usage: incident_replay [--db URL] [--minute-ms N] [--ramp linear|burst]
 fn args() -> Result<Args, String> {
     let mut a = Args {
         cfg: Config::default(),
+        mitigate: false,
         db: std::env::var("DATABASE_URL").ok(),
         protected: true,
         out: PathBuf::from("target/incident-replay"),
@@ -85,6 +90,7 @@ fn args() -> Result<Args, String> {
                 let v = value()?;
                 a.cfg.ramp = Ramp::parse(&v).ok_or(format!("--ramp {v}: linear|burst"))?;
             }
+            "--mitigate" => a.mitigate = true,
             "--scenario" => {
                 let v = value()?;
                 a.cfg.scenario = Scenario::parse(&v)
@@ -108,6 +114,9 @@ fn args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
     }
+    if a.mitigate && !std::env::args().any(|x| x == "--until") {
+        a.cfg.until = replay::at(14, 55);
+    }
     if a.cfg.until <= a.cfg.from {
         return Err("--until must be after --from".into());
     }
@@ -127,6 +136,7 @@ async fn run_on(
     url: &str,
     cfg: &Config,
     protected: bool,
+    mitigate: bool,
 ) -> Result<(Pass, Option<Pass>), Box<dyn std::error::Error>> {
     let n = cfg.pool_size;
     // sqlx's own acquire timeout at 30 incident seconds: the app's 5 s
@@ -134,7 +144,7 @@ async fn run_on(
     let acquire = cfg.wall(Duration::from_secs(30));
     macro_rules! passes {
         ($db:ty) => {{
-            let connect = || async {
+            let connect = |n: u32| async move {
                 sqlx::pool::PoolOptions::<$db>::new()
                     // sqlx's default ping before each acquire made the
                     // PostgreSQL pool stop serving under the unprotected
@@ -147,9 +157,21 @@ async fn run_on(
                     .connect(url)
                     .await
             };
-            let first = replay::run_pass::<$db>(connect().await?, cfg, false).await?;
+            let larger = || async {
+                if mitigate {
+                    Ok::<_, sqlx::Error>(Some(connect(150).await?))
+                } else {
+                    Ok(None)
+                }
+            };
+            let first =
+                replay::run_pass_with::<$db>(connect(n).await?, larger().await?, cfg, false)
+                    .await?;
             let second = if protected {
-                Some(replay::run_pass::<$db>(connect().await?, cfg, true).await?)
+                Some(
+                    replay::run_pass_with::<$db>(connect(n).await?, larger().await?, cfg, true)
+                        .await?,
+                )
             } else {
                 None
             };
@@ -188,7 +210,8 @@ fn describe(m: &replay::Mark) -> String {
         AlertState::Firing => "FIRING".to_string(),
         s => s.to_string(),
     };
-    format!("{name} {state}")
+    let pool = if m.larger { "[pool 150] " } else { "" };
+    format!("{pool}{name} {state}")
 }
 
 fn print_timeline(cfg: &Config, pass: &Pass) {
@@ -234,6 +257,13 @@ fn print_timeline(cfg: &Config, pass: &Pass) {
         lines.push((
             t,
             ">>> CUSTOMER IMPACT (P95 > 500 ms or first 504)".into(),
+            String::new(),
+        ));
+    }
+    if pass.mitigated {
+        lines.push((
+            replay::MITIGATION,
+            "mitigation: requests go to a pool of 150".into(),
             String::new(),
         ));
     }
@@ -331,7 +361,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         cfg.ramp,
         cfg.minute.as_millis()
     );
-    let (unprotected, protected) = run_on(&url, cfg, a.protected).await?;
+    let (unprotected, protected) = run_on(&url, cfg, a.protected, a.mitigate).await?;
     println!(
         "median response before the ramp {:.0} ms (holds calibrated to {} ms); \
          default rules + the old alert",

@@ -215,6 +215,9 @@ impl Config {
     }
 }
 
+/// When the post-mortem's emergency fix swapped in a pool of 150.
+pub const MITIGATION: Clock = at(14, 42);
+
 /// The post-mortem's old alert: P50 latency above 1000 ms (over the last
 /// minute, no hold: the most favourable reading for it).
 pub const OLD_ALERT: &str = "old_alert_p50";
@@ -232,10 +235,14 @@ pub struct Mark {
     /// The guard's diagnosis when the rule changed state (pool rules, while
     /// the pool is under pressure).
     pub diagnosis: Option<Diagnosis>,
+    /// The pool it is about: false for the original, true for the larger
+    /// one swapped in at [`MITIGATION`].
+    pub larger: bool,
 }
 
 impl Mark {
     /// The diagnosed cause, if any.
+    #[allow(dead_code)] // read by tests/incident_replay.rs
     pub fn cause(&self) -> Option<Cause> {
         self.diagnosis.as_ref().map(|d| d.cause)
     }
@@ -277,6 +284,8 @@ pub struct Pass {
     pub end: Snapshot,
     /// How late this process's timers fired (wall time only).
     pub lag: Option<Lag>,
+    /// A pool of 150 took the requests from [`MITIGATION`] on.
+    pub mitigated: bool,
 }
 
 /// How late a 1 ms timer fired during a pass beyond tokio's own rounding
@@ -486,6 +495,33 @@ impl Work {
     }
 }
 
+/// The post-mortem's remedies on the protected pass, in compressed time
+/// (the breaker's own clock is wall time, so its durations are scaled);
+/// the unprotected pass as in the incident: no breaker (shadow mode only),
+/// no shedding.
+fn protection<DB: Database>(
+    builder: poolguard::PoolGuardBuilder<DB>,
+    cfg: &Config,
+    protected: bool,
+) -> poolguard::PoolGuardBuilder<DB> {
+    if protected {
+        builder
+            .breaker(
+                BreakerConfig::default()
+                    .window(cfg.wall(Duration::from_secs(10)))
+                    .slow_call_duration(cfg.wall(Duration::from_secs(2)))
+                    .base_wait(cfg.wall(Duration::from_secs(5)))
+                    .max_wait(cfg.wall(Duration::from_secs(60))),
+            )
+            .shed(ShedConfig::default().max_wait(cfg.wall(Duration::from_secs(1))))
+            .query_timeout(cfg.wall(Duration::from_secs(2)))
+    } else {
+        builder
+            .breaker(BreakerConfig::default().metrics_only(true))
+            .shed(ShedConfig::disabled())
+    }
+}
+
 /// Small deterministic generator (xorshift64*), so runs repeat.
 struct Rng(u64);
 
@@ -500,8 +536,25 @@ impl Rng {
 }
 
 /// Runs one pass on `pool` (its size must be `cfg.pool_size`).
+#[allow(dead_code)] // the example runs `run_pass_with`; tests run this
 pub async fn run_pass<DB>(
     pool: Pool<DB>,
+    cfg: &Config,
+    protected: bool,
+) -> Result<Pass, poolguard::Error>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    run_pass_with(pool, None, cfg, protected).await
+}
+
+/// [`run_pass`], and from [`MITIGATION`] on the requests go to `larger`
+/// (the post-mortem's emergency fix: a pool of 150 swapped in), guarded
+/// the same way.
+pub async fn run_pass_with<DB>(
+    pool: Pool<DB>,
+    larger: Option<Pool<DB>>,
     cfg: &Config,
     protected: bool,
 ) -> Result<Pass, poolguard::Error>
@@ -529,35 +582,25 @@ where
     .severity(Severity::Critical)
     .window(Duration::from_secs(60))
     .min_samples(20);
-    let mut builder = PoolGuard::builder(pool)
-        .name(format!("replay-{label}"))
-        .time_scale(k)
-        .rule(old_alert);
-    builder = if protected {
-        // The post-mortem's remedies, in compressed time: the breaker's own
-        // clock is wall time, so its durations are scaled here.
-        builder
-            .breaker(
-                BreakerConfig::default()
-                    .window(cfg.wall(Duration::from_secs(10)))
-                    .slow_call_duration(cfg.wall(Duration::from_secs(2)))
-                    .base_wait(cfg.wall(Duration::from_secs(5)))
-                    .max_wait(cfg.wall(Duration::from_secs(60))),
-            )
-            .shed(ShedConfig::default().max_wait(cfg.wall(Duration::from_secs(1))))
-            .query_timeout(cfg.wall(Duration::from_secs(2)))
-    } else {
-        // As in the incident: no breaker (shadow mode only), no shedding.
-        builder
-            .breaker(BreakerConfig::default().metrics_only(true))
-            .shed(ShedConfig::disabled())
+    let build = |pool: Pool<DB>, name: String| -> Result<Backend<DB>, poolguard::Error> {
+        let builder = PoolGuard::builder(pool)
+            .name(name)
+            .time_scale(k)
+            .rule(old_alert.clone());
+        let builder = protection(builder, cfg, protected);
+        Ok(if cfg.simulated {
+            Backend::Sim(Arc::new(builder.build_sim()?))
+        } else {
+            Backend::Real(builder.build()?)
+        })
     };
-    let backend = if cfg.simulated {
-        Backend::Sim(Arc::new(builder.build_sim()?))
-    } else {
-        Backend::Real(builder.build()?)
+    let backend = build(pool, format!("replay-{label}"))?;
+    let swapped = match larger {
+        Some(p) => Some(build(p, format!("replay-{label}-150"))?),
+        None => None,
     };
     let guard = backend.guard().clone();
+    let mitigated = swapped.is_some();
 
     // Calibrate the hold: tokio's timer rounds sleeps up to the millisecond,
     // which at 60x is 60 incident ms, so measure and compensate until a
@@ -595,12 +638,12 @@ where
     let sys0 = SystemTime::now();
     let clock = move |i: Instant| from + i.duration_since(wall0).as_secs_f64() * k / 60.0;
 
-    // Alert marks, from the guard's event stream.
-    let mut events = guard.events();
+    // Alert marks, from the guards' event streams.
     let marks: Arc<Mutex<Vec<Mark>>> = Arc::default();
     let missed: Arc<std::sync::atomic::AtomicU64> = Arc::default();
     let simulated = cfg.simulated;
-    let marks_task = tokio::spawn({
+    let collect = |guard: &PoolGuard<DB>, larger: bool| {
+        let mut events = guard.events();
         let marks = Arc::clone(&marks);
         let missed = Arc::clone(&missed);
         async move {
@@ -633,14 +676,20 @@ where
                     state: a.state,
                     value: a.value.map(|v| v * unit),
                     diagnosis: a.snapshot.diagnosis.clone(),
+                    larger,
                 });
             }
         }
-    });
+    };
+    let marks_task = tokio::spawn(collect(&guard, false));
+    let swapped_marks = swapped
+        .as_ref()
+        .map(|b| tokio::spawn(collect(b.guard(), true)));
 
     // Samples of the pool every 5 incident seconds, with a progress line.
     let sampler = {
         let guard = guard.clone();
+        let larger = swapped.as_ref().map(|b| b.guard().clone());
         let done = Arc::clone(&done);
         let every = cfg.wall(Duration::from_secs(5));
         let (progress, until) = (cfg.progress, cfg.until);
@@ -655,7 +704,10 @@ where
                 if now > until {
                     break;
                 }
-                let s = guard.snapshot();
+                let s = match &larger {
+                    Some(l) if now >= MITIGATION => l.snapshot(),
+                    _ => guard.snapshot(),
+                };
                 let mut ms: Vec<f64> = {
                     let d = done.lock();
                     let new = d[seen..].iter().map(|r| r.ms).collect();
@@ -733,7 +785,10 @@ where
             let arrival = clock(next);
             let rate = base * scenario.multiple(cfg.ramp, arrival);
             next += Duration::from_secs_f64(-rng.unit().ln() / rate);
-            let backend = backend.clone();
+            let backend = match &swapped {
+                Some(larger) if arrival >= MITIGATION => larger.clone(),
+                _ => backend.clone(),
+            };
             let done = Arc::clone(&done);
             let first_error = Arc::clone(&first_error);
             let work = Arc::clone(&work);
@@ -804,6 +859,9 @@ where
     // Let the stream deliver the last evaluation's events, then stop it.
     tokio::time::sleep(cfg.wall(Duration::from_secs(2))).await;
     marks_task.abort();
+    if let Some(t) = swapped_marks {
+        t.abort();
+    }
     let mut marks = std::mem::take(&mut *marks.lock());
     marks.sort_by(|a, b| a.at.total_cmp(&b.at));
 
@@ -829,6 +887,7 @@ where
         calibration_acquires,
         end,
         lag,
+        mitigated,
     })
 }
 
