@@ -85,6 +85,24 @@ struct Marker {
     at: Clock,
     label: String,
     color: RGBColor,
+    /// Where the label goes (its line's time, or later when labels
+    /// would overlap).
+    label_at: Clock,
+}
+
+/// Incident minutes a rotated label needs (13 px text on a chart about
+/// 1,500 px wide for 55 minutes, with a gap).
+const LABEL_GAP: f64 = 0.75;
+
+/// Moves labels right so that none is nearer than `gap` to the one before
+/// it; the lines stay where they are.
+fn spread(marks: &mut [Marker], gap: f64) {
+    marks.sort_by(|a, b| a.at.total_cmp(&b.at));
+    let mut last = f64::NEG_INFINITY;
+    for m in marks.iter_mut() {
+        m.label_at = m.at.max(last + gap);
+        last = m.label_at;
+    }
 }
 
 fn markers(pass: &Pass) -> Vec<Marker> {
@@ -94,10 +112,14 @@ fn markers(pass: &Pass) -> Vec<Marker> {
         .filter(|m| m.state == AlertState::Firing)
         .map(|m| Marker {
             at: m.at,
-            label: if m.rule == OLD_ALERT {
-                "old alert: P50 > 1 s".into()
-            } else {
-                format!("{} {}", m.rule, m.severity)
+            label_at: m.at,
+            label: match (&m.diagnosis, m.rule == OLD_ALERT) {
+                (_, true) => "old alert: P50 > 1 s".into(),
+                // The pool rules say why: the diagnosed cause.
+                (Some(d), false) if m.rule == poolguard::rules::POOL_RULE => {
+                    format!("{} {} (why: {})", m.rule, m.severity, d.cause)
+                }
+                _ => format!("{} {}", m.rule, m.severity),
             },
             color: match (m.rule == OLD_ALERT, m.severity) {
                 (true, _) => BLACK,
@@ -110,10 +132,12 @@ fn markers(pass: &Pass) -> Vec<Marker> {
     if let Some(t) = pass.impact {
         out.push(Marker {
             at: t,
+            label_at: t,
             label: "CUSTOMER IMPACT".into(),
             color: IMPACT,
         });
     }
+    spread(&mut out, LABEL_GAP);
     out
 }
 
@@ -127,9 +151,20 @@ where
 {
     root.fill(&WHITE)?;
     let title = format!(
-        "INC-EX3 replay: pool of {}, {:?} ramp from 14:15, default poolguard rules vs the old alert",
-        cfg.pool_size, cfg.ramp
+        "INC-EX3 replay ({:?}): pool of {}, default poolguard rules vs the old alert",
+        cfg.scenario, cfg.pool_size
     );
+    // The first firing pool rule's diagnosis, under the title.
+    let why = pass
+        .marks
+        .iter()
+        .find(|m| {
+            m.state == AlertState::Firing
+                && m.diagnosis.is_some()
+                && m.rule == poolguard::rules::POOL_RULE
+        })
+        .and_then(|m| m.diagnosis.as_ref().map(|d| (m.at, d)));
+
     let root = root.titled(&title, ("sans-serif", 24))?;
     let panels = root.split_evenly((3, 1));
     let x = pass.from..cfg.until;
@@ -173,6 +208,25 @@ where
         ))?;
     }
     draw_markers(&mut c, &marks, 0.0..top, true)?;
+    if let Some((at, d)) = why {
+        // The diagnosis, across the top of the first panel (right of the
+        // legend), shortened to what fits.
+        let mut text = format!("why the pool fills ({}): {d}", &fmt_clock(at)[..5]);
+        if text.len() > 150 {
+            let cut = (0..=147)
+                .rev()
+                .find(|i| text.is_char_boundary(*i))
+                .unwrap_or(0);
+            text.truncate(cut);
+            text.push_str("...");
+        }
+        let span = cfg.until - pass.from;
+        c.draw_series(std::iter::once(Text::new(
+            text,
+            (pass.from + span * 0.30, top * 0.97),
+            ("sans-serif", 14).into_font().color(&BLACK),
+        )))?;
+    }
     legend(&mut c)?;
 
     let most = s.iter().map(|s| s.waiters).max().unwrap_or(0).max(10);
@@ -267,7 +321,7 @@ where
                 .color(&m.color);
             c.draw_series(std::iter::once(Text::new(
                 format!("{} {}", &fmt_clock(m.at)[..5], m.label),
-                (m.at, y.start + (y.end - y.start) * 0.03),
+                (m.label_at, y.start + (y.end - y.start) * 0.03),
                 style,
             )))?;
         }
