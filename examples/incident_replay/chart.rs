@@ -197,7 +197,10 @@ where
         s.iter().map(|s| (s.at, s.utilization * 100.0)),
         BLUE.stroke_width(2),
     ))?
-    .label(format!("utilization (in use / {})", cfg.pool_size))
+    .label(format!(
+        "utilization (busy, or full while requests wait; / {})",
+        cfg.pool_size
+    ))
     .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
     for (level, color) in [(80.0, WARNING), (90.0, CRITICAL)] {
         c.draw_series(DashedLineSeries::new(
