@@ -77,7 +77,8 @@
 //! assert_eq!((&*a.rule, a.state), ("pool_utilization", AlertState::Firing));
 //! let Some(Ok(Event::Saturation(e))) = events.next().await else { panic!() };
 //! assert_eq!(e.level, Level::Warning);
-//! assert_eq!(e.snapshot.in_use, 1);
+//! // Counted from the moment the acquire waits: it takes the free slot.
+//! assert_eq!(e.snapshot.utilization, 0.5);
 //! drop(held);
 //! # Ok(()) }
 //! ```

@@ -240,7 +240,7 @@ async fn time_scale_converts_every_rule_duration_and_time_valued_threshold() {
             | Signal::ExhaustionEta
             | Signal::OldestWait
             | Signal::Stall => 1.0 / 60.0,
-            Signal::AcquireRate => 60.0,
+            Signal::AcquireRate | Signal::Churn => 60.0,
             _ => 1.0,
         };
         assert!(
