@@ -94,3 +94,61 @@ async fn a_long_hold_returning_leaves_the_forecast_alone() {
         h.transitions(&rule)
     );
 }
+
+/// Ramps stay as accurate as they were: 17 -> 50 connections over 35 and
+/// over 60 minutes, the ETA within 5 % of the truth once the 5-minute
+/// window holds only the ramp, and the forecast rule firing about 14
+/// minutes before 100 %.
+#[tokio::test(start_paused = true)]
+async fn ramps_are_forecast_within_five_percent() {
+    for minutes in [35.0, 60.0] {
+        let rule = all_default_rules()
+            .into_iter()
+            .find(|r| &*r.name == FORECAST_RULE)
+            .unwrap();
+        let mut h = harness(50, all_default_rules());
+        // Ten minutes flat (the forecast's warm-up), then the ramp.
+        for _ in 0..600 {
+            h.hold(17);
+            h.advance(secs(1)).await;
+        }
+        let total = (minutes * 60.0) as u64;
+        let (mut checked, mut fired_at) = (0, None);
+        for s in 0..total {
+            // The exact count, held as a whole number for part of each
+            // second and one more for the rest (the tick's exact area
+            // averages it).
+            let exact = 17.0 + 33.0 * s as f64 / total as f64;
+            let (whole, part) = (exact.floor(), exact - exact.floor());
+            let more = Duration::from_secs_f64(part);
+            h.hold(whole as usize);
+            tokio::time::advance(secs(1) - more).await;
+            settle().await;
+            h.hold(whole as usize + 1);
+            tokio::time::advance(more).await;
+            settle().await;
+            h.drain();
+            let truth = (total - s) as f64;
+            if fired_at.is_none() && h.state(&rule) == AlertState::Firing {
+                fired_at = Some(truth);
+            }
+            // Once the 5-minute window holds only the ramp.
+            if s >= 360 && s % 30 == 0 && truth >= 300.0 {
+                if let Some(eta) = h.monitor.forecast().eta {
+                    let eta = eta.as_secs_f64();
+                    assert!(
+                        (eta - truth).abs() <= 0.05 * truth,
+                        "{minutes}-min ramp, t={s}: eta {eta:.0} s, truth {truth:.0} s"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 20, "{minutes}-min ramp: {checked} forecasts checked");
+        let fired = fired_at.expect("the forecast rule fires") / 60.0;
+        assert!(
+            (13.0..=15.0).contains(&fired),
+            "{minutes}-min ramp: fired {fired:.1} min before 100 %"
+        );
+    }
+}
