@@ -9,6 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::hot::accounting::Counters;
+use crate::hot::histogram::Counts;
 
 /// Buckets the baseline uses (one hour).
 const BUCKETS: usize = 60;
@@ -17,12 +18,26 @@ const LAG: usize = 10;
 /// Fewest buckets for a baseline.
 const MIN_BUCKETS: usize = 3;
 
-/// One bucket: arrival rate (per second) and mean hold (seconds), when
-/// any acquire completed in it.
+/// One bucket: arrival rate (per second), mean hold (seconds), when any
+/// acquire completed in it, and the hold percentiles of the holds that
+/// ended in it.
 #[derive(Clone, Copy, Debug)]
 struct Bucket {
     rate: f64,
     hold: Option<f64>,
+    p50: Option<Duration>,
+    p95: Option<Duration>,
+}
+
+/// The usual load: medians over the baseline's buckets.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Usual {
+    /// Arrivals per second.
+    pub(crate) rate: f64,
+    /// Mean hold (Little's W), seconds.
+    pub(crate) hold: f64,
+    pub(crate) hold_p50: Option<Duration>,
+    pub(crate) hold_p95: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -30,6 +45,7 @@ pub(crate) struct History {
     buckets: VecDeque<Bucket>,
     started: Instant,
     start: Counters,
+    start_hold: Counts,
     bucket: Duration,
 }
 
@@ -42,26 +58,32 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 }
 
 impl History {
-    pub(crate) fn new(now: Instant, c: Counters, bucket: Duration) -> Self {
+    pub(crate) fn new(now: Instant, c: Counters, hold: Counts, bucket: Duration) -> Self {
         Self {
             buckets: VecDeque::with_capacity(BUCKETS + LAG),
             started: now,
             start: c,
+            start_hold: hold,
             bucket,
         }
     }
 
-    /// Feeds the cumulative counters (with `busy_ms` set).
-    pub(crate) fn observe(&mut self, now: Instant, c: Counters) {
+    /// Feeds the cumulative counters (with `busy_ms` set) and the hold
+    /// histogram.
+    pub(crate) fn observe(&mut self, now: Instant, c: Counters, hold: &Counts) {
         let elapsed = now.saturating_duration_since(self.started);
         if elapsed < self.bucket {
             return;
         }
         let d = c.since(&self.start);
+        let ended = hold.since(&self.start_hold);
         let bucket = Bucket {
             rate: d.attempts_total as f64 / elapsed.as_secs_f64(),
             hold: (d.acquires_total > 0).then(|| d.busy_ms as f64 / 1e3 / d.acquires_total as f64),
+            p50: ended.quantile(0.50),
+            p95: ended.quantile(0.95),
         };
+        self.start_hold = hold.clone();
         if self.buckets.len() == BUCKETS + LAG {
             self.buckets.pop_front();
         }
@@ -76,24 +98,33 @@ impl History {
     /// when both did: holds that lengthen after the traffic rose are the
     /// database slowing under the load; arrivals that rise after the holds
     /// lengthened are retries.
-    pub(crate) fn onsets(&self, usual: (f64, f64), factor: f64) -> (Option<u32>, Option<u32>) {
+    pub(crate) fn onsets(&self, usual: &Usual, factor: f64) -> (Option<u32>, Option<u32>) {
         let run = |risen: &dyn Fn(&Bucket) -> bool| {
             let n = self.buckets.iter().rev().take_while(|b| risen(b)).count();
             (n > 0).then_some(n as u32)
         };
         (
-            run(&|b| b.rate > usual.0 * factor),
-            run(&|b| b.hold.is_some_and(|h| h > usual.1 * factor)),
+            run(&|b| b.rate > usual.rate * factor),
+            run(&|b| b.hold.is_some_and(|h| h > usual.hold * factor)),
         )
     }
 
     /// The usual (arrival rate, mean hold), once enough buckets are older
     /// than the lag.
-    pub(crate) fn usual(&self) -> Option<(f64, f64)> {
+    pub(crate) fn usual(&self) -> Option<Usual> {
         let n = self.buckets.len().saturating_sub(LAG);
         let old = || self.buckets.iter().take(n);
         let rate = median(old().map(|b| b.rate).collect())?;
         let hold = median(old().filter_map(|b| b.hold).collect())?;
-        Some((rate, hold))
+        let secs = |pick: fn(&Bucket) -> Option<Duration>| {
+            median(old().filter_map(pick).map(|d| d.as_secs_f64()).collect())
+                .map(Duration::from_secs_f64)
+        };
+        Some(Usual {
+            rate,
+            hold,
+            hold_p50: secs(|b| b.p50),
+            hold_p95: secs(|b| b.p95),
+        })
     }
 }

@@ -31,7 +31,7 @@ mod holders;
 use std::panic::Location;
 use std::time::Duration;
 
-pub(crate) use baseline::History;
+pub(crate) use baseline::{History, Usual};
 pub use holders::{Holder, StatementShare};
 pub(crate) use holders::{HolderHistory, StatementHistory, TOP};
 
@@ -221,6 +221,10 @@ pub struct Evidence {
     pub hold_p50: Option<Duration>,
     /// 95th percentile of the hold time.
     pub hold_p95: Option<Duration>,
+    /// The usual median hold (median over the baseline's minutes).
+    pub baseline_hold_p50: Option<Duration>,
+    /// The usual 95th percentile of the hold.
+    pub baseline_hold_p95: Option<Duration>,
     /// Connections in use through the guard, time-weighted mean.
     pub in_use: f64,
     /// Connections in use that no ended hold accounts for (not returned).
@@ -279,6 +283,14 @@ impl std::fmt::Display for Diagnosis {
         if let Some(b) = e.baseline_mean_hold {
             write!(f, " (usual {:.0} ms)", b.as_secs_f64() * 1e3)?;
         }
+        if let (Some(p95), Some(b)) = (e.hold_p95, e.baseline_hold_p95) {
+            write!(
+                f,
+                ", hold p95 {:.0} ms (usual {:.0} ms)",
+                p95.as_secs_f64() * 1e3,
+                b.as_secs_f64() * 1e3
+            )?;
+        }
         if e.not_returned >= 1.0 {
             write!(f, ", {:.0} not returned", e.not_returned)?;
         }
@@ -303,8 +315,8 @@ pub(crate) struct Inputs {
     pub(crate) ended_ms: f64,
     pub(crate) hold_p50: Option<Duration>,
     pub(crate) hold_p95: Option<Duration>,
-    /// The usual (arrival rate, mean hold in seconds).
-    pub(crate) baseline: Option<(f64, f64)>,
+    /// The usual load.
+    pub(crate) baseline: Option<Usual>,
     /// Buckets since the arrival rate and the mean hold rose past the
     /// usual (see `History::onsets`).
     pub(crate) onsets: (Option<u32>, Option<u32>),
@@ -349,11 +361,13 @@ pub(crate) fn diagnose(i: &Inputs, grow: impl Fn(f64) -> ScaleHint) -> Diagnosis
     let mean_hold = (i.holds_ended > 0).then(|| i.ended_ms / 1e3 / i.holds_ended as f64);
     let evidence = Evidence {
         arrival_rate: i.attempts as f64 / secs,
-        baseline_arrival_rate: i.baseline.map(|b| b.0),
+        baseline_arrival_rate: i.baseline.map(|b| b.rate),
         mean_hold: mean_hold.map(Duration::from_secs_f64),
-        baseline_mean_hold: i.baseline.map(|b| Duration::from_secs_f64(b.1)),
+        baseline_mean_hold: i.baseline.map(|b| Duration::from_secs_f64(b.hold)),
         hold_p50: i.hold_p50,
         hold_p95: i.hold_p95,
+        baseline_hold_p50: i.baseline.and_then(|b| b.hold_p50),
+        baseline_hold_p95: i.baseline.and_then(|b| b.hold_p95),
         in_use,
         not_returned: (in_use - ended).max(0.0),
         acquires_per_second: i.acquires as f64 / secs,
@@ -388,6 +402,7 @@ fn judge(i: &Inputs, e: &Evidence, grow: impl Fn(f64) -> ScaleHint) -> (Vec<(Cau
     let hold = e.mean_hold.map(|h| h.as_secs_f64());
     let Some(((rate0, hold0), hold)) = i
         .baseline
+        .map(|b| (b.rate, b.hold))
         .zip(hold)
         .filter(|((r, h), _)| *r > 0.0 && *h > 0.0)
     else {

@@ -15,7 +15,12 @@ fn inputs(rate: f64, hold: f64, leaked: f64) -> Inputs {
         busy_ms: (ended_ms + leaked * window * 1e3) as u64,
         holds_ended: acquires,
         ended_ms,
-        baseline: Some((85.0, 0.2)),
+        baseline: Some(Usual {
+            rate: 85.0,
+            hold: 0.2,
+            hold_p50: None,
+            hold_p95: None,
+        }),
         stall_after: Duration::from_secs(5),
         ..Inputs::default()
     }

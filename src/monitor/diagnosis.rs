@@ -67,7 +67,7 @@ impl Monitor {
             onsets: st
                 .history
                 .usual()
-                .map_or((None, None), |u| st.history.onsets(u, ROSE)),
+                .map_or((None, None), |u| st.history.onsets(&u, ROSE)),
             stalled_for,
             stall_after: self.stall_after(),
             server,

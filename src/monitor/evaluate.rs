@@ -207,7 +207,8 @@ impl Monitor {
             c.attempts_total.saturating_sub(older.attempts_total) as f64 / covered.as_secs_f64()
         });
         st.anomaly = st.baseline.observe(now, c.attempts_total, rate);
-        st.history.observe(now, *c);
+        let hist = pool.hist.as_ref().expect("histograms are copied on ticks");
+        st.history.observe(now, *c, &hist.hold);
         let sites = self.site_readings(now);
         self.publish_holders(st, now, &sites);
         st.holders.push(now, sites);

@@ -192,7 +192,7 @@ impl Monitor {
                 baseline: Baseline::new(now, c.attempts_total, timing.baseline_bucket),
                 anomaly: None,
                 progress: (c.acquires_total, now),
-                history: History::new(now, c, timing.baseline_bucket),
+                history: History::new(now, c, acct.hold.counts(), timing.baseline_bucket),
                 // Zero at the start: the first tick has a baseline.
                 holders: HolderHistory::starting(now, timing.stats_window),
                 statements: StatementHistory::starting(now, timing.stats_window),

@@ -107,6 +107,13 @@ async fn the_usual_arrivals_holding_longer() {
         panic!("{d}")
     };
     assert!((2.3..2.8).contains(&hold_ratio), "{hold_ratio}");
+    // The hold percentiles now and as usual (each bucket's, median).
+    let ms = |d: Option<Duration>| d.unwrap().as_secs_f64() * 1e3;
+    let (p95, usual) = (ms(d.evidence.hold_p95), ms(d.evidence.baseline_hold_p95));
+    assert!(
+        (480.0..530.0).contains(&p95) && (190.0..215.0).contains(&usual),
+        "{d:?}"
+    );
     // One call site does all the holding.
     let top = top.expect("the top holder");
     assert!(

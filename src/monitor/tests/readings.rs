@@ -144,7 +144,10 @@ async fn ramps_are_forecast_within_five_percent() {
                 }
             }
         }
-        assert!(checked >= 20, "{minutes}-min ramp: {checked} forecasts checked");
+        assert!(
+            checked >= 20,
+            "{minutes}-min ramp: {checked} forecasts checked"
+        );
         let fired = fired_at.expect("the forecast rule fires") / 60.0;
         assert!(
             (13.0..=15.0).contains(&fired),
