@@ -19,7 +19,8 @@ pub(crate) const TOP: usize = 5;
 #[non_exhaustive]
 pub struct Holder {
     /// Where the connections were acquired (`#[track_caller]`); `None`
-    /// for the call sites past the guard's table of 64, together.
+    /// for the call sites that found no slot in the guard's table (64
+    /// slots; a site whose 8 probed slots are taken), together.
     #[cfg_attr(feature = "serde", serde(serialize_with = "site_text"))]
     pub site: Option<&'static Location<'static>>,
     /// Its share of the connection time used in the window (0..=1).
@@ -64,7 +65,8 @@ impl std::fmt::Display for Holder {
 #[non_exhaustive]
 pub struct StatementShare {
     /// The normalised SQL text (literals as `?`, at most 160 bytes);
-    /// `None` for the statements past the guard's table of 64, together.
+    /// `None` for the statements that found no slot in the guard's table
+    /// (64 slots; 8 probed), together.
     pub statement: Option<std::sync::Arc<str>>,
     /// Its query time over the pool's connection time in the window
     /// (0..=1): the share of the pool it holds while it runs.

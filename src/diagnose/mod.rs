@@ -14,8 +14,8 @@
 //!   slow database): do not grow the pool, which makes a slow database
 //!   slower (HikariCP's "About Pool Sizing"); find what holds;
 //! - a **leak**: in-use area that no ended hold accounts for (connections
-//!   taken and not returned), with the acquiring call site when leak
-//!   detection is on;
+//!   taken and not returned), with the acquiring call site (leak
+//!   detection's report, or the site whose held connections are oldest);
 //! - the **server's limit**: the database's `max_connections` nearly all
 //!   used across instances (with `watch_server`), so the pool cannot open
 //!   what it needs;
@@ -122,8 +122,9 @@ pub enum Action {
     },
     /// Find the code that keeps connections.
     FixLeak {
-        /// Where the oldest unreturned connection was acquired (leak
-        /// detection on); `None` when only the count is known.
+        /// Where the unreturned connections were acquired: leak detection's
+        /// oldest report, else the call site whose held connections are
+        /// oldest; `None` when only the count is known.
         #[cfg_attr(feature = "serde", serde(serialize_with = "location_text"))]
         at: Option<&'static Location<'static>>,
     },
@@ -186,7 +187,8 @@ impl std::fmt::Display for Action {
             }
             Action::FixLeak { at: None } => write!(
                 f,
-                "connections are not returned: turn on leak detection to find the call site"
+                "connections are not returned, and no call site stands out yet (leak \
+                 detection reports each one past its threshold)"
             ),
             Action::RaiseServerLimit { used, available } => write!(
                 f,
@@ -213,9 +215,11 @@ pub struct Evidence {
     /// The usual arrival rate (median of the last hour's minutes, the
     /// latest 10 left out); `None` before the guard has learned it.
     pub baseline_arrival_rate: Option<f64>,
-    /// Mean hold of the holds that ended (each counted within the window).
+    /// Mean hold of the holds that ended in the window (each counted
+    /// within it).
     pub mean_hold: Option<Duration>,
-    /// The usual mean hold.
+    /// The usual mean hold: Little's W of the baseline minutes (in-use area
+    /// over acquires; equal to the above for steady load).
     pub baseline_mean_hold: Option<Duration>,
     /// Hold time percentiles of the holds that ended.
     pub hold_p50: Option<Duration>,
@@ -255,10 +259,11 @@ pub struct Evidence {
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Diagnosis {
-    /// The dominant cause.
+    /// The cause named first: the largest share, except that when both
+    /// arrivals and holds rose, the one that rose first (the root) leads.
     pub cause: Cause,
-    /// Every cause that contributes, with its share (0..=1, summing to 1),
-    /// largest first.
+    /// Every cause that contributes, with its share of the growth (0..=1;
+    /// shares under 0.5 % left out), `cause` first, then largest first.
     pub shares: Vec<(Cause, f64)>,
     /// The numbers.
     pub evidence: Evidence,
@@ -270,6 +275,9 @@ impl std::fmt::Display for Diagnosis {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let e = &self.evidence;
         write!(f, "{}", self.cause)?;
+        if self.shares.len() > 1 {
+            write!(f, " {:.0} %", self.shares[0].1 * 100.0)?;
+        }
         for (c, s) in self.shares.iter().skip(1) {
             write!(f, " (+{c} {:.0} %)", s * 100.0)?;
         }
@@ -333,8 +341,8 @@ pub(crate) struct Inputs {
 
 impl Inputs {
     /// Where the leak is: the leak table's oldest report, else the call
-    /// site whose connections in progress are the oldest, once they are
-    /// older than the window.
+    /// site whose connections held now are the oldest on average, once that
+    /// average is half the window or more.
     fn leak_site(&self) -> Option<&'static Location<'static>> {
         let window = Duration::from_secs_f64(self.window.max(0.0));
         self.leak_at.or_else(|| {
