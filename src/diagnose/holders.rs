@@ -99,14 +99,20 @@ impl std::fmt::Display for StatementShare {
 /// A statement's totals at a tick: key, calls, query time (us).
 type StatementTotals = (u64, u64, u64);
 
-/// The per-statement totals of the last window's ticks.
+/// Readings of the last window's ticks, oldest first: the oldest one kept
+/// is the window's start, so a ranking differences the newest against it.
 #[derive(Debug)]
-pub(crate) struct StatementHistory {
-    ticks: VecDeque<(Instant, Vec<StatementTotals>)>,
+pub(crate) struct TickWindow<T> {
+    ticks: VecDeque<(Instant, Vec<T>)>,
     window: Duration,
 }
 
-impl StatementHistory {
+/// The per-statement totals of the last window's ticks.
+pub(crate) type StatementHistory = TickWindow<StatementTotals>;
+/// The per-site readings of the last window's ticks.
+pub(crate) type HolderHistory = TickWindow<SiteReading>;
+
+impl<T> TickWindow<T> {
     /// Every total zero at `now`.
     pub(crate) fn starting(now: Instant, window: Duration) -> Self {
         Self {
@@ -115,8 +121,9 @@ impl StatementHistory {
         }
     }
 
-    pub(crate) fn push(&mut self, now: Instant, totals: Vec<StatementTotals>) {
-        self.ticks.push_back((now, totals));
+    /// Keeps a tick's readings, and as many older ones as the window needs.
+    pub(crate) fn push(&mut self, now: Instant, readings: Vec<T>) {
+        self.ticks.push_back((now, readings));
         let oldest = now.checked_sub(self.window);
         while self.ticks.len() > 2
             && oldest.is_some_and(|o| self.ticks.get(1).is_some_and(|(t, _)| *t <= o))
@@ -125,6 +132,16 @@ impl StatementHistory {
         }
     }
 
+    /// The window's start and its readings, with the seconds from there to
+    /// `now`; `None` before any time has passed.
+    fn start(&self, now: Instant) -> Option<(&[T], f64)> {
+        let (since, older) = self.ticks.front()?;
+        let secs = now.saturating_duration_since(*since).as_secs_f64();
+        (secs > 0.0).then_some((older.as_slice(), secs))
+    }
+}
+
+impl StatementHistory {
     /// The statements ranked by query time over the window ending `now`,
     /// as shares of `pool_secs` (the pool's connection time in the
     /// window), at most `top`.
@@ -135,13 +152,9 @@ impl StatementHistory {
         pool_secs: f64,
         top: usize,
     ) -> Vec<StatementShare> {
-        let Some((since, older)) = self.ticks.front() else {
+        let Some((older, secs)) = self.start(now).filter(|_| pool_secs > 0.0) else {
             return Vec::new();
         };
-        let secs = now.saturating_duration_since(*since).as_secs_f64();
-        if secs <= 0.0 || pool_secs <= 0.0 {
-            return Vec::new();
-        }
         let mut out: Vec<(f64, &StatementReading<'_>, u64)> = current
             .iter()
             .map(|r| {
@@ -167,44 +180,13 @@ impl StatementHistory {
     }
 }
 
-/// The per-site readings of the last window's ticks.
-#[derive(Debug)]
-pub(crate) struct HolderHistory {
-    ticks: VecDeque<(Instant, Vec<SiteReading>)>,
-    window: Duration,
-}
-
 impl HolderHistory {
-    /// Every total zero at `now`.
-    pub(crate) fn starting(now: Instant, window: Duration) -> Self {
-        Self {
-            ticks: VecDeque::from([(now, Vec::new())]),
-            window,
-        }
-    }
-
-    /// Keeps a tick's readings, and as many older ones as the window needs.
-    pub(crate) fn push(&mut self, now: Instant, readings: Vec<SiteReading>) {
-        self.ticks.push_back((now, readings));
-        let oldest = now.checked_sub(self.window);
-        while self.ticks.len() > 2
-            && oldest.is_some_and(|o| self.ticks.get(1).is_some_and(|(t, _)| *t <= o))
-        {
-            self.ticks.pop_front();
-        }
-    }
-
     /// The call sites ranked by connection time over the window ending
     /// `now` (readings `current`), at most `top`.
     pub(crate) fn ranked(&self, now: Instant, current: &[SiteReading], top: usize) -> Vec<Holder> {
-        let (since, older) = match self.ticks.front() {
-            Some((t, r)) => (*t, r.as_slice()),
-            None => return Vec::new(),
-        };
-        let secs = now.saturating_duration_since(since).as_secs_f64();
-        if secs <= 0.0 {
+        let Some((older, secs)) = self.start(now) else {
             return Vec::new();
-        }
+        };
         let before = |site| older.iter().find(|o| o.site == site);
         let mut out: Vec<Holder> = current
             .iter()
