@@ -3,10 +3,10 @@
 //! the guard as their sqlx executor.
 //!
 //! ```text
-//! cargo run --example axum_service                    # in-memory SQLite, nothing to install
-//! PORT=8080 cargo run --example axum_service          # another port (default 3000)
-//! DATABASE_URL=postgres://postgres@127.0.0.1/test cargo run --example axum_service --features postgres
-//! DATABASE_URL=mysql://root@127.0.0.1/test cargo run --example axum_service --features mysql
+//! cargo run --example axum_service --features tower          # in-memory SQLite, nothing to install
+//! PORT=8080 cargo run --example axum_service --features tower # another port (default 3000)
+//! DATABASE_URL=postgres://postgres@127.0.0.1/test cargo run --example axum_service --features tower,postgres
+//! DATABASE_URL=mysql://root@127.0.0.1/test cargo run --example axum_service --features tower,mysql
 //! ```
 //!
 //! (The crate's `postgres` / `mysql` feature is what lets a timed-out query be
@@ -30,7 +30,8 @@
 //!   counting query that takes about that long). Run a few at once to see
 //!   the pool fill: `for i in $(seq 30); do curl -s 'localhost:3000/slow?secs=3' & done`
 //!   answers some at once with 503 + `Retry-After` (load shed: their
-//!   expected wait is past the 1 s acquire deadline) and the rest after the
+//!   expected wait is past the 1 s acquire deadline; the layer adds the
+//!   header from the expected queue time) and the rest after the
 //!   2 s query timeout with 504. Query timeouts count for the circuit
 //!   breaker (acquire timeouts on a pool that keeps serving do not: that is
 //!   overload); enough of them open it (then 503 + `Retry-After` at once, no
@@ -44,25 +45,26 @@
 //!   minutes) or the circuit breaker is open.
 //! - `GET /metrics` is the Prometheus text format: the pool and query
 //!   metrics (`db_client_*`), the guard's own (`poolguard_*`, alert states
-//!   included) and the request histogram (`http_server_request_duration`)
-//!   fed by the middleware that records every `/items` and `/slow` request.
+//!   included) and the request histogram (`http_server_request_duration`,
+//!   by method, scheme and status code) fed by the guard's tower layer,
+//!   which records every `/items` and `/slow` request.
 //!
 //! Ctrl-C stops accepting connections, lets requests in flight finish, and
 //! closes the pool.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
-use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use futures::future::BoxFuture;
 use futures::{FutureExt, TryFutureExt};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use poolguard::tower::PoolGuardLayer;
 use poolguard::{BreakerConfig, HealthStatus, PoolGuard, ShedConfig};
 use sqlx::mysql::MySql;
 use sqlx::pool::PoolOptions;
@@ -175,7 +177,7 @@ pub fn build_guard<DB: Database>(pool: Pool<DB>) -> Result<PoolGuard<DB>, poolgu
                 .slow_call_duration(Duration::from_secs(1))
                 .slow_call_rate(0.8)
                 // Fail fast for 5 s, doubling on each reopening up to 1 min;
-                // handlers send the remaining wait as `Retry-After`.
+                // the layer sends the remaining wait as `Retry-After`.
                 .base_wait(Duration::from_secs(5))
                 .max_wait(Duration::from_secs(60)),
         )
@@ -193,16 +195,16 @@ pub fn build_guard<DB: Database>(pool: Pool<DB>) -> Result<PoolGuard<DB>, poolgu
         .build()
 }
 
-/// The routes. The request-recording middleware covers the API routes only:
-/// health checks and scrapes would dilute the request rate and latency.
+/// The routes. The guard's layer covers the API routes only: health checks
+/// and scrapes would dilute the request rate and latency. It records every
+/// response (status, latency, method, scheme), gives each request 3 s, which
+/// bounds the guard's acquires made for it, and turns a refusal of the
+/// guard (breaker open, load shed) into 503 with `Retry-After`.
 pub fn app<DB: Backend>(guard: PoolGuard<DB>, metrics: PrometheusHandle) -> Router {
     Router::new()
         .route("/items/{id}", get(item::<DB>))
         .route("/slow", get(slow::<DB>))
-        .route_layer(middleware::from_fn_with_state(
-            guard.clone(),
-            record_request::<DB>,
-        ))
+        .route_layer(PoolGuardLayer::new(guard.clone()).request_timeout(Duration::from_secs(3)))
         .route("/health", get(health::<DB>))
         .with_state(guard)
         .route(
@@ -212,19 +214,6 @@ pub fn app<DB: Backend>(guard: PoolGuard<DB>, metrics: PrometheusHandle) -> Rout
                 async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body) }
             }),
         )
-}
-
-/// Feeds the guard's request rules (5xx rate, 504s, request P95) and the
-/// `http.server.request.duration` histogram.
-async fn record_request<DB: Database>(
-    State(guard): State<PoolGuard<DB>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let started = Instant::now();
-    let response = next.run(request).await;
-    guard.record_request(response.status().as_u16(), started.elapsed());
-    response
 }
 
 /// `GET /items/{id}`: one query with `&guard` as the executor.
@@ -313,14 +302,11 @@ impl IntoResponse for ApiError {
         // The guard's own refusals travel inside `sqlx::Error::Io`;
         // `from_sqlx` gets them back.
         match poolguard::Error::from_sqlx(&self.0) {
-            // Breaker open: no query was sent; come back when it half-opens
-            // (forced open by hand: no known end, say 30 s).
-            Some(e @ poolguard::Error::CircuitOpen { retry_in, .. }) => {
-                unavailable(retry_in.unwrap_or(Duration::from_secs(30)), e.to_string())
-            }
-            // Shed: the pool is overloaded right now.
-            Some(e @ poolguard::Error::LoadShed { .. }) => {
-                unavailable(Duration::from_secs(1), e.to_string())
+            // Breaker open (no query was sent) or shed (the pool is
+            // overloaded right now): the layer turns this 503 into one
+            // with `Retry-After` (the breaker's wait, the queue time).
+            Some(e) if e.is_rejected() => {
+                (StatusCode::SERVICE_UNAVAILABLE, e.to_string() + "\n").into_response()
             }
             // The query ran past `query_timeout` and was stopped.
             Some(e @ poolguard::Error::QueryTimeout { .. }) => {

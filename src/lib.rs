@@ -21,7 +21,7 @@
 //! ## Data flow
 //!
 //! ```text
-//!  guard.acquire() / &guard as Executor / guard.record_request()      handle/
+//!  guard.acquire() / &guard as Executor / guard.record_http() / tower layer   handle/
 //!        │
 //!        ├─► admission: breaker, load shedding       (before the wait)  handle/admission
 //!        │   query timeout + server cancel           (around the query) handle/query, protect/
@@ -96,6 +96,8 @@ mod monitor;
 mod protect;
 mod report;
 mod stats;
+#[cfg(feature = "tower")]
+pub mod tower;
 
 pub use handle::sim;
 pub use protect::breaker;

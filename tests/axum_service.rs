@@ -102,7 +102,7 @@ async fn routes_errors_and_metrics() {
     let pool_label = format!("{}=\"axum_test\"", prom(names::POOL_NAME));
     for name in [
         names::CONNECTION_COUNT,
-        names::CONNECTION_MAX,
+        names::CONNECTION_LIMIT,
         names::WAIT_TIME,
         names::QUERY_TIMEOUTS,
         names::ALERT_STATE,

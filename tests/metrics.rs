@@ -93,15 +93,16 @@ async fn exported_metrics_follow_otel_names_and_values() {
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     let pool = common::sqlite(2, Duration::from_millis(100)).await;
-    // Handles are registered at build: only the build needs the recorder.
-    let guard = metrics::with_local_recorder(&recorder, || {
-        PoolGuard::builder(pool)
-            .name("orders-db")
-            .warn_for(Duration::ZERO)
-            .critical_for(Duration::ZERO)
-            .build()
-    })
-    .unwrap();
+    // Most handles are registered at build; a request's and a failed
+    // query's when they first occur. This test runs on one thread (the
+    // current-thread runtime), so a thread-local recorder sees both.
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let guard = PoolGuard::builder(pool)
+        .name("orders-db")
+        .warn_for(Duration::ZERO)
+        .critical_for(Duration::ZERO)
+        .build()
+        .unwrap();
 
     let a = guard.acquire().await.unwrap();
     let b = guard.acquire().await.unwrap();
@@ -114,7 +115,7 @@ async fn exported_metrics_follow_otel_names_and_values() {
     guard.evaluate_now();
     let full = Seen::from(snapshotter.snapshot());
     assert_eq!(full.gauge(m::CONNECTION_COUNT, Some("used")), 2.0);
-    assert_eq!(full.gauge(m::CONNECTION_MAX, None), 2.0);
+    assert_eq!(full.gauge(m::CONNECTION_LIMIT, None), 2.0);
     assert_eq!(full.gauge(m::PENDING_REQUESTS, None), 1.0);
     assert_eq!(full.gauge(m::UTILIZATION, None), 1.0);
     assert_eq!(full.gauge(m::DEMAND, None), 1.5);
@@ -179,29 +180,49 @@ async fn exported_metrics_follow_otel_names_and_values() {
         other => panic!("operation duration: {other:?}"),
     }
 
-    // Requests the app reports: one histogram per status code, rarer codes
-    // by class, nonsense codes as `other`.
+    // Requests the app reports: one histogram per method, scheme and
+    // integer status code (registered when first seen); a code outside
+    // 100..=599 has no status code and `error.type` `_OTHER`; a 5xx has its
+    // code as `error.type`.
     for (status, n) in [(200, 3), (504, 2), (418, 1), (999, 1)] {
         for _ in 0..n {
-            guard.record_request(status, Duration::from_millis(250));
+            guard.record_http("GET", "https", status, Duration::from_millis(250));
         }
     }
+    guard.record_http("BREW", "coap", 200, Duration::from_millis(250));
     let requests = Seen::from(snapshotter.snapshot());
-    for (label, n) in [("200", 3), ("504", 2), ("4xx", 1), ("other", 1), ("503", 0)] {
+    let label = |k: &str, v: &str| (k.to_string(), v.to_string());
+    for (status, method, scheme, error, n) in [
+        (Some("200"), "GET", "https", None, 3),
+        (Some("504"), "GET", "https", Some("504"), 2),
+        (Some("418"), "GET", "https", None, 1),
+        (None, "GET", "https", Some("_OTHER"), 1),
+        (Some("200"), "_OTHER", "_OTHER", None, 1),
+        (Some("503"), "GET", "https", Some("503"), 0),
+    ] {
         let found: Vec<_> = requests
             .0
             .iter()
             .filter(|(name, labels, ..)| {
                 name == m::REQUEST_DURATION
-                    && labels.contains(&(m::STATUS_CODE.to_string(), label.to_string()))
-                    && labels.contains(&(m::POOL_NAME.to_string(), "orders-db".to_string()))
+                    && labels.contains(&label(m::POOL_NAME, "orders-db"))
+                    && labels.contains(&label(m::HTTP_METHOD, method))
+                    && labels.contains(&label(m::URL_SCHEME, scheme))
+                    && status.is_none_or(|c| labels.contains(&label(m::STATUS_CODE, c)))
+                    && (status.is_some() || !labels.iter().any(|(k, _)| k == m::STATUS_CODE))
+                    && error.is_none_or(|e| labels.contains(&label(m::ERROR_TYPE, e)))
+                    && (error.is_some() || !labels.iter().any(|(k, _)| k == m::ERROR_TYPE))
             })
             .collect();
-        assert_eq!(found.len(), 1, "registered at build: {label}");
+        if n == 0 {
+            assert!(found.is_empty(), "{status:?}: registered only when seen");
+            continue;
+        }
+        assert_eq!(found.len(), 1, "{status:?} {method} {scheme}");
         match &found[0].4 {
             DebugValue::Histogram(v) => {
-                assert_eq!(v.len(), n, "{label}");
-                assert!(v.iter().all(|s| s.0 == 0.25), "{label}: seconds");
+                assert_eq!(v.len(), n, "{status:?}");
+                assert!(v.iter().all(|s| s.0 == 0.25), "{status:?}: seconds");
             }
             other => panic!("request duration: {other:?}"),
         }
@@ -210,10 +231,36 @@ async fn exported_metrics_follow_otel_names_and_values() {
         assert!(desc.as_ref().is_some_and(|d| !d.is_empty()));
     }
 
+    // A failed query: `error.type` and `db.response.status_code` (SQLite's
+    // result code 1, a syntax error), beside the database attributes.
+    sqlx::query("SELEC 1").execute(&guard).await.unwrap_err();
+    let failed = Seen::from(snapshotter.snapshot());
+    let op: Vec<_> = failed
+        .0
+        .iter()
+        .filter(|(name, labels, ..)| {
+            name == m::OPERATION_DURATION && labels.contains(&label(m::ERROR_TYPE, "1"))
+        })
+        .collect();
+    assert_eq!(
+        op.len(),
+        1,
+        "{:?}",
+        failed.0.iter().map(|x| (&x.0, &x.1)).collect::<Vec<_>>()
+    );
+    let labels = &op[0].1;
+    for want in [
+        label(m::DB_STATUS_CODE, "1"),
+        label(m::DB_SYSTEM, "sqlite"),
+        label(m::POOL_NAME, "orders-db"),
+    ] {
+        assert!(labels.contains(&want), "{want:?} in {labels:?}");
+    }
+
     // Every metric is described, with its unit.
     for (name, unit) in [
         (m::CONNECTION_COUNT, Unit::Count),
-        (m::CONNECTION_MAX, Unit::Count),
+        (m::CONNECTION_LIMIT, Unit::Count),
         (m::PENDING_REQUESTS, Unit::Count),
         (m::TIMEOUTS, Unit::Count),
         (m::WAIT_TIME, Unit::Seconds),

@@ -7,9 +7,19 @@
 //! latency bound the kit names is one the guard exports, and every panel
 //! filters by the dashboard's pool variable and aggregates by pool.
 //!
-//! This file is its own test binary, so it installs the global recorder.
-//! The rule timings themselves are tested by `promtool test rules
-//! ops/prometheus/poolguard.rules.test.yml` (run by `.ci/run`).
+//! The kit comes in two namings: plain (`metrics-exporter-prometheus`'
+//! default: `db_client_connection_timeouts`) and suffixed (its
+//! `with_recommended_naming(true)`, and an OpenTelemetry collector's
+//! Prometheus exporter: `db_client_connection_timeouts_total`,
+//! `..._wait_time_seconds_bucket`). The suffixed files (`ops/*/suffixed/`)
+//! are the plain ones with each exported name renamed as the two real
+//! renders pair them; a test checks they are exactly that
+//! (`POOLGUARD_BLESS=1 cargo test --all-features --test ops_kit` rewrites
+//! them), and every name check runs on both.
+//!
+//! The rule timings themselves are tested by `promtool test rules` on
+//! `ops/prometheus/poolguard.rules.test.yml` and its suffixed twin (run by
+//! `.ci/run`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -48,7 +58,7 @@ fn read(path: &str) -> String {
 /// What an exposition renders: sample names (histograms with their
 /// `_bucket`/`_sum`/`_count` suffixes), label names, and the type of each
 /// family.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Rendered {
     names: BTreeSet<String>,
     labels: BTreeSet<String>,
@@ -772,14 +782,49 @@ fn dashboard_exprs(dashboard: &Json) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The two namings the kit is written for.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Naming {
+    Plain,
+    Suffixed,
+}
+
+const NAMINGS: [Naming; 2] = [Naming::Plain, Naming::Suffixed];
+
+/// The kit's files, plain naming; [`suffixed`] for the other.
+const KIT_FILES: [&str; 3] = [
+    "prometheus/poolguard.rules.yml",
+    "prometheus/poolguard.rules.test.yml",
+    "grafana/poolguard-dashboard.json",
+];
+
+/// `path` (plain) in `naming`.
+fn kit_path(path: &str, naming: Naming) -> String {
+    match naming {
+        Naming::Plain => path.to_owned(),
+        Naming::Suffixed => {
+            let (dir, file) = path.split_once('/').expect("dir/file");
+            format!("{dir}/suffixed/{file}")
+        }
+    }
+}
+
+fn dashboard_of(naming: Naming) -> Json {
+    JsonReader::parse(&read(&kit_path(KIT_FILES[2], naming))).expect("dashboard JSON")
+}
+
+fn rules_of(naming: Naming) -> Vec<RuleItem> {
+    let items = parse_rules(&read(&kit_path(KIT_FILES[0], naming)));
+    assert!(items.len() > 20, "rules file read: {} items", items.len());
+    items
+}
+
 fn dashboard() -> Json {
-    JsonReader::parse(&read("grafana/poolguard-dashboard.json")).expect("dashboard JSON")
+    dashboard_of(Naming::Plain)
 }
 
 fn rules() -> Vec<RuleItem> {
-    let items = parse_rules(&read("prometheus/poolguard.rules.yml"));
-    assert!(items.len() > 20, "rules file read: {} items", items.len());
-    items
+    rules_of(Naming::Plain)
 }
 
 /// `label_values(metric, label)` of the pool variable.
@@ -801,15 +846,18 @@ fn pool_variable(dashboard: &Json) -> String {
 // The tests.
 // ---------------------------------------------------------------------------
 
-/// Builds a guard with the Prometheus recorder installed globally, exercises
-/// every path that records, and returns what the exporter renders.
-async fn render_real_guard() -> (String, Rendered) {
+/// Builds a guard with a Prometheus recorder in `naming` as this thread's
+/// recorder (the test runtime has one thread, so the guard's tasks record
+/// there too), exercises every path that records, and returns what the
+/// exporter renders.
+async fn render_real_guard(naming: Naming) -> (String, Rendered) {
     let recorder = PrometheusBuilder::new()
         .set_buckets(poolguard::metrics::LATENCY_BUCKETS)
         .expect("buckets")
+        .with_recommended_naming(naming == Naming::Suffixed)
         .build_recorder();
     let handle = recorder.handle();
-    metrics::set_global_recorder(recorder).expect("first recorder of this binary");
+    let _local = metrics::set_default_local_recorder(&recorder);
 
     let opens = poolguard::ConnectCounter::new();
     let pool = opens
@@ -837,8 +885,8 @@ async fn render_real_guard() -> (String, Rendered) {
         .await
         .expect("query");
     // Requests the application served.
-    guard.record_request(200, Duration::from_millis(120));
-    guard.record_request(504, Duration::from_secs(3));
+    guard.record_http("GET", "http", 200, Duration::from_millis(120));
+    guard.record_http("GET", "http", 504, Duration::from_secs(3));
     // A whole tick: gauges, alert states, forecast, scale hint.
     guard.evaluate_tick_now();
 
@@ -847,15 +895,135 @@ async fn render_real_guard() -> (String, Rendered) {
     (text, rendered)
 }
 
+/// Plain family name -> suffixed, as the two real renders pair them: each
+/// plain family is the suffixed family of the same type that is it plus
+/// nothing, `_seconds`, `_total` or both; a histogram's sample names follow.
+fn naming_map(plain: &Rendered, suffixed: &Rendered) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    for (family, kind) in &plain.types {
+        let found: Vec<String> = ["", "_seconds", "_total", "_seconds_total"]
+            .iter()
+            .map(|s| format!("{family}{s}"))
+            .filter(|c| suffixed.types.get(c) == Some(kind))
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "{family} ({kind}) under recommended naming: {found:?}"
+        );
+        let to = &found[0];
+        if to == family {
+            continue;
+        }
+        map.insert(family.clone(), to.clone());
+        if kind == "histogram" {
+            for s in ["_bucket", "_sum", "_count"] {
+                map.insert(format!("{family}{s}"), format!("{to}{s}"));
+            }
+        }
+    }
+    map
+}
+
+/// `text` with every identifier that is a key of `map` renamed.
+fn renamed(text: &str, map: &BTreeMap<String, String>) -> String {
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len() + 1024);
+    let mut i = 0;
+    while i < b.len() {
+        if ident_start(b[i])
+            && b[i] != b':'
+            && (i == 0 || !ident_char(b[i - 1]) || b[i - 1] == b':')
+        {
+            let mut j = i;
+            while j < b.len() && ident_char(b[j]) && b[j] != b':' {
+                j += 1;
+            }
+            let word = &text[i..j];
+            out.push_str(map.get(word).map_or(word, String::as_str));
+            i = j;
+        } else {
+            let c = text[i..].chars().next().expect("char");
+            out.push(c);
+            i += c.len_utf8();
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn suffixed_kit_is_the_plain_kit_renamed() {
+    let (_, plain) = render_real_guard(Naming::Plain).await;
+    let (text, suffixed) = render_real_guard(Naming::Suffixed).await;
+    let map = naming_map(&plain, &suffixed);
+    // The renames the conventions predict (units and counters).
+    for (from, to) in [
+        (
+            "db_client_connection_timeouts",
+            "db_client_connection_timeouts_total",
+        ),
+        (
+            "db_client_connection_wait_time_bucket",
+            "db_client_connection_wait_time_seconds_bucket",
+        ),
+        (
+            "http_server_request_duration_count",
+            "http_server_request_duration_seconds_count",
+        ),
+        (
+            "poolguard_exhaustion_eta",
+            "poolguard_exhaustion_eta_seconds",
+        ),
+    ] {
+        assert_eq!(
+            map.get(from).map(String::as_str),
+            Some(to),
+            "{from}:\n{text}"
+        );
+    }
+    assert!(
+        !map.contains_key("db_client_connection_count"),
+        "no unit suffix for {{connection}}"
+    );
+    let bless = std::env::var("POOLGUARD_BLESS").is_ok_and(|v| v == "1");
+    let mut stale = Vec::new();
+    for file in KIT_FILES {
+        let mut want = renamed(&read(file), &map);
+        if file.ends_with(".yml") {
+            want.insert_str(
+                0,
+                &format!(
+                    "# Generated from ../{} for suffixed naming (metrics-exporter-prometheus'\n\
+                     # with_recommended_naming, an OpenTelemetry collector's Prometheus exporter):\n\
+                     # edit that file, then POOLGUARD_BLESS=1 cargo test --all-features --test ops_kit\n",
+                    file.rsplit('/').next().unwrap()
+                ),
+            );
+        }
+        let path = ops(&kit_path(file, Naming::Suffixed));
+        if bless {
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, &want).unwrap();
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(want.as_str()) {
+            stale.push(path.display().to_string());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "not the plain kit renamed: {stale:?}\n\
+         regenerate: POOLGUARD_BLESS=1 cargo test --all-features --test ops_kit"
+    );
+}
+
 #[tokio::test]
 async fn rules_and_dashboard_use_only_exported_names() {
-    let (text, rendered) = render_real_guard().await;
+    let (text, rendered) = render_real_guard(Naming::Plain).await;
 
     // The exporter renders what the kit assumes: dots as underscores, no
     // `_total` or unit suffixes, histograms as buckets (not summaries).
     for name in [
         "db_client_connection_count",
-        "db_client_connection_max",
+        "db_client_connection_limit",
         "db_client_connection_pending_requests",
         "db_client_connection_timeouts",
         "db_client_connection_wait_time_bucket",
@@ -894,16 +1062,31 @@ async fn rules_and_dashboard_use_only_exported_names() {
         );
     }
     assert!(
-        text.contains(r#"http_server_request_duration_count{db_client_connection_pool_name="ops-kit",http_response_status_code="504"} 1"#),
+        text.lines()
+            .any(|l| l.starts_with("http_server_request_duration_count{")
+                && l.contains(r#"db_client_connection_pool_name="ops-kit""#)
+                && l.contains(r#"http_response_status_code="504""#)
+                && l.ends_with(" 1")),
         "the 504 is counted under its own code:\n{text}"
     );
+    for naming in NAMINGS {
+        let rendered = if naming == Naming::Plain {
+            rendered.clone()
+        } else {
+            render_real_guard(naming).await.1
+        };
+        check_kit_names(naming, &rendered);
+    }
+}
 
-    let items = rules();
+/// Every name the kit in `naming` uses is one the exporter renders in it.
+fn check_kit_names(naming: Naming, rendered: &Rendered) {
+    let items = rules_of(naming);
     let recorded: BTreeSet<String> = items.iter().filter_map(|r| r.record.clone()).collect();
     let mut problems = Vec::new();
 
     let in_rules = Known {
-        rendered: &rendered,
+        rendered,
         recorded: &recorded,
         alerts: true,
     };
@@ -915,10 +1098,10 @@ async fn rules_and_dashboard_use_only_exported_names() {
         }
     }
 
-    let dash = dashboard();
+    let dash = dashboard_of(naming);
     let none = BTreeSet::new();
     let in_dashboard = Known {
-        rendered: &rendered,
+        rendered,
         recorded: &none,
         alerts: false,
     };
@@ -961,7 +1144,7 @@ async fn rules_and_dashboard_use_only_exported_names() {
 
     assert!(
         problems.is_empty(),
-        "names the exporter does not render (or gaps):\n  {}\nrendered names: {:?}\nrendered labels: {:?}",
+        "{naming:?} naming: names the exporter does not render (or gaps):\n  {}\nrendered names: {:?}\nrendered labels: {:?}",
         problems.join("\n  "),
         rendered.names,
         rendered.labels
@@ -1138,17 +1321,15 @@ fn alerts_mirror_the_in_process_rules() {
 
 /// The request metrics the kit names exist: every status code a rule, panel
 /// or promtool test matches exactly is one the guard exports under its own
-/// value (`poolguard::metrics::STATUS_CODES`) or a class (`4xx`, `other`),
+/// value (an integer code in 100..=599, never a class like `4xx`),
 /// and every latency bound (the latency alerts' thresholds, the promtool
 /// tests' `le`, the latency panels' lines) is a bucket bound of
 /// `poolguard::metrics::LATENCY_BUCKETS`, so it is decided at a bucket edge.
 #[test]
 fn status_codes_and_latency_bounds_are_exported() {
-    use poolguard::metrics::{LATENCY_BUCKETS, STATUS_CODES};
-    let code_ok = |v: &str| {
-        v.parse::<u16>().is_ok_and(|c| STATUS_CODES.contains(&c))
-            || ["1xx", "2xx", "3xx", "4xx", "5xx", "other"].contains(&v)
-    };
+    use poolguard::metrics::LATENCY_BUCKETS;
+    // The integer code, never a class (`5xx`), as the conventions require.
+    let code_ok = |v: &str| v.parse::<u16>().is_ok_and(|c| (100..=599).contains(&c));
     let bound_ok = |v: f64| LATENCY_BUCKETS.contains(&v);
     let dash = dashboard();
 
@@ -1278,7 +1459,7 @@ fn everything_aggregates_by_pool_and_the_dashboard_has_its_rows() {
     );
     assert_eq!(
         pool_variable(&dash),
-        format!("label_values(db_client_connection_max, {POOL})")
+        format!("label_values(db_client_connection_limit, {POOL})")
     );
 
     let mut ids = BTreeSet::new();
@@ -1375,8 +1556,8 @@ fn dashboard_queries_parse_with_promtool() {
 #[test]
 fn the_name_check_finds_what_is_wrong() {
     let rendered = parse_exposition(concat!(
-        "# TYPE db_client_connection_max gauge\n",
-        "db_client_connection_max{db_client_connection_pool_name=\"a \\\"b\\\"\"} 10\n",
+        "# TYPE db_client_connection_limit gauge\n",
+        "db_client_connection_limit{db_client_connection_pool_name=\"a \\\"b\\\"\"} 10\n",
         "# TYPE db_client_connection_wait_time histogram\n",
         "db_client_connection_wait_time_bucket{db_client_connection_pool_name=\"a\",le=\"0.1\"} 1\n",
         "db_client_connection_wait_time_count{db_client_connection_pool_name=\"a\"} 1\n",
@@ -1384,7 +1565,7 @@ fn the_name_check_finds_what_is_wrong() {
     assert_eq!(
         rendered.names,
         BTreeSet::from([
-            "db_client_connection_max".to_string(),
+            "db_client_connection_limit".to_string(),
             "db_client_connection_wait_time_bucket".to_string(),
             "db_client_connection_wait_time_count".to_string(),
         ])
@@ -1407,7 +1588,7 @@ fn the_name_check_finds_what_is_wrong() {
           rate(db_client_connection_wait_time_bucket{db_client_connection_pool_name=~"$pool"}[$__rate_interval])
         )) > 0.4
         and on (db_client_connection_pool_name)
-        sum by (db_client_connection_pool_name) (db_client_connection_max offset 5m) >= 1e3
+        sum by (db_client_connection_pool_name) (db_client_connection_limit offset 5m) >= 1e3
         or label_replace(poolguard:x:ratio, "dst_label", "$1", "src_label", "(.*)") * 1.5
         / ignoring (instance) group_left db_client_connection_wait_time_count
     "#;
@@ -1430,11 +1611,11 @@ fn the_name_check_finds_what_is_wrong() {
     // Wrong labels: in a matcher and in a grouping.
     assert_eq!(
         unknown_names(
-            r#"sum by (pool) (db_client_connection_max{state="used"})"#,
+            r#"sum by (pool) (db_client_connection_limit{state="used"})"#,
             &known
         ),
         [
-            "label `state` on `db_client_connection_max`",
+            "label `state` on `db_client_connection_limit`",
             "label `pool` in a grouping"
         ]
     );
@@ -1470,10 +1651,10 @@ fn the_name_check_finds_what_is_wrong() {
     assert_eq!(s.grouping, ["a", "b", "c", "d"]);
     // An unknown function, a malformed matcher.
     assert!(
-        unknown_names("rat(db_client_connection_max[5m])", &known)[0]
+        unknown_names("rat(db_client_connection_limit[5m])", &known)[0]
             .starts_with("unknown function `rat`")
     );
-    assert!(!unknown_names("db_client_connection_max{le}", &known).is_empty());
+    assert!(!unknown_names("db_client_connection_limit{le}", &known).is_empty());
 
     // Compared operands: the number matched whole, `>=` not taken for `>`.
     assert_eq!(

@@ -76,20 +76,20 @@ async fn app_recorded_504s_fire_the_gateway_timeout_rules() {
         .unwrap();
     let mut events = guard.events();
     for _ in 0..5 {
-        guard.record_request(504, Duration::from_secs(30));
-        guard.record_request(200, Duration::from_millis(20));
+        guard.record_http("GET", "http", 504, Duration::from_secs(30));
+        guard.record_http("GET", "http", 200, Duration::from_millis(20));
     }
     guard.evaluate_now();
     assert!(guard
         .alerts()
         .iter()
         .all(|a| &*a.rule != "gateway_timeouts" || a.state == AlertState::Inactive));
-    guard.record_request(504, Duration::from_secs(30));
+    guard.record_http("GET", "http", 504, Duration::from_secs(30));
     let e = next_alert(&mut events, "gateway_timeouts", AlertState::Firing).await;
     assert_eq!(e.severity, Severity::Warning);
     assert_eq!(e.value, Some(6.0), "six 504s in the window: above 5");
     for _ in 0..5 {
-        guard.record_request(504, Duration::from_secs(30));
+        guard.record_http("GET", "http", 504, Duration::from_secs(30));
     }
     let e = next_alert(&mut events, "gateway_timeouts", AlertState::Firing).await;
     assert_eq!((e.severity, e.value), (Severity::Critical, Some(11.0)));

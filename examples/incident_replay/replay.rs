@@ -836,7 +836,7 @@ where
                 } else {
                     status
                 };
-                guard.record_request(status, took.min(gateway));
+                guard.record_http("GET", "http", status, took.min(gateway));
                 let ended = Instant::now();
                 done.lock().push(Done {
                     at: clock(ended),

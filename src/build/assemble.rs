@@ -18,15 +18,20 @@ use crate::protect::shed::HoldEstimate;
 use crate::protect::timeout::ServerCancel;
 use crate::protect::Protection;
 use crate::report::events::{Callback, EventHub};
-use crate::report::metrics;
+use crate::report::identity::PoolIdentity;
+use crate::report::metrics::{self, PoolLabels};
 
 /// What the guard learns from the pool it wraps.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct PoolFacts {
     /// `max_connections`.
     pub(crate) max: u32,
+    /// `min_connections`.
+    pub(crate) min: u32,
     /// The pool's `acquire_timeout`.
     pub(crate) acquire_timeout: Duration,
+    /// Who the pool talks to (OpenTelemetry attributes, default name).
+    pub(crate) identity: PoolIdentity,
 }
 
 /// A guard's running parts, before its tasks start.
@@ -45,13 +50,22 @@ pub(crate) fn assemble(
     classifier: Classifier,
     stats: StatsFn,
 ) -> Parts {
-    let name = settings.name;
-    let (hot, gauges) = metrics::register(&name, &rules);
+    let name = settings
+        .name
+        .unwrap_or_else(|| Arc::from(pool.identity.default_pool_name()));
+    let labels = PoolLabels {
+        pool: Arc::clone(&name),
+        identity: pool.identity.clone(),
+        deprecated_max: settings.deprecated_max,
+        min_connections: pool.min,
+    };
+    let (hot, gauges) = metrics::register(&labels, &rules);
     let acct = Arc::new(Accounting::new(
         pool.max,
         rules.edges(pool.max),
         settings.leak_threshold,
         hot,
+        settings.connects.is_some(),
     ));
     let shed = settings.shed;
     let protect = Protection {
@@ -73,6 +87,7 @@ pub(crate) fn assemble(
         .set(f64::from(protect.breaker.state().0.as_number()));
     let shared = Arc::new(Shared::new(
         name,
+        pool.identity,
         acct,
         protect,
         EventHub::new(settings.event_capacity),

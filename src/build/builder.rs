@@ -20,6 +20,7 @@ use crate::protect::classify::{classify, Classifier, Outcome};
 use crate::protect::shed::ShedConfig;
 use crate::protect::timeout::ServerCancel;
 use crate::report::events::{AlertEvent, Callback, Event, SaturationEvent};
+use crate::report::identity::PoolIdentity;
 
 /// Configures and builds a [`PoolGuard`]; see [`PoolGuard::builder`].
 ///
@@ -178,9 +179,23 @@ impl<DB: Database> PoolGuardBuilder<DB> {
         self
     }
 
-    /// Pool name used in metrics labels, events and errors (default `"default"`).
+    /// Pool name used in metrics labels (`db.client.connection.pool.name`),
+    /// events and errors. Default: as the OpenTelemetry conventions advise
+    /// for a pool without a name, `server.address:server.port/db.namespace`
+    /// from the pool's connect options (e.g. `127.0.0.1:5432/test`; SQLite:
+    /// the file name, `:memory:` in memory; [`DEFAULT_NAME`](crate::DEFAULT_NAME)
+    /// when the options name nothing). The password never appears.
     pub fn name(mut self, name: impl Into<String>) -> Self {
-        self.settings.name = Arc::from(name.into());
+        self.settings.name = Some(Arc::from(name.into()));
+        self
+    }
+
+    /// Also emit the pool's limit under its old OpenTelemetry name,
+    /// `db.client.connection.max` (beside `db.client.connection.limit`),
+    /// for dashboards and alerts not yet moved to the new name. Default
+    /// off. **Deprecated**: the old name is kept for this release only.
+    pub fn deprecated_connection_max(mut self, emit: bool) -> Self {
+        self.settings.deprecated_max = emit;
         self
     }
 
@@ -347,7 +362,9 @@ impl<DB: Database> PoolGuardBuilder<DB> {
         let options = self.pool.options();
         let facts = PoolFacts {
             max: options.get_max_connections(),
+            min: options.get_min_connections(),
             acquire_timeout: options.get_acquire_timeout(),
+            identity: PoolIdentity::of(&self.pool),
         };
         let server_cancel = ServerCancel::new::<DB>(&self.pool.connect_options());
         let parts = assemble::assemble(

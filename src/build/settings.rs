@@ -19,7 +19,10 @@ use crate::protect::shed::ShedConfig;
 use crate::protect::timeout::DEFAULT_DRAIN;
 use crate::stats::anomaly;
 
-/// Default pool name when [`PoolGuardBuilder::name`](crate::PoolGuardBuilder::name) is not called.
+/// Pool name when [`PoolGuardBuilder::name`](crate::PoolGuardBuilder::name)
+/// is not called and the pool's connect options name nothing to build the
+/// conventions' default from (`server.address:server.port/db.namespace`;
+/// SQLite: the file name).
 pub const DEFAULT_NAME: &str = "default";
 /// Default evaluation tick.
 pub const DEFAULT_TICK: Duration = Duration::from_secs(1);
@@ -55,7 +58,10 @@ pub(crate) enum RuleBase {
 /// classifier and the server watch, which are not plain settings).
 #[derive(Clone, Debug)]
 pub(crate) struct Settings {
-    pub(crate) name: Arc<str>,
+    /// `None`: named from the pool's connect options at build.
+    pub(crate) name: Option<Arc<str>>,
+    /// Also emit the deprecated `db.client.connection.max`.
+    pub(crate) deprecated_max: bool,
     pub(crate) policy: SaturationPolicy,
     /// `None`: 5 points under the level's threshold.
     pub(crate) warn_recover_below: Option<f64>,
@@ -85,7 +91,8 @@ pub(crate) struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
-            name: Arc::from(DEFAULT_NAME),
+            name: None,
+            deprecated_max: false,
             policy: SaturationPolicy::default(),
             warn_recover_below: None,
             critical_recover_below: None,

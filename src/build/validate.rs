@@ -105,10 +105,14 @@ pub(crate) fn monitoring(s: &Settings) -> Result<(), BuildError> {
             "must be in 1..=65536",
         ));
     }
-    if s.name.is_empty() || s.name.contains('\0') {
+    if let Some(name) = s
+        .name
+        .as_deref()
+        .filter(|n| n.is_empty() || n.contains('\0'))
+    {
         return Err(BuildError::config(
             "name",
-            format!("{:?}", s.name),
+            format!("{name:?}"),
             "must be non-empty, without NUL",
         ));
     }

@@ -19,9 +19,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{Error, PoolState};
+use crate::handle::scope;
 use crate::hot::accounting::HoldTicket;
+use crate::hot::connects::poll_noting_opens;
 use crate::monitor::Shared;
 use crate::protect::classify::Outcome;
+use crate::report::spans::{self, AcquireOutcome};
 
 /// Whether the acquire asks the breaker itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,32 +49,61 @@ pub(crate) async fn counted_acquire<C, F>(
 where
     F: Future<Output = Result<C, sqlx::Error>>,
 {
+    let span = spans::acquire(&shared.name, &shared.identity);
+    let refused = |_: &Error| spans::acquire_ended(&span, AcquireOutcome::Refused, Duration::ZERO);
     let call = match admission {
-        Admission::Ask => Some(shared.admit()?),
+        Admission::Ask => Some(shared.admit().inspect_err(refused)?),
         Admission::Admitted => None,
     };
+    // A request's remaining time (the tower layer) bounds the wait too.
+    let deadline = scope::bound(deadline);
     let (ticket, in_use, ahead) = shared.acct.start_wait_seen(location);
     // Refused: dropping the unresolved tickets removes the waiter again and
     // gives a half-open trial back (a refusal says nothing of the database).
-    shared.shed_check(in_use, ahead, deadline)?;
-    // The pool's future is made here, in this future's own state.
+    shared
+        .shed_check(in_use, ahead, deadline)
+        .inspect_err(refused)?;
+    // The pool's future is made here, in this future's own state, and
+    // pinned there: the poll wrapper holds a reference, not a copy.
+    let mut fut = std::pin::pin!(acquire());
+    // A connection opened for this acquire, which found a slot free, times
+    // the connect (`db.client.connection.create_time`).
+    let watch = shared.acct.counts_opens() && in_use.saturating_add(ahead) < shared.acct.max();
+    let mut opened = false;
+    let watched = std::future::poll_fn(|cx| {
+        let _in = span.enter();
+        if watch {
+            poll_noting_opens(fut.as_mut(), cx, &mut opened)
+        } else {
+            fut.as_mut().poll(cx)
+        }
+    });
     let acquired = match deadline {
-        None => acquire().await,
-        Some(d) => tokio::time::timeout(d, acquire())
+        None => watched.await,
+        Some(d) => tokio::time::timeout(d, watched)
             .await
             .unwrap_or(Err(sqlx::Error::PoolTimedOut)),
     };
     let err = match acquired {
         Ok(conn) => {
             let (hold, at, waited) = ticket.acquired_at();
+            spans::acquire_ended(&span, AcquireOutcome::Acquired, waited);
+            if opened {
+                shared.acct.connect_took(waited);
+            }
             if let Some(call) = call {
                 call.finish_at(Outcome::Success, at, waited);
             }
             return Ok((conn, hold));
         }
-        Err(sqlx::Error::PoolTimedOut) => timed_out(shared, ticket.timed_out()),
+        Err(sqlx::Error::PoolTimedOut) => {
+            let t = ticket.timed_out();
+            spans::acquire_ended(&span, AcquireOutcome::TimedOut, t.0);
+            timed_out(shared, t)
+        }
         Err(e) => {
             ticket.failed();
+            spans::acquire_ended(&span, AcquireOutcome::Failed, Duration::ZERO);
             Error::Sqlx(e)
         }
     };

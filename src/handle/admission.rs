@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 use crate::error::{Cancelled, Error};
+use crate::handle::scope;
 use crate::monitor::Shared;
 use crate::protect::breaker::{Breaker, BreakerState, Change, Outcome, Permit};
 use crate::protect::shed::{self, ShedReason};
@@ -127,13 +128,6 @@ impl Shared {
         self.classify(e) == Outcome::Failure
     }
 
-    /// A query result that is an answer from the database: success, or an
-    /// error the classifier does not count (constraint violation, row not
-    /// found, ...).
-    pub(crate) fn answered<T>(&self, r: &Result<T, sqlx::Error>) -> bool {
-        r.as_ref().err().is_none_or(|e| !self.is_failure(e))
-    }
-
     /// Asks the breaker whether a call may go ahead. Rejections touch
     /// nothing but an atomic or two and the breaker's lock.
     pub(crate) fn admit(&self) -> Result<CallTicket<'_>, Error> {
@@ -151,6 +145,8 @@ impl Shared {
             Permit::Rejected { retry_in } => {
                 self.acct.rejected_attempt();
                 self.protect.metrics.rejected.increment(1);
+                // A request's scope (the tower layer) answers 503 with it.
+                scope::note_refusal(retry_in);
                 Err(Error::CircuitOpen {
                     pool: Arc::clone(&self.name),
                     state: self.protect.breaker.state().0,
@@ -218,10 +214,21 @@ impl Shared {
             ShedReason::TooManyWaiters { .. } => p.metrics.shed_waiters.increment(1),
             _ => p.metrics.shed_hopeless.increment(1),
         }
+        scope::note_refusal(self.queue_wait(in_use, waiters_ahead));
         Err(Error::LoadShed {
             pool: Arc::clone(&self.name),
             reason,
         })
+    }
+
+    /// The expected wait of an acquire with `ahead` waiters before it and
+    /// `in_use` connections busy: Little's law on the recent hold times,
+    /// as load shedding estimates it (`None` before any hold ended).
+    pub(crate) fn queue_wait(&self, in_use: u32, ahead: u32) -> Option<Duration> {
+        let busy = in_use.saturating_add(self.untracked.busy());
+        let behind = shed::behind(busy, ahead, self.acct.max());
+        let hold = self.protect.hold_estimate.get()?;
+        Some(hold.mul_f64(f64::from(behind.max(1)) / f64::from(self.acct.max().max(1))))
     }
 
     /// Reports a breaker transition: event, gauge, log.

@@ -14,6 +14,7 @@ use super::connection::{GuardedConnection, GuardedTransaction};
 use crate::alert::rule::Rule;
 use crate::alert::saturation::Level;
 use crate::error::Error;
+use crate::hot::handles::{method_index, scheme_index};
 use crate::monitor::{Monitor, Shared};
 use crate::report::events::EventStream;
 use crate::report::health::Health;
@@ -274,9 +275,14 @@ impl<DB: Database> PoolGuard<DB> {
         self.inner.pool.num_idle()
     }
 
-    /// Records one request the application served, so the request rules
-    /// (5xx rate, 504 count, request P95) run on the app's own numbers.
-    /// Call it once per request, e.g. from a middleware; a few atomic adds.
+    /// Records one HTTP request the application served, so the request
+    /// rules (5xx rate, 504 count, request P95) run on the app's own
+    /// numbers and `http.server.request.duration` carries the attributes
+    /// the conventions require: `method` as sent (`"GET"`; one the
+    /// conventions do not know is recorded as `_OTHER`), `scheme`
+    /// (`"http"`/`"https"`), the integer `status`. With the `tower` feature
+    /// the [`PoolGuardLayer`](crate::tower::PoolGuardLayer) calls it for
+    /// every response. A few atomic adds and a shared-lock map read.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -285,11 +291,27 @@ impl<DB: Database> PoolGuard<DB> {
     /// # let guard = poolguard::PoolGuard::builder(pool).build()?;
     /// let started = std::time::Instant::now();
     /// // ... handle the request ...
-    /// guard.record_request(504, started.elapsed());
+    /// guard.record_http("GET", "https", 504, started.elapsed());
     /// # Ok(()) }
     /// ```
+    pub fn record_http(&self, method: &str, scheme: &str, status: u16, latency: Duration) {
+        self.inner.shared.acct.record_request(
+            method_index(method),
+            scheme_index(scheme),
+            status,
+            latency,
+        );
+    }
+
+    /// Records one request with its status only: the method is recorded
+    /// as `_OTHER` and the scheme as `http`, which the conventions' required
+    /// attributes then misstate.
+    #[deprecated(
+        since = "0.2.0",
+        note = "use `record_http` (method and scheme are required attributes) or the tower layer"
+    )]
     pub fn record_request(&self, status: u16, latency: Duration) {
-        self.inner.shared.acct.record_request(status, latency);
+        self.record_http("_OTHER", "http", status, latency);
     }
 
     /// The circuit breaker: its state and manual control.

@@ -10,5 +10,6 @@ pub(crate) mod guard;
 pub(crate) mod held;
 pub(crate) mod in_flight;
 pub(crate) mod query;
+pub(crate) mod scope;
 pub mod sim;
 pub(crate) mod statement;

@@ -16,7 +16,10 @@ use crate::error::Cancelled;
 use crate::handle::statement::{made, tapped, Tracked};
 use crate::hot::accounting::QueryTicket;
 use crate::monitor::Shared;
+use crate::protect::classify::error_attributes;
 use crate::protect::timeout::Timed;
+use crate::report::spans;
+use tracing::{Instrument, Span};
 
 /// What `fetch_many` streams.
 pub(crate) type Rows<'e, DB> = BoxStream<
@@ -37,6 +40,40 @@ pub(crate) struct TimedOut {
 
 /// The query's own result, or its timeout.
 pub(crate) type Timeboxed<T> = Result<Result<T, sqlx::Error>, TimedOut>;
+
+/// `error.type` of a query past the guard's limit.
+const TIMEOUT: &str = "timeout";
+
+/// Ends a query's ticket with its outcome: an error the breaker does not
+/// count (a constraint violation) is still a failed operation for the
+/// conventions, with its `error.type`.
+fn finish(q: QueryTicket, shared: &Shared, span: &Span, err: Option<&sqlx::Error>) {
+    match err {
+        None => q.finish_ok(),
+        Some(e) => {
+            let (kind, status) = error_attributes(e);
+            spans::query_failed(span, &kind, status.as_deref());
+            q.finish_err(!shared.is_failure(e), &kind, status.as_deref());
+        }
+    }
+}
+
+/// Notes the statement the driver read: on the ticket, and (when a
+/// subscriber listens) as the span's summary and name.
+fn statement(q: &mut QueryTicket, shared: &Shared, span: &Span, seen: Option<u16>) {
+    q.statement(seen);
+    if let (false, Some(slot)) = (span.is_disabled(), seen) {
+        spans::query_summary(span, shared.acct.statements.text(slot));
+    }
+}
+
+/// A backend-id read that ran out of time marks the span as timed out.
+fn timed_out_in<T>(span: &Span, r: Timeboxed<T>) -> Timeboxed<T> {
+    if r.is_err() {
+        spans::query_failed(span, TIMEOUT, None);
+    }
+    r
+}
 
 /// After a timeout: whether the connection is clean. If it is not, the
 /// server session is ended (awaited, bounded) before the connection is
@@ -78,7 +115,7 @@ async fn read_backend_id<DB: Database>(
         Ok(Err(e)) => Ok(Err(e)),
         Err(_) => {
             if let Some(q) = q.take() {
-                q.finish(false);
+                q.finish_err(false, TIMEOUT, None);
             }
             Err(TimedOut {
                 limit,
@@ -88,7 +125,7 @@ async fn read_backend_id<DB: Database>(
     }
 }
 
-/// One `fetch_optional` on `conn` with an optional limit.
+/// One `fetch_optional` on `conn` with an optional limit, in its span.
 pub(crate) async fn optional_on<'q, DB, E>(
     shared: &Shared,
     conn: &mut DB::Connection,
@@ -101,18 +138,38 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     E: 'q + Execute<'q, DB>,
 {
+    let span = spans::query(&shared.name, &shared.identity);
+    optional_in::<DB, E>(shared, conn, query, limit, id_cache, &span)
+        .instrument(span.clone())
+        .await
+}
+
+async fn optional_in<'q, DB, E>(
+    shared: &Shared,
+    conn: &mut DB::Connection,
+    query: E,
+    limit: Option<Duration>,
+    id_cache: &mut Option<u64>,
+    span: &Span,
+) -> Timeboxed<Option<DB::Row>>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    E: 'q + Execute<'q, DB>,
+{
     let mut q = Some(shared.acct.start_query());
     let query = Tracked::new(query, &shared.acct);
     let mut seen = None;
     let Some(limit) = limit else {
         let r = tapped(|| conn.fetch_optional(query), &mut seen).await;
         let mut q = q.expect("started");
-        q.statement(seen);
-        q.finish(shared.answered(&r));
+        statement(&mut q, shared, span, seen);
+        finish(q, shared, span, r.as_ref().err());
         return Ok(r);
     };
     let deadline = Instant::now() + limit;
-    if let Err(e) = read_backend_id::<DB>(shared, conn, deadline, limit, id_cache, &mut q).await? {
+    let read = read_backend_id::<DB>(shared, conn, deadline, limit, id_cache, &mut q).await;
+    if let Err(e) = timed_out_in(span, read)? {
         return Ok(Err(e));
     }
     let mut q = q.expect("finished only on a timeout");
@@ -125,20 +182,21 @@ where
             shared.protect.drain,
         )
         .await;
-    q.statement(seen);
+    statement(&mut q, shared, span, seen);
     match timed {
         Timed::Done(r) => {
-            q.finish(shared.answered(&r));
+            finish(q, shared, span, r.as_ref().err());
             Ok(r)
         }
         Timed::TimedOut(server) => {
-            q.finish(false);
+            q.finish_err(false, TIMEOUT, None);
+            spans::query_failed(span, TIMEOUT, None);
             Err(TimedOut { limit, server })
         }
     }
 }
 
-/// One `fetch_many` on `conn`, yielding as it goes.
+/// One `fetch_many` on `conn`, yielding as it goes, in its span.
 pub(crate) async fn many_on<'q, DB, E>(
     shared: &Shared,
     conn: &mut DB::Connection,
@@ -152,10 +210,31 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     E: 'q + Execute<'q, DB>,
 {
+    let span = spans::query(&shared.name, &shared.identity);
+    many_in::<DB, E>(shared, conn, query, limit, id_cache, yielder, &span)
+        .instrument(span.clone())
+        .await
+}
+
+async fn many_in<'q, DB, E>(
+    shared: &Shared,
+    conn: &mut DB::Connection,
+    query: E,
+    limit: Option<Duration>,
+    id_cache: &mut Option<u64>,
+    yielder: &Yielder<DB>,
+    span: &Span,
+) -> Timeboxed<()>
+where
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    E: 'q + Execute<'q, DB>,
+{
     let mut q = Some(shared.acct.start_query());
     let deadline = limit.map(|l| Instant::now() + l);
     if let (Some(at), Some(l)) = (deadline, limit) {
-        if let Err(e) = read_backend_id::<DB>(shared, conn, at, l, id_cache, &mut q).await? {
+        let read = read_backend_id::<DB>(shared, conn, at, l, id_cache, &mut q).await;
+        if let Err(e) = timed_out_in(span, read)? {
             return Ok(Err(e));
         }
     }
@@ -165,7 +244,7 @@ where
         || conn.fetch_many(Tracked::new(query, &shared.acct)),
         &mut seen,
     );
-    q.statement(seen);
+    statement(&mut q, shared, span, seen);
     loop {
         let mut seen = None;
         let next = match deadline {
@@ -177,21 +256,22 @@ where
                 }
             }
         };
-        q.statement(seen);
+        statement(&mut q, shared, span, seen);
         match next {
             Ok(Some(v)) => yielder.r#yield(v).await,
             Ok(None) => {
-                q.finish(true);
+                q.finish_ok();
                 return Ok(Ok(()));
             }
             Err(e) => {
-                q.finish(!shared.is_failure(&e));
+                finish(q, shared, span, Some(&e));
                 return Ok(Err(e));
             }
         }
     }
     // Timed out: cancel on the server and drain the rest of the stream.
-    q.finish(false);
+    q.finish_err(false, TIMEOUT, None);
+    spans::query_failed(span, TIMEOUT, None);
     let limit = limit.expect("only a deadline breaks the loop");
     let rest = async {
         while rows.try_next().await?.is_some() {}

@@ -123,7 +123,7 @@ impl SimModel {
 }
 
 impl<DB: Database> SimPool<DB> {
-    /// The guard: events, snapshot, alerts, forecast, `record_request`.
+    /// The guard: events, snapshot, alerts, forecast, `record_http`.
     pub fn guard(&self) -> &PoolGuard<DB> {
         &self.guard
     }

@@ -77,6 +77,8 @@ pub(crate) struct Accounting {
     closed: AtomicBool,
     pub(crate) leaks: Option<LeakTable>,
     metrics: HotMetrics,
+    /// A `ConnectCounter` counts the pool's opens.
+    counts_opens: bool,
     /// Clock origin of the millisecond times below.
     origin: Instant,
     /// Connection time per acquiring call site, holds in progress
@@ -147,6 +149,7 @@ impl Accounting {
         edges: Edges,
         leak_threshold: Option<Duration>,
         metrics: HotMetrics,
+        counts_opens: bool,
     ) -> Self {
         Self {
             slots: AtomicU64::new(0),
@@ -171,6 +174,7 @@ impl Accounting {
             closed: AtomicBool::new(false),
             leaks: leak_threshold.map(|t| LeakTable::new(t, max)),
             metrics,
+            counts_opens,
             origin: Instant::now(),
             holders: Holders::new(),
             statements: Statements::new(),
@@ -229,8 +233,21 @@ impl Accounting {
         }
     }
 
-    /// Records one request outcome the application observed.
-    pub(crate) fn record_request(&self, status: u16, latency: Duration) {
+    /// Whether a `ConnectCounter` counts the pool's opens (then acquires
+    /// time the connects they make).
+    #[inline]
+    pub(crate) fn counts_opens(&self) -> bool {
+        self.counts_opens
+    }
+
+    /// One connection opened for an acquire, in `took`.
+    pub(crate) fn connect_took(&self, took: Duration) {
+        self.metrics.create_time.record(took.as_secs_f64());
+    }
+
+    /// Records one request outcome the application observed (`method`,
+    /// `scheme`: indexes of `hot::handles`).
+    pub(crate) fn record_request(&self, method: u8, scheme: u8, status: u16, latency: Duration) {
         self.requests_total.fetch_add(1, Relaxed);
         if (500..600).contains(&status) {
             self.requests_5xx_total.fetch_add(1, Relaxed);
@@ -239,7 +256,9 @@ impl Accounting {
             self.requests_504_total.fetch_add(1, Relaxed);
         }
         self.request.record(latency);
-        self.metrics.requests.record(status, latency.as_secs_f64());
+        self.metrics
+            .requests
+            .record(method, scheme, status, latency.as_secs_f64());
     }
 
     /// An acquire refused before it waited (open breaker, load shedding):
@@ -532,9 +551,36 @@ impl QueryTicket {
         }
     }
 
-    /// The query completed, successfully or not.
+    /// The query completed without an error.
     #[inline]
+    pub(crate) fn finish_ok(self) {
+        let took = self.count(true);
+        self.acct.metrics.operations.ok(took.as_secs_f64());
+    }
+
+    /// The query failed: `ok` when the failure is an answer the breaker
+    /// does not count (a constraint violation), with the OpenTelemetry
+    /// `error.type` and `db.response.status_code` of the failure.
+    pub(crate) fn finish_err(self, ok: bool, error_type: &str, status: Option<&str>) {
+        let took = self.count(ok);
+        self.acct
+            .metrics
+            .operations
+            .failed(error_type, status, took.as_secs_f64());
+    }
+
+    /// Test shorthand: success, or a failure of kind `_OTHER`.
+    #[cfg(test)]
     pub(crate) fn finish(self, ok: bool) {
+        if ok {
+            self.finish_ok();
+        } else {
+            self.finish_err(false, "_OTHER", None);
+        }
+    }
+
+    #[inline]
+    fn count(&self, ok: bool) -> Duration {
         let took = self.started.elapsed();
         if let Some(slot) = self.statement {
             self.acct.statements.record(slot, took);
@@ -544,10 +590,7 @@ impl QueryTicket {
             self.acct.query_errors_total.fetch_add(1, Relaxed);
         }
         self.acct.query.record(took);
-        self.acct
-            .metrics
-            .operation_duration
-            .record(took.as_secs_f64());
+        took
     }
 }
 

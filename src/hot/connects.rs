@@ -2,8 +2,12 @@
 //! `after_connect` (the guard wraps a pool that is already built, and sqlx
 //! tells nobody else when it connects): the connection-churn signal.
 
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use futures::future::BoxFuture;
 use sqlx::pool::{PoolConnectionMetadata, PoolOptions};
@@ -33,8 +37,37 @@ use sqlx::Database;
 ///
 /// With an `after_connect` of your own, call [`opened`](Self::opened) in
 /// it instead of [`count`](Self::count), which replaces the hook.
+///
+/// With a counter installed the guard also measures
+/// `db.client.connection.create_time`: sqlx opens a connection inside the
+/// acquire that needs it and runs `after_connect` in that acquire's poll,
+/// so an acquire that saw its own open, and started with a slot free (no
+/// wait for a permit before the connect), took the connect's time plus
+/// sqlx's bookkeeping (microseconds).
 #[derive(Clone, Debug, Default)]
 pub struct ConnectCounter(Arc<AtomicU64>);
+
+thread_local! {
+    /// Set by [`ConnectCounter::opened`]: a connection was opened on this
+    /// thread since the last [`poll_noting_opens`] cleared it.
+    static OPENED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Polls `fut` and notes in `opened` whether a counted connection was
+/// opened during this poll (the hook runs inside the poll that opens).
+#[inline]
+pub(crate) fn poll_noting_opens<F: Future>(
+    fut: Pin<&mut F>,
+    cx: &mut Context<'_>,
+    opened: &mut bool,
+) -> Poll<F::Output> {
+    OPENED.with(|o| o.set(false));
+    let r = fut.poll(cx);
+    if OPENED.with(Cell::get) {
+        *opened = true;
+    }
+    r
+}
 
 impl ConnectCounter {
     /// A counter at zero.
@@ -45,6 +78,7 @@ impl ConnectCounter {
     /// Counts one connection opened.
     pub fn opened(&self) {
         self.0.fetch_add(1, Relaxed);
+        OPENED.with(|o| o.set(true));
     }
 
     /// Connections counted so far.

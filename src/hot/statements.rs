@@ -142,6 +142,12 @@ impl Statements {
         STATEMENTS as u16
     }
 
+    /// The normalised text of `slot`'s statement (`None`: the overflow
+    /// slot, or not stored yet).
+    pub(crate) fn text(&self, slot: u16) -> Option<&str> {
+        self.slots.get(usize::from(slot))?.text.get().map(|t| &**t)
+    }
+
     /// One query of `slot`'s statement took `took`.
     #[inline]
     pub(crate) fn record(&self, slot: u16, took: Duration) {

@@ -5,6 +5,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 
+use crate::report::identity::PoolIdentity;
+
 use crate::hot::accounting::Accounting;
 use crate::protect::Protection;
 use crate::report::events::EventHub;
@@ -30,6 +32,8 @@ pub(crate) type StatsFn = Box<dyn Fn() -> PoolStats + Send + Sync>;
 /// The call path's part of a guard.
 pub(crate) struct Shared {
     pub(crate) name: Arc<str>,
+    /// Who the pool talks to (span and metric attributes).
+    pub(crate) identity: PoolIdentity,
     pub(crate) acct: Arc<Accounting>,
     pub(crate) protect: Protection,
     pub(crate) hub: EventHub,
@@ -55,6 +59,7 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     pub(crate) fn new(
         name: Arc<str>,
+        identity: PoolIdentity,
         acct: Arc<Accounting>,
         protect: Protection,
         hub: EventHub,
@@ -62,6 +67,7 @@ impl Shared {
     ) -> Self {
         Self {
             name,
+            identity,
             acct,
             protect,
             hub,

@@ -49,7 +49,7 @@ fn harness_with(max: u32, rules: Vec<Rule>, leak: Option<Duration>) -> Harness {
 fn harness_scaled(max: u32, rules: Vec<Rule>, leak: Option<Duration>, k: f64) -> Harness {
     let connects = crate::ConnectCounter::new();
     let mut settings = Settings {
-        name: Arc::from("synthetic"),
+        name: Some(Arc::from("synthetic")),
         leak_threshold: leak,
         event_capacity: 4096,
         time_scale: k,
@@ -75,7 +75,14 @@ fn harness_scaled(max: u32, rules: Vec<Rule>, leak: Option<Duration>, k: f64) ->
         rules,
         PoolFacts {
             max,
+            min: 0,
             acquire_timeout: Duration::MAX,
+            identity: crate::report::identity::PoolIdentity::new(
+                "sqlite",
+                None,
+                None,
+                Some("model"),
+            ),
         },
         ServerCancel::none(),
         Arc::new(classify),
@@ -233,7 +240,8 @@ async fn second(h: &mut Harness, rule: &Rule, drive: Drive, t: u64) {
             } else {
                 for i in 0..ok + bad {
                     let status = if i < ok { 200 } else { 503 };
-                    h.acct().record_request(status, Duration::from_millis(5));
+                    h.acct()
+                        .record_request(2, 0, status, Duration::from_millis(5));
                 }
             }
         }
@@ -244,7 +252,7 @@ async fn second(h: &mut Harness, rule: &Rule, drive: Drive, t: u64) {
         }
         Signal::GatewayTimeouts => {
             if high {
-                h.acct().record_request(504, secs(30));
+                h.acct().record_request(2, 0, 504, secs(30));
             }
         }
         Signal::QueryLatency(_) | Signal::RequestLatency(_) => {
@@ -262,7 +270,7 @@ async fn second(h: &mut Harness, rule: &Rule, drive: Drive, t: u64) {
             };
             if matches!(rule.signal, Signal::RequestLatency(_)) {
                 for _ in 0..n {
-                    h.acct().record_request(200, took);
+                    h.acct().record_request(2, 0, 200, took);
                 }
             } else {
                 // Real (paused-clock) query durations.
@@ -788,7 +796,7 @@ async fn time_scaled_rules_keep_their_incident_timing() {
         assert!(t < 10 * 60, "request P95 never fired");
         for _ in 0..30 {
             h.acct()
-                .record_request(200, Duration::from_millis(450).div_f64(K));
+                .record_request(2, 0, 200, Duration::from_millis(450).div_f64(K));
         }
         h.advance(step).await;
         t += 1;

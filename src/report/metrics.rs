@@ -1,24 +1,75 @@
 //! Metric names, descriptions and cached handles.
 //!
-//! Names follow the OpenTelemetry semantic conventions for database client
-//! connection pools (`db.client.connection.*`); Prometheus exporters turn the
-//! dots into underscores. Handles are registered once when the guard is built,
-//! so the hot path records through cached handles and never looks a key up.
-//! Install the global recorder *before* building the guard: handles
-//! registered earlier point at the no-op recorder.
+//! Names, units and attributes follow the OpenTelemetry semantic conventions
+//! (`db.client.connection.*` as of the `limit` rename of 2026-09-03,
+//! `db.client.operation.duration` and `http.server.request.duration`, both
+//! Stable). Every pool instrument carries [`POOL_NAME`]; the operation
+//! histogram carries [`DB_SYSTEM`] (required) and [`DB_NAMESPACE`],
+//! [`SERVER_ADDRESS`], [`SERVER_PORT`] where known; the request histogram
+//! carries [`HTTP_METHOD`], [`URL_SCHEME`] (required) and the integer
+//! [`STATUS_CODE`]; failures carry [`ERROR_TYPE`]. The table below is the
+//! one `tests/conventions.rs` checks a real render against.
+//!
+//! | name | instrument | unit | Prometheus (plain / `with_recommended_naming`) |
+//! |---|---|---|---|
+//! | `db.client.connection.count` | gauge (up-down) | `{connection}` | `db_client_connection_count` |
+//! | `db.client.connection.limit` | gauge (up-down) | `{connection}` | `db_client_connection_limit` |
+//! | `db.client.connection.idle.max` | gauge (up-down) | `{connection}` | `db_client_connection_idle_max` |
+//! | `db.client.connection.idle.min` | gauge (up-down) | `{connection}` | `db_client_connection_idle_min` |
+//! | `db.client.connection.pending_requests` | gauge (up-down) | `{request}` | `db_client_connection_pending_requests` |
+//! | `db.client.connection.timeouts` | counter | `{timeout}` | `..._timeouts` / `..._timeouts_total` |
+//! | `db.client.connection.create_time` | histogram | `s` | `..._create_time` / `..._create_time_seconds` |
+//! | `db.client.connection.wait_time` | histogram | `s` | `..._wait_time` / `..._wait_time_seconds` |
+//! | `db.client.connection.use_time` | histogram | `s` | `..._use_time` / `..._use_time_seconds` |
+//! | `db.client.operation.duration` | histogram | `s` | `..._duration` / `..._duration_seconds` |
+//! | `http.server.request.duration` | histogram | `s` | `..._duration` / `..._duration_seconds` |
+//!
+//! The `metrics` facade has no unit for `{connection}` and its kin: they
+//! are described as [`Unit::Count`], which Prometheus exporters render
+//! without a suffix, as the OpenTelemetry-to-Prometheus rules do for
+//! curly-brace units. The guard's own `poolguard.*` ratios (unit `1`) carry
+//! no suffix either (the `_ratio` special case left the specification in
+//! 2026-04).
+//!
+//! Handles are registered once when the guard is built, so the hot path
+//! records through cached handles and never looks a key up. Install the
+//! global recorder *before* building the guard: handles registered earlier
+//! point at the no-op recorder. The label sets that cannot be known at
+//! build (a request's method and status code, a failed query's error) are
+//! registered the first time they occur, with the recorder installed then.
 
 use std::sync::Arc;
 
-use metrics::{Counter, Gauge, Unit};
+use metrics::{Counter, Gauge, Label, Unit};
 
 use crate::alert::rule::Rule;
 use crate::diagnose::{Cause, Diagnosis};
-use crate::hot::handles::{HotMetrics, ProtectMetrics, RequestMetrics};
+use crate::hot::handles::{
+    method_label, scheme_label, HotMetrics, OperationMetrics, ProtectMetrics, RequestKey,
+    RequestMetrics,
+};
+use crate::report::identity::PoolIdentity;
 
 /// `db.client.connection.count`: connections by state (`idle` or `used`).
 pub const CONNECTION_COUNT: &str = "db.client.connection.count";
-/// `db.client.connection.max`: the pool's `max_connections`.
+/// `db.client.connection.limit`: the pool's `max_connections` (the
+/// conventions' name since 2026-09-03).
+pub const CONNECTION_LIMIT: &str = "db.client.connection.limit";
+/// `db.client.connection.max`: the old name of [`CONNECTION_LIMIT`],
+/// **deprecated**; emitted (beside `limit`) only with
+/// [`PoolGuardBuilder::deprecated_connection_max`](crate::PoolGuardBuilder::deprecated_connection_max),
+/// for dashboards that still read it. Will be removed in the next release.
 pub const CONNECTION_MAX: &str = "db.client.connection.max";
+/// `db.client.connection.idle.max`: the most idle connections the pool
+/// keeps (sqlx keeps up to `max_connections` idle).
+pub const IDLE_MAX: &str = "db.client.connection.idle.max";
+/// `db.client.connection.idle.min`: the pool's `min_connections`.
+pub const IDLE_MIN: &str = "db.client.connection.idle.min";
+/// `db.client.connection.create_time`: seconds it took to open a
+/// connection, measured where the guard can see the open (a
+/// [`ConnectCounter`](crate::ConnectCounter) installed, the connection
+/// opened for one of the guard's acquires that did not wait for a slot).
+pub const CREATE_TIME: &str = "db.client.connection.create_time";
 /// `db.client.connection.pending_requests`: acquires waiting for a connection.
 pub const PENDING_REQUESTS: &str = "db.client.connection.pending_requests";
 /// `db.client.connection.timeouts`: acquires that timed out.
@@ -33,7 +84,11 @@ pub const UTILIZATION: &str = "poolguard.utilization";
 pub const DEMAND: &str = "poolguard.demand";
 /// `poolguard.saturation.level`: 0 normal, 1 warning, 2 critical.
 pub const SATURATION_LEVEL: &str = "poolguard.saturation.level";
-/// `db.client.operation.duration`: seconds per query through the guard's executor.
+/// `db.client.operation.duration`: seconds per query through the guard's
+/// executor, with [`DB_SYSTEM`] and, when known, [`DB_NAMESPACE`],
+/// [`SERVER_ADDRESS`], [`SERVER_PORT`] (non-default ports only); a failed
+/// query adds [`ERROR_TYPE`] and, when the database gave one,
+/// [`DB_STATUS_CODE`]. Give the exporter [`OPERATION_DURATION_BUCKETS`].
 pub const OPERATION_DURATION: &str = "db.client.operation.duration";
 /// `poolguard.alert.state`: per rule (labels [`RULE`], [`SEVERITY`]);
 /// 0 inactive or resolved, 1 pending, 2 firing.
@@ -78,9 +133,10 @@ pub const SHED: &str = "poolguard.shed";
 pub const QUERY_TIMEOUTS: &str = "poolguard.query.timeouts";
 
 /// `http.server.request.duration`: seconds per request the application
-/// reported with `PoolGuard::record_request`, labelled with
-/// [`STATUS_CODE`]. The request rows of a dashboard (rate, success and
-/// error rate, P50/P95/P99, 504s) read this histogram.
+/// reported (the tower layer, or `PoolGuard::record_http`), labelled with
+/// [`HTTP_METHOD`], [`URL_SCHEME`], the integer [`STATUS_CODE`] and, for
+/// 5xx, [`ERROR_TYPE`]. The request rows of a dashboard (rate, success
+/// and error rate, P50/P95/P99, 504s) read this histogram.
 pub const REQUEST_DURATION: &str = "http.server.request.duration";
 
 /// Histogram bucket bounds (seconds) that resolve the post-mortem's
@@ -92,6 +148,12 @@ pub const REQUEST_DURATION: &str = "http.server.request.duration";
 pub const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.4, 0.5, 0.6, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
+
+/// The conventions' advisory bucket bounds for
+/// [`OPERATION_DURATION`] (seconds), e.g.
+/// `.set_buckets_for_metric(Matcher::Full("db_client_operation_duration".into()), OPERATION_DURATION_BUCKETS)`.
+pub const OPERATION_DURATION_BUCKETS: &[f64] =
+    &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0];
 
 /// Label with the pool's name, on every metric.
 pub const POOL_NAME: &str = "db.client.connection.pool.name";
@@ -113,9 +175,31 @@ pub const SITE: &str = "site";
 /// Label: a normalised statement (the OpenTelemetry attribute for a
 /// low-cardinality query summary).
 pub const QUERY_SUMMARY: &str = "db.query.summary";
-/// Label with the HTTP status code on [`REQUEST_DURATION`] (`"200"`,
-/// `"504"`, ...; see [`STATUS_CODES`] for codes recorded by class).
+/// Label with the HTTP status code on [`REQUEST_DURATION`]: the integer
+/// code (`"200"`, `"504"`, ...), never a class.
 pub const STATUS_CODE: &str = "http.response.status_code";
+/// Label: the request's method on [`REQUEST_DURATION`] (`GET`, `POST`, ...;
+/// a method the conventions do not know is `_OTHER`).
+pub const HTTP_METHOD: &str = "http.request.method";
+/// Label: the request's URL scheme on [`REQUEST_DURATION`] (`http`,
+/// `https`; anything else `_OTHER`).
+pub const URL_SCHEME: &str = "url.scheme";
+/// Label: what failed. On [`OPERATION_DURATION`] the database's status
+/// code when it gave one (PostgreSQL's SQLSTATE, MySQL's error number,
+/// SQLite's extended result code), else the sqlx error's kind (`io`,
+/// `tls`, `protocol`, `pool_timed_out`, `timeout` for a query past the
+/// guard's limit, ...); on [`REQUEST_DURATION`] the status code of a 5xx.
+pub const ERROR_TYPE: &str = "error.type";
+/// Label: `db.system.name` (`postgresql`, `mysql`, `sqlite`).
+pub const DB_SYSTEM: &str = "db.system.name";
+/// Label: `db.namespace`, the database name (SQLite: the file).
+pub const DB_NAMESPACE: &str = "db.namespace";
+/// Label: `db.response.status_code` of a failed query.
+pub const DB_STATUS_CODE: &str = "db.response.status_code";
+/// Label: `server.address` on [`OPERATION_DURATION`].
+pub const SERVER_ADDRESS: &str = "server.address";
+/// Label: `server.port` on [`OPERATION_DURATION`] (a non-default port).
+pub const SERVER_PORT: &str = "server.port";
 
 fn describe_all() {
     use metrics::{describe_counter, describe_gauge, describe_histogram};
@@ -124,7 +208,31 @@ fn describe_all() {
         Unit::Count,
         "Connections currently in the state given by db.client.connection.state"
     );
-    describe_gauge!(CONNECTION_MAX, Unit::Count, "Maximum connections allowed");
+    describe_gauge!(
+        CONNECTION_LIMIT,
+        Unit::Count,
+        "The maximum number of open connections allowed"
+    );
+    describe_gauge!(
+        CONNECTION_MAX,
+        Unit::Count,
+        "Deprecated: use db.client.connection.limit. The maximum number of open connections allowed"
+    );
+    describe_gauge!(
+        IDLE_MAX,
+        Unit::Count,
+        "The maximum number of idle open connections allowed"
+    );
+    describe_gauge!(
+        IDLE_MIN,
+        Unit::Count,
+        "The minimum number of idle open connections allowed"
+    );
+    describe_histogram!(
+        CREATE_TIME,
+        Unit::Seconds,
+        "The time it took to create a new connection"
+    );
     describe_gauge!(
         PENDING_REQUESTS,
         Unit::Count,
@@ -155,7 +263,7 @@ fn describe_all() {
     describe_histogram!(
         OPERATION_DURATION,
         Unit::Seconds,
-        "Duration of queries run through the guard's executor"
+        "Duration of database client operations (queries through the guard's executor)"
     );
     describe_gauge!(
         ALERT_STATE,
@@ -200,7 +308,7 @@ fn describe_all() {
     describe_histogram!(
         REQUEST_DURATION,
         Unit::Seconds,
-        "Duration of requests the application reported, by status code"
+        "Duration of HTTP server requests"
     );
     describe_counter!(
         LEAKS,
@@ -239,24 +347,87 @@ fn describe_all() {
     );
 }
 
-pub use crate::hot::handles::STATUS_CODES;
+/// The labels every instrument of one pool carries, and the database
+/// attributes of its operation histogram.
+#[derive(Clone, Debug)]
+pub(crate) struct PoolLabels {
+    /// The pool's name.
+    pub(crate) pool: Arc<str>,
+    /// Who the pool talks to.
+    pub(crate) identity: PoolIdentity,
+    /// Also emit the deprecated `db.client.connection.max`.
+    pub(crate) deprecated_max: bool,
+    /// The pool's `min_connections` (`idle.min`).
+    pub(crate) min_connections: u32,
+}
 
-fn register_requests(pool: &str) -> RequestMetrics {
-    let h = |label: String| metrics::histogram!(REQUEST_DURATION, POOL_NAME => pool.to_string(), STATUS_CODE => label);
-    RequestMetrics {
-        by_code: STATUS_CODES.iter().map(|c| h(c.to_string())).collect(),
-        by_class: ["1xx", "2xx", "3xx", "4xx", "5xx", "other"]
-            .into_iter()
-            .map(|l| h(l.to_string()))
-            .collect(),
+impl PoolLabels {
+    fn pool(&self) -> Vec<Label> {
+        vec![Label::new(POOL_NAME, self.pool.to_string())]
+    }
+
+    /// [`POOL_NAME`], [`DB_SYSTEM`] and the known database attributes.
+    fn operation(&self) -> Vec<Label> {
+        let id = &self.identity;
+        let mut l = self.pool();
+        l.push(Label::new(DB_SYSTEM, id.system));
+        if let Some(ns) = &id.namespace {
+            l.push(Label::new(DB_NAMESPACE, ns.clone()));
+        }
+        if let Some(a) = &id.address {
+            l.push(Label::new(SERVER_ADDRESS, a.clone()));
+        }
+        if let Some(p) = id.non_default_port() {
+            l.push(Label::new(SERVER_PORT, p.to_string()));
+        }
+        l
     }
 }
 
+/// The labels of a request key: [`HTTP_METHOD`], [`URL_SCHEME`], the
+/// integer [`STATUS_CODE`] (none when the code was not valid), and
+/// [`ERROR_TYPE`] for a 5xx (the code) or an invalid code (`_OTHER`).
+fn request_labels((method, scheme, status): RequestKey) -> Vec<Label> {
+    let mut l = vec![
+        Label::new(HTTP_METHOD, method_label(method)),
+        Label::new(URL_SCHEME, scheme_label(scheme)),
+    ];
+    match status {
+        0 => l.push(Label::new(ERROR_TYPE, "_OTHER")),
+        s => {
+            l.push(Label::new(STATUS_CODE, s.to_string()));
+            if s >= 500 {
+                l.push(Label::new(ERROR_TYPE, s.to_string()));
+            }
+        }
+    }
+    l
+}
+
+/// The labels of a failed query: [`ERROR_TYPE`] and, when the database
+/// gave one, [`DB_STATUS_CODE`]; past the table of kinds, `_OTHER`.
+fn error_labels(kind: Option<(&str, Option<&str>)>) -> Vec<Label> {
+    let Some((error_type, status)) = kind else {
+        return vec![Label::new(ERROR_TYPE, "_OTHER")];
+    };
+    let mut l = vec![Label::new(ERROR_TYPE, error_type.to_owned())];
+    if let Some(s) = status {
+        l.push(Label::new(DB_STATUS_CODE, s.to_owned()));
+    }
+    l
+}
+
+/// Gauges published by the monitor.
 /// Gauges published by the monitor.
 pub(crate) struct Gauges {
     used: Gauge,
     idle: Gauge,
-    max: Gauge,
+    limit: Gauge,
+    /// The deprecated `db.client.connection.max`, when asked for.
+    max: Option<Gauge>,
+    idle_max: Gauge,
+    idle_min: Gauge,
+    min_connections: u32,
     pending: Gauge,
     utilization: Gauge,
     demand: Gauge,
@@ -301,25 +472,37 @@ pub(crate) struct GaugeValues {
     pub(crate) level: u8,
 }
 
-pub(crate) fn register(pool: &Arc<str>, rules: &[Rule]) -> (HotMetrics, Gauges) {
+pub(crate) fn register(labels: &PoolLabels, rules: &[Rule]) -> (HotMetrics, Gauges) {
     // Described at every build: the recorder may have changed since the last.
     describe_all();
-    let name = pool.to_string();
+    let name = labels.pool.to_string();
+    let pool = labels.pool();
     let hot = HotMetrics {
-        wait_time: metrics::histogram!(WAIT_TIME, POOL_NAME => name.clone()),
-        use_time: metrics::histogram!(USE_TIME, POOL_NAME => name.clone()),
-        timeouts: metrics::counter!(TIMEOUTS, POOL_NAME => name.clone()),
-        operation_duration: metrics::histogram!(OPERATION_DURATION, POOL_NAME => name.clone()),
-        requests: register_requests(&name),
+        wait_time: metrics::histogram!(WAIT_TIME, pool.clone()),
+        use_time: metrics::histogram!(USE_TIME, pool.clone()),
+        create_time: metrics::histogram!(CREATE_TIME, pool.clone()),
+        timeouts: metrics::counter!(TIMEOUTS, pool.clone()),
+        operations: OperationMetrics::new(
+            OPERATION_DURATION,
+            labels.operation(),
+            Box::new(error_labels),
+        ),
+        requests: RequestMetrics::new(REQUEST_DURATION, pool.clone(), Box::new(request_labels)),
     };
     let gauges = Gauges {
         used: metrics::gauge!(CONNECTION_COUNT, POOL_NAME => name.clone(), STATE => "used"),
         idle: metrics::gauge!(CONNECTION_COUNT, POOL_NAME => name.clone(), STATE => "idle"),
-        max: metrics::gauge!(CONNECTION_MAX, POOL_NAME => name.clone()),
-        pending: metrics::gauge!(PENDING_REQUESTS, POOL_NAME => name.clone()),
-        utilization: metrics::gauge!(UTILIZATION, POOL_NAME => name.clone()),
-        demand: metrics::gauge!(DEMAND, POOL_NAME => name.clone()),
-        level: metrics::gauge!(SATURATION_LEVEL, POOL_NAME => name.clone()),
+        limit: metrics::gauge!(CONNECTION_LIMIT, pool.clone()),
+        max: labels
+            .deprecated_max
+            .then(|| metrics::gauge!(CONNECTION_MAX, pool.clone())),
+        idle_max: metrics::gauge!(IDLE_MAX, pool.clone()),
+        idle_min: metrics::gauge!(IDLE_MIN, pool.clone()),
+        min_connections: labels.min_connections,
+        pending: metrics::gauge!(PENDING_REQUESTS, pool.clone()),
+        utilization: metrics::gauge!(UTILIZATION, pool.clone()),
+        demand: metrics::gauge!(DEMAND, pool.clone()),
+        level: metrics::gauge!(SATURATION_LEVEL, pool.clone()),
         rules: rules
             .iter()
             .map(|r| {
@@ -327,13 +510,13 @@ pub(crate) fn register(pool: &Arc<str>, rules: &[Rule]) -> (HotMetrics, Gauges) 
                     RULE => r.name.to_string(), SEVERITY => r.severity.as_str())
             })
             .collect(),
-        eta: metrics::gauge!(EXHAUSTION_ETA, POOL_NAME => name.clone()),
-        scale: metrics::gauge!(SCALE_RECOMMENDED, POOL_NAME => name.clone()),
-        server: metrics::gauge!(SERVER_UTILIZATION, POOL_NAME => name.clone()),
-        leaks: metrics::counter!(LEAKS, POOL_NAME => name.clone()),
-        oldest_wait: metrics::gauge!(OLDEST_WAIT, POOL_NAME => name.clone()),
-        opens: metrics::counter!(CONNECTION_OPENS, POOL_NAME => name.clone()),
-        stalled: metrics::gauge!(STALLED, POOL_NAME => name.clone()),
+        eta: metrics::gauge!(EXHAUSTION_ETA, pool.clone()),
+        scale: metrics::gauge!(SCALE_RECOMMENDED, pool.clone()),
+        server: metrics::gauge!(SERVER_UTILIZATION, pool.clone()),
+        leaks: metrics::counter!(LEAKS, pool.clone()),
+        oldest_wait: metrics::gauge!(OLDEST_WAIT, pool.clone()),
+        opens: metrics::counter!(CONNECTION_OPENS, pool.clone()),
+        stalled: metrics::gauge!(STALLED, pool.clone()),
         causes: Cause::ALL
             .iter()
             .map(|c| metrics::gauge!(DIAGNOSIS, POOL_NAME => name.clone(), CAUSE => c.as_str()))
@@ -373,7 +556,12 @@ impl Gauges {
     pub(crate) fn publish(&self, v: &GaugeValues) {
         self.used.set(f64::from(v.in_use));
         self.idle.set(f64::from(v.idle));
-        self.max.set(f64::from(v.max));
+        self.limit.set(f64::from(v.max));
+        if let Some(max) = &self.max {
+            max.set(f64::from(v.max));
+        }
+        self.idle_max.set(f64::from(v.max));
+        self.idle_min.set(f64::from(self.min_connections));
         self.pending.set(f64::from(v.waiters));
         self.utilization.set(v.utilization);
         self.demand.set(v.demand);

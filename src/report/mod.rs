@@ -4,5 +4,7 @@
 
 pub(crate) mod events;
 pub(crate) mod health;
+pub(crate) mod identity;
 pub mod metrics;
 pub(crate) mod snapshot;
+pub(crate) mod spans;
