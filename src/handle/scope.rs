@@ -7,6 +7,9 @@
 //! made in tasks the handler spawns do not see it. Outside a scope the
 //! lookup is one thread-local read.
 
+// Without the `tower` feature nothing sets a scope (the lookups stay).
+#![cfg_attr(not(feature = "tower"), allow(dead_code))]
+
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
