@@ -281,7 +281,7 @@ impl<DB: Database> PoolGuard<DB> {
     /// the conventions require: `method` as sent (`"GET"`; one the
     /// conventions do not know is recorded as `_OTHER`), `scheme`
     /// (`"http"`/`"https"`), the integer `status`. With the `tower` feature
-    /// the [`PoolGuardLayer`](crate::tower::PoolGuardLayer) calls it for
+    /// the layer `poolguard::tower::PoolGuardLayer` calls it for
     /// every response. A few atomic adds and a shared-lock map read.
     ///
     /// ```
