@@ -35,7 +35,8 @@ def added(arm, base):
 
 for arm, base in [("floor", "raw"), ("guard", "raw"), ("guard_breaker_off", "raw"),
                   ("guard_prometheus", "raw"), ("query_guard", "query_raw"),
-                  ("model_guard", "model_raw")]:
+                  ("model_guard", "model_raw"), ("model_guard_spans_filtered", "model_raw"),
+                  ("model_guard_spans_recorded", "model_raw")]:
     if arm in per_pair and base in per_pair:
         print(f"{arm} - {base}: {added(arm, base):+.0f}")
 

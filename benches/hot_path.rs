@@ -19,6 +19,11 @@
 //!   accounting with no driver underneath, so the count is exact and the
 //!   same on every run. `.ci/run` holds `model_guard - model_raw` to the
 //!   budget (`benches/hot_path_budget.txt`).
+//! - `model_guard_spans_filtered`, `model_guard_spans_recorded`: the same
+//!   with a global `tracing` subscriber: one whose level (WARN) filters the
+//!   guard's INFO spans out, and `tracing_subscriber`'s `Registry`, which
+//!   records every span (the storage a `fmt` or OpenTelemetry layer sits
+//!   on). `model_guard` has no subscriber at all.
 
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -239,9 +244,8 @@ fn model_raw(f: Fixture) -> Fixture {
     f
 }
 
-#[library_benchmark]
-#[benches::pairs(args = [500, 1500], setup = plain)]
-fn model_guard(f: Fixture) -> Fixture {
+/// `n` pairs on the model pool.
+fn model_pairs(f: Fixture) -> Fixture {
     let sim = f.sim.as_ref().expect("model pool");
     f.rt.block_on(async {
         for _ in 0..f.n {
@@ -249,6 +253,45 @@ fn model_guard(f: Fixture) -> Fixture {
         }
     });
     f
+}
+
+#[library_benchmark]
+#[benches::pairs(args = [500, 1500], setup = plain)]
+fn model_guard(f: Fixture) -> Fixture {
+    model_pairs(f)
+}
+
+/// The model pool with a global tracing subscriber: `record` keeps the
+/// guard's spans, else a WARN filter drops them.
+fn spans(n: u64, record: bool) -> Fixture {
+    use tracing_subscriber::layer::SubscriberExt;
+    let result = if record {
+        tracing::subscriber::set_global_default(tracing_subscriber::registry())
+    } else {
+        tracing::subscriber::set_global_default(
+            tracing_subscriber::registry().with(tracing_subscriber::filter::LevelFilter::WARN),
+        )
+    };
+    result.expect("first subscriber of this process");
+    fixture(n, Guard::None)
+}
+fn spans_filtered(n: u64) -> Fixture {
+    spans(n, false)
+}
+fn spans_recorded(n: u64) -> Fixture {
+    spans(n, true)
+}
+
+#[library_benchmark]
+#[benches::pairs(args = [500, 1500], setup = spans_filtered)]
+fn model_guard_spans_filtered(f: Fixture) -> Fixture {
+    model_pairs(f)
+}
+
+#[library_benchmark]
+#[benches::pairs(args = [500, 1500], setup = spans_recorded)]
+fn model_guard_spans_recorded(f: Fixture) -> Fixture {
+    model_pairs(f)
 }
 
 library_benchmark_group!(
@@ -262,7 +305,9 @@ library_benchmark_group!(
         query_raw,
         query_guard,
         model_raw,
-        model_guard
+        model_guard,
+        model_guard_spans_filtered,
+        model_guard_spans_recorded
     ]
 );
 

@@ -105,15 +105,24 @@ async fn acquires_and_queries_are_spans_under_the_callers() {
         .connect("sqlite::memory:")
         .await
         .expect("SQLite");
-    let guard = PoolGuard::builder(pool).name("traced").build().expect("guard");
+    let guard = PoolGuard::builder(pool)
+        .name("traced")
+        .build()
+        .expect("guard");
 
     let request = tracing::info_span!("request");
     let request_id = request.id().expect("enabled").into_u64();
     async {
         // A query through `&guard`: an acquire, then the query.
-        sqlx::query("SELECT 1 + 41").execute(&guard).await.expect("query");
+        sqlx::query("SELECT 1 + 41")
+            .execute(&guard)
+            .await
+            .expect("query");
         // A failing one.
-        sqlx::query("SELECT x FROM nowhere").execute(&guard).await.unwrap_err();
+        sqlx::query("SELECT x FROM nowhere")
+            .execute(&guard)
+            .await
+            .unwrap_err();
         // An acquire that times out.
         let held = guard.acquire().await.expect("acquire");
         guard.acquire().await.expect_err("full");
@@ -124,12 +133,21 @@ async fn acquires_and_queries_are_spans_under_the_callers() {
 
     let spans = capture.spans();
     let ours: Vec<&Span> = spans.iter().filter(|s| s.target == "poolguard").collect();
-    let acquires: Vec<&Span> = ours.iter().copied().filter(|s| s.name == "acquire").collect();
+    let acquires: Vec<&Span> = ours
+        .iter()
+        .copied()
+        .filter(|s| s.name == "acquire")
+        .collect();
     let queries: Vec<&Span> = ours.iter().copied().filter(|s| s.name == "query").collect();
     assert_eq!(acquires.len(), 4, "{ours:#?}");
     assert_eq!(queries.len(), 2, "{ours:#?}");
     for s in ours.iter() {
-        assert_eq!(s.parent, Some(request_id), "{} is a child of the request: {s:?}", s.name);
+        assert_eq!(
+            s.parent,
+            Some(request_id),
+            "{} is a child of the request: {s:?}",
+            s.name
+        );
         assert_eq!(field(s, "db.client.connection.pool.name"), "traced");
         assert_eq!(field(s, "db.system.name"), "sqlite");
     }
@@ -138,7 +156,10 @@ async fn acquires_and_queries_are_spans_under_the_callers() {
     let waited: f64 = field(acquires[3], "db.client.connection.wait_time")
         .parse()
         .expect("seconds");
-    assert!(waited >= 0.1, "the timed-out acquire waited its 100 ms: {waited}");
+    assert!(
+        waited >= 0.1,
+        "the timed-out acquire waited its 100 ms: {waited}"
+    );
     assert_eq!(field(acquires[3], "otel.status_code"), "error");
 
     let ok = queries[0];

@@ -50,9 +50,10 @@ pub(crate) fn assemble(
     classifier: Classifier,
     stats: StatsFn,
 ) -> Parts {
-    let name = settings
-        .name
-        .unwrap_or_else(|| Arc::from(pool.identity.default_pool_name()));
+    let name = settings.name.unwrap_or_else(|| {
+        let name = pool.identity.default_pool_name();
+        Arc::from(name.as_deref().unwrap_or(super::settings::DEFAULT_NAME))
+    });
     let labels = PoolLabels {
         pool: Arc::clone(&name),
         identity: pool.identity.clone(),

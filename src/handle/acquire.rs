@@ -63,26 +63,36 @@ where
     shared
         .shed_check(in_use, ahead, deadline)
         .inspect_err(refused)?;
-    // The pool's future is made here, in this future's own state, and
-    // pinned there: the poll wrapper holds a reference, not a copy.
-    let mut fut = std::pin::pin!(acquire());
     // A connection opened for this acquire, which found a slot free, times
     // the connect (`db.client.connection.create_time`).
     let watch = shared.acct.counts_opens() && in_use.saturating_add(ahead) < shared.acct.max();
     let mut opened = false;
-    let watched = std::future::poll_fn(|cx| {
-        let _in = span.enter();
-        if watch {
-            poll_noting_opens(fut.as_mut(), cx, &mut opened)
-        } else {
-            fut.as_mut().poll(cx)
-        }
-    });
-    let acquired = match deadline {
-        None => watched.await,
-        Some(d) => tokio::time::timeout(d, watched)
-            .await
-            .unwrap_or(Err(sqlx::Error::PoolTimedOut)),
+    // The wait, bounded by the deadline. A macro, not a function: every
+    // async layer copies the pool's (large) future into its own state.
+    macro_rules! bounded {
+        ($wait:expr) => {
+            match deadline {
+                None => $wait.await,
+                Some(d) => tokio::time::timeout(d, $wait)
+                    .await
+                    .unwrap_or(Err(sqlx::Error::PoolTimedOut)),
+            }
+        };
+    }
+    // The pool's future is made here, in this future's own state, once
+    // (sqlx's is about 3 KB: a second copy in one branch doubled this
+    // future, and every layer that moves it pays for its size), and pinned
+    // there: both waits hold a reference to it.
+    let mut fut = std::pin::pin!(acquire());
+    let acquired = if watch {
+        // Noting whether this poll opened a connection.
+        bounded!(std::future::poll_fn(|cx| poll_noting_opens(
+            fut.as_mut(),
+            cx,
+            &mut opened
+        )))
+    } else {
+        bounded!(fut.as_mut())
     };
     let err = match acquired {
         Ok(conn) => {

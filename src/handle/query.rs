@@ -19,7 +19,7 @@ use crate::monitor::Shared;
 use crate::protect::classify::error_attributes;
 use crate::protect::timeout::Timed;
 use crate::report::spans;
-use tracing::{Instrument, Span};
+use tracing::Span;
 
 /// What `fetch_many` streams.
 pub(crate) type Rows<'e, DB> = BoxStream<
@@ -125,7 +125,9 @@ async fn read_backend_id<DB: Database>(
     }
 }
 
-/// One `fetch_optional` on `conn` with an optional limit, in its span.
+/// One `fetch_optional` on `conn` with an optional limit, in its span
+/// (made here and dropped at the end, not entered: entering would take a
+/// wrapper around the driver's future, and every async layer copies it).
 pub(crate) async fn optional_on<'q, DB, E>(
     shared: &Shared,
     conn: &mut DB::Connection,
@@ -138,25 +140,7 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     E: 'q + Execute<'q, DB>,
 {
-    let span = spans::query(&shared.name, &shared.identity);
-    optional_in::<DB, E>(shared, conn, query, limit, id_cache, &span)
-        .instrument(span.clone())
-        .await
-}
-
-async fn optional_in<'q, DB, E>(
-    shared: &Shared,
-    conn: &mut DB::Connection,
-    query: E,
-    limit: Option<Duration>,
-    id_cache: &mut Option<u64>,
-    span: &Span,
-) -> Timeboxed<Option<DB::Row>>
-where
-    DB: Database,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    E: 'q + Execute<'q, DB>,
-{
+    let span = &spans::query(&shared.name, &shared.identity);
     let mut q = Some(shared.acct.start_query());
     let query = Tracked::new(query, &shared.acct);
     let mut seen = None;
@@ -196,7 +180,8 @@ where
     }
 }
 
-/// One `fetch_many` on `conn`, yielding as it goes, in its span.
+/// One `fetch_many` on `conn`, yielding as it goes, in its span (made
+/// here, not entered; see [`optional_on`]).
 pub(crate) async fn many_on<'q, DB, E>(
     shared: &Shared,
     conn: &mut DB::Connection,
@@ -210,26 +195,7 @@ where
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
     E: 'q + Execute<'q, DB>,
 {
-    let span = spans::query(&shared.name, &shared.identity);
-    many_in::<DB, E>(shared, conn, query, limit, id_cache, yielder, &span)
-        .instrument(span.clone())
-        .await
-}
-
-async fn many_in<'q, DB, E>(
-    shared: &Shared,
-    conn: &mut DB::Connection,
-    query: E,
-    limit: Option<Duration>,
-    id_cache: &mut Option<u64>,
-    yielder: &Yielder<DB>,
-    span: &Span,
-) -> Timeboxed<()>
-where
-    DB: Database,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    E: 'q + Execute<'q, DB>,
-{
+    let span = &spans::query(&shared.name, &shared.identity);
     let mut q = Some(shared.acct.start_query());
     let deadline = limit.map(|l| Instant::now() + l);
     if let (Some(at), Some(l)) = (deadline, limit) {

@@ -11,7 +11,7 @@
 #![cfg_attr(not(feature = "tower"), allow(dead_code))]
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,11 +58,18 @@ tokio::task_local! {
     static SCOPE: RequestScope;
 }
 
+/// Set once any layer made a scope: until then acquires skip the
+/// task-local lookup (one relaxed load instead).
+static IN_USE: AtomicBool = AtomicBool::new(false);
+
 /// A request's future in its scope.
 pub(crate) type Serve<F> = tokio::task::futures::TaskLocalFuture<RequestScope, F>;
 
 /// Runs `fut` as one request with `deadline`; refusals go to `note`.
 pub(crate) fn serve<F: Future>(deadline: Option<Instant>, note: RefusalNote, fut: F) -> Serve<F> {
+    if !IN_USE.load(Relaxed) {
+        IN_USE.store(true, Relaxed);
+    }
     SCOPE.scope(
         RequestScope {
             deadline,
@@ -77,6 +84,9 @@ pub(crate) fn serve<F: Future>(deadline: Option<Instant>, note: RefusalNote, fut
 /// taken).
 #[inline]
 pub(crate) fn bound(deadline: Option<Duration>) -> Option<Duration> {
+    if !IN_USE.load(Relaxed) {
+        return deadline;
+    }
     let Ok(Some(at)) = SCOPE.try_with(|s| s.deadline) else {
         return deadline;
     };
@@ -88,6 +98,9 @@ pub(crate) fn bound(deadline: Option<Duration>) -> Option<Duration> {
 /// request's scope, with the time after which a retry may succeed (the
 /// breaker's wait, the expected queue time; `None`: not known).
 pub(crate) fn note_refusal(retry: Option<Duration>) {
+    if !IN_USE.load(Relaxed) {
+        return;
+    }
     let _ = SCOPE.try_with(|s| s.refused.set(retry));
 }
 

@@ -93,8 +93,8 @@ impl PoolIdentity {
 
     /// The conventions' name for a pool that has none:
     /// `server.address:server.port/db.namespace`, the parts that are known
-    /// (SQLite: the file name; nothing known: `"default"`).
-    pub(crate) fn default_pool_name(&self) -> String {
+    /// (SQLite: the file name; nothing known: `None`).
+    pub(crate) fn default_pool_name(&self) -> Option<String> {
         let mut name = String::new();
         if let Some(a) = &self.address {
             name.push_str(a);
@@ -109,10 +109,7 @@ impl PoolIdentity {
             }
             name.push_str(ns);
         }
-        if name.is_empty() {
-            name.push_str(crate::build::settings::DEFAULT_NAME);
-        }
-        name
+        (!name.is_empty()).then_some(name)
     }
 
     /// `server.port` when it is not the system's default port (the
@@ -139,18 +136,24 @@ mod tests {
             Some(6543),
             Some("orders"),
         );
-        assert_eq!(id.default_pool_name(), "db.internal:6543/orders");
+        assert_eq!(
+            id.default_pool_name().as_deref(),
+            Some("db.internal:6543/orders")
+        );
         assert_eq!(id.non_default_port(), Some(6543));
         let std = PoolIdentity::new("postgresql", Some("127.0.0.1"), Some(5432), Some("test"));
         assert_eq!(std.non_default_port(), None);
-        assert_eq!(std.default_pool_name(), "127.0.0.1:5432/test");
+        assert_eq!(
+            std.default_pool_name().as_deref(),
+            Some("127.0.0.1:5432/test")
+        );
         let my = PoolIdentity::new("mysql", Some("[::1]"), Some(3307), None);
-        assert_eq!(my.default_pool_name(), "[::1]:3307");
+        assert_eq!(my.default_pool_name().as_deref(), Some("[::1]:3307"));
         let sqlite = PoolIdentity::new("sqlite", None, None, Some("/tmp/app.db"));
-        assert_eq!(sqlite.default_pool_name(), "/tmp/app.db");
+        assert_eq!(sqlite.default_pool_name().as_deref(), Some("/tmp/app.db"));
         assert_eq!(
             PoolIdentity::new("other_sql", None, None, None).default_pool_name(),
-            "default"
+            None
         );
     }
 
@@ -177,7 +180,10 @@ mod tests {
                 .connect_lazy("postgres://app:s3cret@db.internal:6543/orders")
                 .expect("lazy");
             let id = PoolIdentity::of(&pg);
-            assert_eq!(id.default_pool_name(), "db.internal:6543/orders");
+            assert_eq!(
+                id.default_pool_name().as_deref(),
+                Some("db.internal:6543/orders")
+            );
             assert!(!format!("{id:?}").contains("s3cret"));
         }
     }
