@@ -45,9 +45,10 @@
 //! | `stats/` | windows, exhaustion forecast, traffic baseline, scale hint | `window`, `forecast`, `anomaly`, `scale` |
 //! | `alert/` | signals, rules, default table, rule set, state machine, level | `signal`, `rule`, `defaults`, `rule_set`, `tracker`, `saturation` |
 //! | `protect/` | circuit breaker (pure), classifier, load shedding (pure), query cancel | [`breaker`], `classify`, `shed`, `timeout` |
-//! | `report/` | events, snapshot, metric names and gauges, health | `events`, `snapshot`, [`metrics`], `health` |
+//! | `report/` | events, snapshot, metric names and gauges, OpenTelemetry identity, spans, health | `events`, `snapshot`, [`metrics`], `identity`, `spans`, `health` |
 //! | `monitor/` | the background task: the call path's shared part, evaluation, views, publishing, server watch | `shared`, `evaluate`, `tick`, `view`, `publish`, `server` |
-//! | `handle/` | the guard, connections, admission, `Executor` plumbing, model pool | `guard`, `connection`, `admission`, `executor`, `held`, `query`, `in_flight`, [`sim`] |
+//! | `handle/` | the guard, connections, admission, `Executor` plumbing, a request's scope, model pool | `guard`, `connection`, `admission`, `executor`, `held`, `query`, `in_flight`, `scope`, [`sim`] |
+//! | `tower.rs` | the tower layer (feature `tower`): records responses, sets a request's scope | |
 //! | `build/` | builder (setters), settings and validation, assembly | `builder`, `settings`, `assemble` |
 //! | `error.rs` | [`BuildError`], [`Error`] | |
 //!
