@@ -198,7 +198,8 @@ fn deadline_of<B>(req: &Request<B>, now: Instant, timeout: Option<Duration>) -> 
         .get("grpc-timeout")
         .and_then(|v| v.to_str().ok())
         .and_then(grpc_timeout);
-    grpc.or(timeout).map(|t| now + t)
+    // A deadline past what the clock can hold is no deadline.
+    grpc.or(timeout).and_then(|t| now.checked_add(t))
 }
 
 /// A `grpc-timeout` value: at most 8 digits and a unit (`H`, `M`, `S`,
@@ -304,6 +305,42 @@ mod tests {
         for bad in ["", "S", "123456789S", "1x", "-1S", "1.5S"] {
             assert_eq!(grpc_timeout(bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn deadlines_come_from_the_extension_then_grpc_then_the_layer() {
+        let now = Instant::now();
+        let req = |grpc: Option<&str>, ext: Option<Instant>| {
+            let mut b = Request::builder();
+            if let Some(g) = grpc {
+                b = b.header("grpc-timeout", g);
+            }
+            let mut r = b.body(()).unwrap();
+            if let Some(at) = ext {
+                r.extensions_mut().insert(RequestDeadline(at));
+            }
+            r
+        };
+        let secs = Duration::from_secs;
+        let at = now + secs(9);
+        assert_eq!(
+            deadline_of(&req(Some("1S"), Some(at)), now, Some(secs(5))),
+            Some(at)
+        );
+        assert_eq!(
+            deadline_of(&req(Some("1S"), None), now, Some(secs(5))),
+            Some(now + secs(1))
+        );
+        assert_eq!(
+            deadline_of(&req(Some("x"), None), now, Some(secs(5))),
+            Some(now + secs(5))
+        );
+        assert_eq!(deadline_of(&req(None, None), now, None), None);
+        // Too far for the clock: no deadline, no panic.
+        assert_eq!(
+            deadline_of(&req(None, None), now, Some(Duration::MAX)),
+            None
+        );
     }
 
     #[test]

@@ -56,7 +56,7 @@ where
         Admission::Admitted => None,
     };
     // A request's remaining time (the tower layer) bounds the wait too.
-    let deadline = scope::bound(deadline);
+    let (deadline, by_request) = scope::bound(deadline);
     let (ticket, in_use, ahead) = shared.acct.start_wait_seen(location);
     // Refused: dropping the unresolved tickets removes the waiter again and
     // gives a half-open trial back (a refusal says nothing of the database).
@@ -69,13 +69,12 @@ where
     let mut opened = false;
     // The wait, bounded by the deadline. A macro, not a function: every
     // async layer copies the pool's (large) future into its own state.
+    // `None`: the deadline passed first.
     macro_rules! bounded {
         ($wait:expr) => {
             match deadline {
-                None => $wait.await,
-                Some(d) => tokio::time::timeout(d, $wait)
-                    .await
-                    .unwrap_or(Err(sqlx::Error::PoolTimedOut)),
+                None => Some($wait.await),
+                Some(d) => tokio::time::timeout(d, $wait).await.ok(),
             }
         };
     }
@@ -95,6 +94,23 @@ where
         bounded!(fut.as_mut())
     };
     let err = match acquired {
+        // The request's own deadline passed before the pool's: the client
+        // gave up, which says nothing of the pool or the database (a short
+        // `grpc-timeout` must not page or open the breaker). Counted like a
+        // cancelled acquire; the caller still gets the timeout.
+        None if by_request => {
+            let t = ticket.gave_up();
+            spans::acquire_ended(&span, AcquireOutcome::Deadline, t.0);
+            shared.note_timeout(true);
+            if let Some(call) = call {
+                call.finish_ignored();
+            }
+            return Err(timeout_error(shared, t, false));
+        }
+        None => Err(sqlx::Error::PoolTimedOut),
+        Some(r) => r,
+    };
+    let err = match err {
         Ok(conn) => {
             let (hold, at, waited) = ticket.acquired_at();
             spans::acquire_ended(&span, AcquireOutcome::Acquired, waited);
@@ -109,7 +125,8 @@ where
         Err(sqlx::Error::PoolTimedOut) => {
             let t = ticket.timed_out();
             spans::acquire_ended(&span, AcquireOutcome::TimedOut, t.0);
-            timed_out(shared, t)
+            shared.note_timeout(t.1 > 0);
+            timeout_error(shared, t, true)
         }
         Err(e) => {
             ticket.failed();
@@ -124,10 +141,14 @@ where
 }
 
 /// The error of an acquire that timed out, with the pool as it was then
-/// (HikariCP style), logged.
-fn timed_out(shared: &Shared, (waited, served_while_waiting): (Duration, u64)) -> Error {
+/// (HikariCP style), logged: a warning for the pool's timeout, at debug
+/// level for a request's deadline.
+fn timeout_error(
+    shared: &Shared,
+    (waited, served_while_waiting): (Duration, u64),
+    pool_timeout: bool,
+) -> Error {
     let c = shared.acct.counters();
-    shared.note_timeout(served_while_waiting > 0);
     let stats = shared.pool_stats();
     let (total, idle) = (stats.size, stats.idle);
     let state = PoolState {
@@ -143,7 +164,11 @@ fn timed_out(shared: &Shared, (waited, served_while_waiting): (Duration, u64)) -
     };
     // Logged here too: the `Executor` path converts the error to
     // `sqlx::Error::PoolTimedOut`, which cannot carry the state.
-    tracing::warn!(pool = %shared.name, %state, "connection acquire timed out");
+    if pool_timeout {
+        tracing::warn!(pool = %shared.name, %state, "connection acquire timed out");
+    } else {
+        tracing::debug!(pool = %shared.name, %state, "request deadline passed waiting for a connection");
+    }
     Error::AcquireTimeout {
         pool: Arc::clone(&shared.name),
         state,

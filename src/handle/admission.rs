@@ -87,6 +87,12 @@ impl CallTicket<'_> {
         }
     }
 
+    /// Finishes as a call that says nothing of the database (a request's
+    /// deadline passed while it waited).
+    pub(crate) fn finish_ignored(self) {
+        self.finish(Outcome::Ignored);
+    }
+
     /// Finishes with a guard error (see [`finish_guard`](Self::finish_guard)).
     pub(crate) fn finish_error(self, e: &Error) {
         let outcome = match e {

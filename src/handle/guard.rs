@@ -307,7 +307,7 @@ impl<DB: Database> PoolGuard<DB> {
     /// as `_OTHER` and the scheme as `http`, which the conventions' required
     /// attributes then misstate.
     #[deprecated(
-        since = "0.2.0",
+        since = "0.1.0",
         note = "use `record_http` (method and scheme are required attributes) or the tower layer"
     )]
     pub fn record_request(&self, status: u16, latency: Duration) {

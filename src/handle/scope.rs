@@ -38,11 +38,11 @@ impl RefusalNote {
     }
 
     fn set(&self, retry: Option<Duration>) {
+        // Whole milliseconds rounded up: the header rounds up to seconds,
+        // and 1000.4 ms must not read as 1 s.
         let v = retry.map_or(UNKNOWN, |d| {
-            u64::try_from(d.as_millis())
-                .unwrap_or(UNKNOWN - 2)
-                .min(UNKNOWN - 2)
-                + 1
+            let ms = d.as_nanos().div_ceil(1_000_000);
+            u64::try_from(ms).unwrap_or(UNKNOWN - 2).min(UNKNOWN - 2) + 1
         });
         self.0.store(v, Relaxed);
     }
@@ -81,17 +81,20 @@ pub(crate) fn serve<F: Future>(deadline: Option<Instant>, note: RefusalNote, fut
 
 /// `deadline` bounded by the request's remaining time, if a request
 /// scope has a deadline (past it: zero, so only a connection at hand is
-/// taken).
+/// taken), and whether the request's time is the bound that applies.
 #[inline]
-pub(crate) fn bound(deadline: Option<Duration>) -> Option<Duration> {
+pub(crate) fn bound(deadline: Option<Duration>) -> (Option<Duration>, bool) {
     if !IN_USE.load(Relaxed) {
-        return deadline;
+        return (deadline, false);
     }
     let Ok(Some(at)) = SCOPE.try_with(|s| s.deadline) else {
-        return deadline;
+        return (deadline, false);
     };
     let left = at.saturating_duration_since(Instant::now());
-    Some(deadline.map_or(left, |d| d.min(left)))
+    match deadline {
+        Some(d) if d <= left => (Some(d), false),
+        _ => (Some(left), true),
+    }
 }
 
 /// Notes a refusal of the guard (open breaker, load shedding) in the
@@ -116,28 +119,34 @@ mod tests {
         assert_eq!(n.get(), Some(Some(Duration::from_millis(1500))));
         n.set(Some(Duration::ZERO));
         assert_eq!(n.get(), Some(Some(Duration::ZERO)));
+        n.set(Some(Duration::from_micros(1_000_400)));
+        assert_eq!(n.get(), Some(Some(Duration::from_millis(1001))));
         n.set(None);
         assert_eq!(n.get(), Some(None));
     }
 
     #[tokio::test(start_paused = true)]
     async fn acquires_in_a_scope_get_its_remaining_time() {
-        assert_eq!(bound(None), None);
+        assert_eq!(bound(None), (None, false));
         let at = Instant::now() + Duration::from_secs(2);
         serve(Some(at), RefusalNote::default(), async {
-            assert_eq!(bound(None), Some(Duration::from_secs(2)));
+            assert_eq!(bound(None), (Some(Duration::from_secs(2)), true));
             assert_eq!(
                 bound(Some(Duration::from_secs(1))),
-                Some(Duration::from_secs(1))
+                (Some(Duration::from_secs(1)), false)
+            );
+            assert_eq!(
+                bound(Some(Duration::from_secs(3))),
+                (Some(Duration::from_secs(2)), true)
             );
             tokio::time::advance(Duration::from_secs(3)).await;
-            assert_eq!(bound(None), Some(Duration::ZERO));
+            assert_eq!(bound(None), (Some(Duration::ZERO), true));
         })
         .await;
         serve(None, RefusalNote::default(), async {
             assert_eq!(
                 bound(Some(Duration::from_secs(5))),
-                Some(Duration::from_secs(5))
+                (Some(Duration::from_secs(5)), false)
             );
         })
         .await;

@@ -456,6 +456,19 @@ impl WaitTicket {
         (waited, served)
     }
 
+    /// The caller's own deadline passed (a request's, through the tower
+    /// layer): the waiter leaves as a cancelled one does, no timeout and no
+    /// wait recorded. Returns the wait and the acquires served meanwhile.
+    pub(crate) fn gave_up(mut self) -> (Duration, u64) {
+        let acct = self.acct.take().expect("ticket resolved once");
+        acct.sub(WAITER);
+        let served = acct
+            .acquires_total
+            .load(Relaxed)
+            .saturating_sub(self.acquires_before);
+        (self.started.elapsed(), served)
+    }
+
     /// The acquire failed for another reason (connect error, pool closed).
     pub(crate) fn failed(mut self) {
         let acct = self.acct.take().expect("ticket resolved once");

@@ -40,6 +40,8 @@ fn listening() -> bool {
 pub(crate) enum AcquireOutcome {
     Acquired,
     TimedOut,
+    /// The request's deadline (tower layer) passed first.
+    Deadline,
     Refused,
     Failed,
 }
@@ -49,6 +51,7 @@ impl AcquireOutcome {
         match self {
             AcquireOutcome::Acquired => "acquired",
             AcquireOutcome::TimedOut => "timeout",
+            AcquireOutcome::Deadline => "deadline",
             AcquireOutcome::Refused => "refused",
             AcquireOutcome::Failed => "error",
         }
