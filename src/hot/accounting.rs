@@ -449,11 +449,7 @@ impl WaitTicket {
         acct.metrics.timeouts.increment(1);
         acct.wait.record(waited);
         acct.sub(WAITER);
-        let served = acct
-            .acquires_total
-            .load(Relaxed)
-            .saturating_sub(self.acquires_before);
-        (waited, served)
+        (waited, self.served(&acct))
     }
 
     /// The caller's own deadline passed (a request's, through the tower
@@ -462,11 +458,14 @@ impl WaitTicket {
     pub(crate) fn gave_up(mut self) -> (Duration, u64) {
         let acct = self.acct.take().expect("ticket resolved once");
         acct.sub(WAITER);
-        let served = acct
-            .acquires_total
+        (self.started.elapsed(), self.served(&acct))
+    }
+
+    /// Acquires others completed while this one waited.
+    fn served(&self, acct: &Accounting) -> u64 {
+        acct.acquires_total
             .load(Relaxed)
-            .saturating_sub(self.acquires_before);
-        (self.started.elapsed(), served)
+            .saturating_sub(self.acquires_before)
     }
 
     /// The acquire failed for another reason (connect error, pool closed).

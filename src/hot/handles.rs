@@ -26,45 +26,54 @@ impl std::fmt::Debug for HotMetrics {
 /// Histograms of one name whose label sets are only known when they occur
 /// (a request's status code, a query's error), registered the first time
 /// each occurs (with the recorder installed then) and read under a shared
-/// lock after that. Bounded: past `cap` label sets a key maps to the
-/// overflow key's histogram. Not on the acquire/release path.
+/// lock after that. Bounded: past `cap` keys a new key records under
+/// `overflow`. Not on the acquire/release path.
 struct Lazy<K> {
     name: &'static str,
     base: Vec<Label>,
     cap: usize,
+    overflow: K,
+    /// A key's labels (the label names live in `report/metrics.rs`).
+    labels: fn(&K) -> Vec<Label>,
     map: RwLock<HashMap<K, Histogram>>,
 }
 
-/// Makes the labels of a key (the label names live in `report/metrics.rs`).
-pub(crate) type LabelsOf<K> = Box<dyn Fn(K) -> Vec<Label> + Send + Sync>;
-
-impl<K: std::hash::Hash + Eq + Copy> Lazy<K> {
-    fn new(name: &'static str, base: Vec<Label>, cap: usize) -> Self {
+impl<K: std::hash::Hash + Eq + Clone> Lazy<K> {
+    fn new(
+        name: &'static str,
+        base: Vec<Label>,
+        cap: usize,
+        overflow: K,
+        labels: fn(&K) -> Vec<Label>,
+    ) -> Self {
         Self {
             name,
             base,
             cap,
+            overflow,
+            labels,
             map: RwLock::new(HashMap::new()),
         }
     }
 
-    /// Records `value` under `key`'s labels (`labels` makes them, once).
-    fn record(&self, key: K, overflow: K, value: f64, labels: impl Fn(K) -> Vec<Label>) {
+    /// Records `value` under `key`'s histogram.
+    fn record(&self, key: K, value: f64) {
         if let Some(h) = self.map.read().get(&key) {
             h.record(value);
             return;
         }
         let mut map = self.map.write();
         let key = if map.len() >= self.cap && !map.contains_key(&key) {
-            overflow
+            self.overflow.clone()
         } else {
             key
         };
+        let (name, base, labels) = (self.name, &self.base, self.labels);
         map.entry(key)
-            .or_insert_with(|| {
-                let mut l = self.base.clone();
-                l.extend(labels(key));
-                metrics::histogram!(self.name, l)
+            .or_insert_with_key(|k| {
+                let mut l = base.clone();
+                l.extend(labels(k));
+                metrics::histogram!(name, l)
             })
             .record(value);
     }
@@ -112,19 +121,18 @@ pub(crate) fn scheme_label(i: u8) -> &'static str {
 pub(crate) type RequestKey = (u8, u8, u16);
 
 /// `http.server.request.duration` by method, scheme and status code.
-pub(crate) struct RequestMetrics {
-    by: Lazy<RequestKey>,
-    labels: LabelsOf<RequestKey>,
-}
+pub(crate) struct RequestMetrics(Lazy<RequestKey>);
 
 impl RequestMetrics {
-    pub(crate) fn new(name: &'static str, base: Vec<Label>, labels: LabelsOf<RequestKey>) -> Self {
-        // 11 methods x 3 schemes x 500 codes bound it already; the cap
-        // only guards the map's size.
-        Self {
-            by: Lazy::new(name, base, 4096),
-            labels,
-        }
+    pub(crate) fn new(
+        name: &'static str,
+        base: Vec<Label>,
+        labels: fn(&RequestKey) -> Vec<Label>,
+    ) -> Self {
+        // 11 methods x 3 schemes x 500 codes is 16,500: the cap bounds
+        // the map below that.
+        let overflow = (HTTP_METHODS.len() as u8, 2, 0);
+        Self(Lazy::new(name, base, 4096, overflow, labels))
     }
 
     /// Records one request: `status` outside 100..=599 is recorded with
@@ -135,38 +143,34 @@ impl RequestMetrics {
         } else {
             0
         };
-        let over = (HTTP_METHODS.len() as u8, 2, 0);
-        self.by
-            .record((method, scheme, status), over, seconds, &self.labels);
+        self.0.record((method, scheme, status), seconds);
     }
 }
+
+/// A failed query's label key: `error.type`, `db.response.status_code`.
+pub(crate) type ErrorKey = (String, Option<String>);
 
 /// `db.client.operation.duration`: one cached handle for queries that
 /// succeeded (the common case, no lookup), and the failed ones by
 /// `error.type` and `db.response.status_code`.
 pub(crate) struct OperationMetrics {
     ok: Histogram,
-    failed: Lazy<u32>,
-    /// The error keys' texts, by key (index); the key is the position.
-    kinds: RwLock<Vec<(String, Option<String>)>>,
-    /// The labels of (`error.type`, `db.response.status_code`); `None`:
-    /// the overflow kind.
-    labels: ErrorLabels,
+    failed: Lazy<ErrorKey>,
 }
-
-/// Makes the labels of one failure kind.
-pub(crate) type ErrorLabels = Box<dyn Fn(Option<(&str, Option<&str>)>) -> Vec<Label> + Send + Sync>;
 
 /// Distinct failure label sets kept per pool; past it, `_OTHER`.
 const ERROR_KINDS: usize = 64;
 
 impl OperationMetrics {
-    pub(crate) fn new(name: &'static str, base: Vec<Label>, labels: ErrorLabels) -> Self {
+    pub(crate) fn new(
+        name: &'static str,
+        base: Vec<Label>,
+        labels: fn(&ErrorKey) -> Vec<Label>,
+    ) -> Self {
+        let overflow = ("_OTHER".to_owned(), None);
         Self {
             ok: metrics::histogram!(name, base.clone()),
-            failed: Lazy::new(name, base, ERROR_KINDS + 1),
-            kinds: RwLock::new(Vec::new()),
-            labels,
+            failed: Lazy::new(name, base, ERROR_KINDS, overflow, labels),
         }
     }
 
@@ -178,29 +182,8 @@ impl OperationMetrics {
 
     /// A query that failed: `error_type` and the database's status code.
     pub(crate) fn failed(&self, error_type: &str, status: Option<&str>, seconds: f64) {
-        let find = |k: &Vec<(String, Option<String>)>| {
-            k.iter()
-                .position(|(t, s)| t == error_type && s.as_deref() == status)
-        };
-        let found = find(&self.kinds.read());
-        let key = found.unwrap_or_else(|| {
-            let mut kinds = self.kinds.write();
-            find(&kinds).unwrap_or_else(|| {
-                if kinds.len() >= ERROR_KINDS {
-                    return ERROR_KINDS;
-                }
-                kinds.push((error_type.to_owned(), status.map(str::to_owned)));
-                kinds.len() - 1
-            })
-        }) as u32;
-        self.failed.record(key, ERROR_KINDS as u32, seconds, |k| {
-            let kinds = self.kinds.read();
-            (self.labels)(
-                kinds
-                    .get(k as usize)
-                    .map(|(t, s)| (t.as_str(), s.as_deref())),
-            )
-        });
+        let key = (error_type.to_owned(), status.map(str::to_owned));
+        self.failed.record(key, seconds);
     }
 }
 

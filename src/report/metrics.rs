@@ -45,7 +45,7 @@ use metrics::{Counter, Gauge, Label, Unit};
 use crate::alert::rule::Rule;
 use crate::diagnose::{Cause, Diagnosis};
 use crate::hot::handles::{
-    method_label, scheme_label, HotMetrics, OperationMetrics, ProtectMetrics, RequestKey,
+    method_label, scheme_label, ErrorKey, HotMetrics, OperationMetrics, ProtectMetrics, RequestKey,
     RequestMetrics,
 };
 use crate::report::identity::PoolIdentity;
@@ -387,7 +387,7 @@ impl PoolLabels {
 /// The labels of a request key: [`HTTP_METHOD`], [`URL_SCHEME`], the
 /// integer [`STATUS_CODE`] (none when the code was not valid), and
 /// [`ERROR_TYPE`] for a 5xx (the code) or an invalid code (`_OTHER`).
-fn request_labels((method, scheme, status): RequestKey) -> Vec<Label> {
+fn request_labels(&(method, scheme, status): &RequestKey) -> Vec<Label> {
     let mut l = vec![
         Label::new(HTTP_METHOD, method_label(method)),
         Label::new(URL_SCHEME, scheme_label(scheme)),
@@ -405,19 +405,15 @@ fn request_labels((method, scheme, status): RequestKey) -> Vec<Label> {
 }
 
 /// The labels of a failed query: [`ERROR_TYPE`] and, when the database
-/// gave one, [`DB_STATUS_CODE`]; past the table of kinds, `_OTHER`.
-fn error_labels(kind: Option<(&str, Option<&str>)>) -> Vec<Label> {
-    let Some((error_type, status)) = kind else {
-        return vec![Label::new(ERROR_TYPE, "_OTHER")];
-    };
-    let mut l = vec![Label::new(ERROR_TYPE, error_type.to_owned())];
+/// gave one, [`DB_STATUS_CODE`] (past the table of kinds, `_OTHER` alone).
+fn error_labels((error_type, status): &ErrorKey) -> Vec<Label> {
+    let mut l = vec![Label::new(ERROR_TYPE, error_type.clone())];
     if let Some(s) = status {
-        l.push(Label::new(DB_STATUS_CODE, s.to_owned()));
+        l.push(Label::new(DB_STATUS_CODE, s.clone()));
     }
     l
 }
 
-/// Gauges published by the monitor.
 /// Gauges published by the monitor.
 pub(crate) struct Gauges {
     used: Gauge,
@@ -482,12 +478,8 @@ pub(crate) fn register(labels: &PoolLabels, rules: &[Rule]) -> (HotMetrics, Gaug
         use_time: metrics::histogram!(USE_TIME, pool.clone()),
         create_time: metrics::histogram!(CREATE_TIME, pool.clone()),
         timeouts: metrics::counter!(TIMEOUTS, pool.clone()),
-        operations: OperationMetrics::new(
-            OPERATION_DURATION,
-            labels.operation(),
-            Box::new(error_labels),
-        ),
-        requests: RequestMetrics::new(REQUEST_DURATION, pool.clone(), Box::new(request_labels)),
+        operations: OperationMetrics::new(OPERATION_DURATION, labels.operation(), error_labels),
+        requests: RequestMetrics::new(REQUEST_DURATION, pool.clone(), request_labels),
     };
     let gauges = Gauges {
         used: metrics::gauge!(CONNECTION_COUNT, POOL_NAME => name.clone(), STATE => "used"),
