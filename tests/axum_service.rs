@@ -6,46 +6,15 @@
 #[allow(dead_code)]
 #[path = "../examples/axum_service.rs"]
 mod axum_service;
+#[path = "common/http.rs"]
+mod web;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Router;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use poolguard::metrics as names;
 use poolguard::PoolGuard;
 use sqlx::Sqlite;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-async fn start(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
-
-struct Reply {
-    status: u16,
-    /// Header lines, lower-cased.
-    head: String,
-    body: String,
-}
-
-/// One `GET` over HTTP/1.1 (no client crate among the dev-dependencies).
-async fn get(addr: SocketAddr, path: &str) -> Reply {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).await.unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    Reply {
-        status: head[9..12].parse().unwrap(),
-        head: head.to_ascii_lowercase(),
-        body: body.to_owned(),
-    }
-}
 
 /// Prometheus spelling of a metric or label name.
 fn prom(name: &str) -> String {
@@ -71,27 +40,27 @@ async fn routes_errors_and_metrics() {
         .query_timeout(Duration::from_millis(200))
         .build()
         .unwrap();
-    let addr = start(axum_service::app(guard.clone(), metrics)).await;
+    let addr = web::start(axum_service::app(guard.clone(), metrics)).await;
 
-    let r = get(addr, "/items/1").await;
+    let r = web::get(addr, "/items/1").await;
     assert_eq!((r.status, r.body.as_str()), (200, "apple\n"));
-    assert_eq!(get(addr, "/items/9").await.status, 404);
-    assert_eq!(get(addr, "/slow?secs=0").await.status, 200);
+    assert_eq!(web::get(addr, "/items/9").await.status, 404);
+    assert_eq!(web::get(addr, "/slow?secs=0").await.status, 200);
 
     // Past the query timeout: 504.
-    let r = get(addr, "/slow?secs=1").await;
+    let r = web::get(addr, "/slow?secs=1").await;
     assert_eq!(r.status, 504, "{}", r.body);
     assert!(r.body.contains("timed out"), "{}", r.body);
 
     // Breaker open: 503 at once, with Retry-After.
     guard.breaker().force_open();
-    let r = get(addr, "/items/1").await;
+    let r = web::get(addr, "/items/1").await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.head.contains("\r\nretry-after: 30"), "{}", r.head);
     guard.breaker().reset();
-    assert_eq!(get(addr, "/items/2").await.status, 200);
+    assert_eq!(web::get(addr, "/items/2").await.status, 200);
 
-    let r = get(addr, "/metrics").await;
+    let r = web::get(addr, "/metrics").await;
     assert_eq!(r.status, 200);
     assert!(
         r.head
@@ -147,15 +116,15 @@ async fn health_is_503_while_a_critical_rule_fires() {
         .recover_for(Duration::ZERO)
         .build()
         .unwrap();
-    let addr = start(axum_service::app(guard.clone(), metrics)).await;
+    let addr = web::start(axum_service::app(guard.clone(), metrics)).await;
 
-    let r = get(addr, "/health").await;
+    let r = web::get(addr, "/health").await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.body.starts_with("status: ok\n"), "{}", r.body);
 
     let held = guard.acquire().await.unwrap();
     guard.evaluate_now();
-    let r = get(addr, "/health").await;
+    let r = web::get(addr, "/health").await;
     assert_eq!(r.status, 503, "{}", r.body);
     assert!(r.body.contains("in_use: 1\n"), "{}", r.body);
     assert!(
@@ -168,7 +137,7 @@ async fn health_is_503_while_a_critical_rule_fires() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         guard.evaluate_now();
-        let r = get(addr, "/health").await;
+        let r = web::get(addr, "/health").await;
         if r.status == 200 {
             break;
         }

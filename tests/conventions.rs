@@ -338,6 +338,11 @@ async fn the_deprecated_max_is_emitted_beside_limit_on_request() {
     );
 }
 
+/// `server.address:server.port/db.namespace`, as the conventions advise.
+fn server_name(host: &str, port: u16, database: Option<&str>) -> String {
+    format!("{host}:{port}/{}", database.unwrap_or_default())
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn unnamed_pools_are_named_as_the_conventions_advise() {
     let pg = common::postgres(2, Duration::from_secs(5)).await;
@@ -345,14 +350,11 @@ async fn unnamed_pools_are_named_as_the_conventions_advise() {
         let url = common::pg_url();
         let guard = PoolGuard::builder(pg).build().expect("guard");
         // `server.address:server.port/db.namespace` from the connect options.
-        let opts: sqlx::postgres::PgConnectOptions = url.parse().expect("url");
-        let want = format!(
-            "{}:{}/{}",
-            opts.get_host(),
-            opts.get_port(),
-            opts.get_database().unwrap_or_default()
+        let o: sqlx::postgres::PgConnectOptions = url.parse().expect("url");
+        assert_eq!(
+            guard.name(),
+            server_name(o.get_host(), o.get_port(), o.get_database())
         );
-        assert_eq!(guard.name(), want);
         assert!(
             !guard.name().contains('@'),
             "no user or password in the name"
@@ -361,14 +363,11 @@ async fn unnamed_pools_are_named_as_the_conventions_advise() {
     let my = common::mysql(2, Duration::from_secs(5)).await;
     if let Some(my) = my {
         let guard = PoolGuard::builder(my).build().expect("guard");
-        let opts: sqlx::mysql::MySqlConnectOptions = common::mysql_url().parse().expect("url");
-        let want = format!(
-            "{}:{}/{}",
-            opts.get_host(),
-            opts.get_port(),
-            opts.get_database().unwrap_or_default()
+        let o: sqlx::mysql::MySqlConnectOptions = common::mysql_url().parse().expect("url");
+        assert_eq!(
+            guard.name(),
+            server_name(o.get_host(), o.get_port(), o.get_database())
         );
-        assert_eq!(guard.name(), want);
     }
     let sqlite = SqlitePoolOptions::new()
         .connect_lazy("sqlite:/tmp/poolguard-conventions.db?mode=rwc")

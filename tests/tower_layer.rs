@@ -8,7 +8,9 @@
 //! recorder as the thread's recorder (server, client and guard share the
 //! thread), so the tests do not see each other's metrics.
 
-use std::net::SocketAddr;
+#[path = "common/http.rs"]
+mod web;
+
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -22,8 +24,6 @@ use poolguard::tower::{PoolGuardLayer, RequestDeadline, UNKNOWN_WAIT};
 use poolguard::{BreakerConfig, Outcome, PoolGuard, ShedConfig};
 use sqlx::sqlite::SqlitePoolOptions;
 use sqlx::Sqlite;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 type Guard = PoolGuard<Sqlite>;
 
@@ -85,41 +85,6 @@ fn routes(g: Guard) -> Router<()> {
         .with_state(g)
 }
 
-async fn start(app: Router) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
-}
-
-struct Reply {
-    status: u16,
-    /// Header lines, lower-cased.
-    head: String,
-    body: String,
-}
-
-/// One request over HTTP/1.1 with extra header lines.
-async fn send(addr: SocketAddr, method: &str, path: &str, headers: &str) -> Reply {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: test\r\n{headers}Content-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).await.unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap();
-    Reply {
-        status: head[9..12].parse().unwrap(),
-        head: head.to_ascii_lowercase(),
-        body: body.to_owned(),
-    }
-}
-
-async fn get_(addr: SocketAddr, path: &str) -> Reply {
-    send(addr, "GET", path, "").await
-}
-
 /// The count of `http_server_request_duration` with these labels.
 fn requests(text: &str, labels: &[(&str, &str)]) -> u64 {
     text.lines()
@@ -143,15 +108,15 @@ async fn every_response_is_recorded_with_method_scheme_and_code() {
     let _local = metrics::set_default_local_recorder(&recorder);
     let g = guard(|b| b).await;
     let app = routes(g.clone()).layer(PoolGuardLayer::new(g.clone()));
-    let addr = start(app).await;
+    let addr = web::start(app).await;
 
-    assert_eq!(get_(addr, "/ok").await.status, 200);
-    assert_eq!(get_(addr, "/ok").await.status, 200);
-    assert_eq!(send(addr, "POST", "/ok", "").await.status, 200);
-    assert_eq!(get_(addr, "/missing").await.status, 404);
-    assert_eq!(get_(addr, "/fail").await.status, 500);
+    assert_eq!(web::get(addr, "/ok").await.status, 200);
+    assert_eq!(web::get(addr, "/ok").await.status, 200);
+    assert_eq!(web::send(addr, "POST", "/ok", "").await.status, 200);
+    assert_eq!(web::get(addr, "/missing").await.status, 404);
+    assert_eq!(web::get(addr, "/fail").await.status, 500);
     // No route: axum's own 404, still a response the layer saw.
-    assert_eq!(get_(addr, "/nowhere").await.status, 404);
+    assert_eq!(web::get(addr, "/nowhere").await.status, 404);
 
     let text = handle.render();
     let pool = ("db_client_connection_pool_name", "layer");
@@ -182,7 +147,7 @@ async fn every_response_is_recorded_with_method_scheme_and_code() {
     // The request rules see them too (they judge from 50 requests a
     // minute): one 5xx of sixty.
     for _ in 0..54 {
-        assert_eq!(get_(addr, "/ok").await.status, 200);
+        assert_eq!(web::get(addr, "/ok").await.status, 200);
     }
     g.evaluate_tick_now();
     let err = g
@@ -212,15 +177,18 @@ async fn the_request_deadline_bounds_the_acquires_made_for_it() {
     let app = routes(g.clone())
         .layer(PoolGuardLayer::new(g.clone()))
         .layer(middleware::from_fn(deadline));
-    let addr = start(app).await;
+    let addr = web::start(app).await;
 
     // The pool's one connection is held: without a deadline the acquire
     // would wait the pool's 60 s.
     let held = g.acquire().await.unwrap();
     for headers in ["grpc-timeout: 150m\r\n", "x-deadline-ms: 150\r\n"] {
-        let r = tokio::time::timeout(Duration::from_secs(30), send(addr, "GET", "/wait", headers))
-            .await
-            .expect("answered long before the pool's 60 s acquire timeout");
+        let r = tokio::time::timeout(
+            Duration::from_secs(30),
+            web::send(addr, "GET", "/wait", headers),
+        )
+        .await
+        .expect("answered long before the pool's 60 s acquire timeout");
         assert_eq!(r.status, 500, "{}", r.body);
         let waited: u64 = r
             .body
@@ -240,7 +208,7 @@ async fn the_request_deadline_bounds_the_acquires_made_for_it() {
     assert_eq!(failures, 0);
     drop(held);
     // With the connection free, a deadline does not stand in the way.
-    let r = send(addr, "GET", "/wait", "grpc-timeout: 1m\r\n").await;
+    let r = web::send(addr, "GET", "/wait", "grpc-timeout: 1m\r\n").await;
     assert_eq!(r.status, 200, "{}", r.body);
 }
 
@@ -249,9 +217,9 @@ async fn the_layer_timeout_bounds_acquires_too() {
     let g = guard(|b| b).await;
     let app = routes(g.clone())
         .layer(PoolGuardLayer::new(g.clone()).request_timeout(Duration::from_millis(100)));
-    let addr = start(app).await;
+    let addr = web::start(app).await;
     let held = g.acquire().await.unwrap();
-    let r = tokio::time::timeout(Duration::from_secs(30), get_(addr, "/wait"))
+    let r = tokio::time::timeout(Duration::from_secs(30), web::get(addr, "/wait"))
         .await
         .expect("bounded by the layer's 100 ms");
     assert!(r.body.starts_with("waited_ms="), "{}", r.body);
@@ -274,32 +242,26 @@ async fn refusals_become_503_with_retry_after() {
     })
     .await;
     let app = routes(g.clone()).layer(PoolGuardLayer::new(g.clone()));
-    let addr = start(app).await;
+    let addr = web::start(app).await;
 
     // Plain failures: 500, no Retry-After (nothing was refused).
     for _ in 0..2 {
-        let r = get_(addr, "/fail").await;
+        let r = web::get(addr, "/fail").await;
         assert_eq!(r.status, 500);
         assert!(!r.head.contains("retry-after"), "{}", r.head);
     }
     // Open: the handler's 500 becomes a 503 with the breaker's wait.
-    let r = get_(addr, "/fail").await;
+    let r = web::get(addr, "/fail").await;
     assert_eq!(r.status, 503, "{}", r.head);
-    let retry: u64 = r
-        .head
-        .lines()
-        .find_map(|l| l.strip_prefix("retry-after: "))
-        .expect("retry-after")
-        .parse()
-        .unwrap();
+    let retry = r.retry_after();
     assert!((1..=7).contains(&retry), "retry-after {retry}");
     // A handler that answered from a cache keeps its 200.
-    let r = get_(addr, "/recovered").await;
+    let r = web::get(addr, "/recovered").await;
     assert_eq!((r.status, r.body.as_str()), (200, "cached"));
     assert!(!r.head.contains("retry-after"), "{}", r.head);
     // Forced open by hand: no known end, UNKNOWN_WAIT.
     g.breaker().force_open();
-    let r = get_(addr, "/fail").await;
+    let r = web::get(addr, "/fail").await;
     assert_eq!(r.status, 503);
     assert!(
         r.head
@@ -313,7 +275,7 @@ async fn refusals_become_503_with_retry_after() {
 async fn load_shedding_becomes_503_with_the_queue_time() {
     let g = guard(|b| b.shed(ShedConfig::default().max_waiters_per_connection(1))).await;
     let app = routes(g.clone()).layer(PoolGuardLayer::new(g.clone()));
-    let addr = start(app).await;
+    let addr = web::start(app).await;
     // A hold that ended gives the queue-time estimate its mean hold.
     let c = g.acquire().await.unwrap();
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -326,15 +288,9 @@ async fn load_shedding_becomes_503_with_the_queue_time() {
     while g.snapshot().waiters < 1 {
         tokio::task::yield_now().await;
     }
-    let r = get_(addr, "/fail").await;
+    let r = web::get(addr, "/fail").await;
     assert_eq!(r.status, 503, "{}", r.body);
-    let retry: u64 = r
-        .head
-        .lines()
-        .find_map(|l| l.strip_prefix("retry-after: "))
-        .expect("retry-after")
-        .parse()
-        .unwrap();
+    let retry = r.retry_after();
     // The queue time: the 50 ms mean hold, one waiter ahead: 1 s rounded
     // up, not the 30 s used when no wait is known.
     assert!(
