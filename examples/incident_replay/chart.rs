@@ -1,7 +1,8 @@
 //! The replay's chart: utilization and demand, waiters, and P95 over
 //! incident time, with a vertical marker for every alert that fired and for
-//! customer impact. Drawn once as SVG (plotters), then rasterized to PNG
-//! with resvg and the system's fonts: pure Rust, no C library to install.
+//! customer impact. Drawn as SVG (plotters): browsers and GitHub show it as
+//! it is, with no font or rasterizer to build (a PNG step through resvg and
+//! the system's fonts cost CI about 3 minutes of compiling, twice).
 
 use std::error::Error;
 use std::ops::Range;
@@ -20,14 +21,8 @@ const WARNING: RGBColor = RGBColor(230, 140, 0);
 const CRITICAL: RGBColor = RGBColor(210, 30, 30);
 const INFO: RGBColor = RGBColor(90, 120, 200);
 
-/// Writes the SVG and the PNG; returns a warning when the PNG has no text
-/// (no system font found).
-pub fn draw(
-    pass: &Pass,
-    cfg: &Config,
-    png: &Path,
-    svg: &Path,
-) -> Result<Option<String>, Box<dyn Error>> {
+/// Writes the chart as SVG (text in the viewer's sans-serif font).
+pub fn draw(pass: &Pass, cfg: &Config, svg: &Path) -> Result<(), Box<dyn Error>> {
     let mut text = String::new();
     plot(
         SVGBackend::with_string(&mut text, SIZE).into_drawing_area(),
@@ -35,45 +30,7 @@ pub fn draw(
         cfg,
     )?;
     std::fs::write(svg, &text)?;
-    let mut options = resvg::usvg::Options::default();
-    options.fontdb_mut().load_system_fonts();
-    // The SVG asks for "sans-serif": map it to a sans face this system has.
-    let families: Vec<String> = options
-        .fontdb
-        .faces()
-        .flat_map(|f| f.families.iter().map(|(name, _)| name.clone()))
-        .collect();
-    let preferred = [
-        "DejaVu Sans",
-        "Liberation Sans",
-        "Noto Sans",
-        "Arial",
-        "Helvetica",
-    ];
-    let family = preferred
-        .iter()
-        .map(|p| p.to_string())
-        .find(|p| families.contains(p))
-        .or_else(|| families.first().cloned());
-    let warning = match &family {
-        Some(f) => {
-            options.fontdb_mut().set_sans_serif_family(f.clone());
-            options.font_family = f.clone();
-            None
-        }
-        None => Some("no system font found: the PNG has no text (the SVG has)".to_string()),
-    };
-    let tree = resvg::usvg::Tree::from_str(&text, &options)?;
-    let size = tree.size().to_int_size();
-    let mut pixmap =
-        resvg::tiny_skia::Pixmap::new(size.width(), size.height()).ok_or("chart of zero size")?;
-    resvg::render(
-        &tree,
-        resvg::tiny_skia::Transform::default(),
-        &mut pixmap.as_mut(),
-    );
-    pixmap.save_png(png)?;
-    Ok(warning)
+    Ok(())
 }
 
 fn hhmm(t: &Clock) -> String {

@@ -18,7 +18,7 @@
 //! to the old alert (P50 > 1000 ms). Printed: the timeline in incident
 //! time, when customer impact began (P95 over the 500 ms target, or the
 //! first 504), the lead time, and a second pass with protection on. A
-//! chart (PNG and SVG) goes to `target/incident-replay/` (`--out`).
+//! chart (SVG) goes to `target/incident-replay/` (`--out`).
 //!
 //! Options: `--db URL` (or `DATABASE_URL`; SQLite in memory by default),
 //! `--minute-ms N`, `--ramp linear|burst`, `--from HH:MM`,
@@ -396,12 +396,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         print_protection(&unprotected, p);
     }
     std::fs::create_dir_all(&a.out)?;
-    let png = a.out.join("incident_replay.png");
     let svg = a.out.join("incident_replay.svg");
-    if let Some(warning) = chart::draw(&unprotected, cfg, &png, &svg)? {
-        println!("chart: {warning}");
-    }
-    println!("\nchart: {} and {}", png.display(), svg.display());
+    chart::draw(&unprotected, cfg, &svg)?;
+    println!("\nchart: {}", svg.display());
     println!("done in {:.0?}", started.elapsed());
     Ok(())
 }

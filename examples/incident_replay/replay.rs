@@ -1,6 +1,6 @@
 //! The replay engine: INC-EX3's traffic against a real guarded sqlx pool in
 //! compressed time. `main.rs` prints and charts what this returns;
-//! `tests/incident_replay.rs` includes this file and checks the order of
+//! `tests/it/incident_replay.rs` includes this file and checks the order of
 //! events.
 //!
 //! Two backends: a real sqlx pool (the example; wall time, so a busy
@@ -242,7 +242,7 @@ pub struct Mark {
 
 impl Mark {
     /// The diagnosed cause, if any.
-    #[allow(dead_code)] // read by tests/incident_replay.rs
+    #[allow(dead_code)] // read by tests/it/incident_replay.rs
     pub fn cause(&self) -> Option<Cause> {
         self.diagnosis.as_ref().map(|d| d.cause)
     }
@@ -277,10 +277,10 @@ pub struct Pass {
     /// Events the mark collector fell behind on (0: the timeline is whole).
     pub events_missed: u64,
     /// Connections the calibration took before the replay began.
-    #[allow(dead_code)] // read by tests/incident_replay.rs
+    #[allow(dead_code)] // read by tests/it/incident_replay.rs
     pub calibration_acquires: u64,
     /// The guard's counts once every request has finished.
-    #[allow(dead_code)] // read by tests/incident_replay.rs
+    #[allow(dead_code)] // read by tests/it/incident_replay.rs
     pub end: Snapshot,
     /// How late this process's timers fired (wall time only).
     pub lag: Option<Lag>,
@@ -384,7 +384,7 @@ pub struct Done {
     pub ms: f64,
     pub status: u16,
     /// It got a connection (whatever happened after).
-    #[allow(dead_code)] // read by tests/incident_replay.rs
+    #[allow(dead_code)] // read by tests/it/incident_replay.rs
     pub acquired: bool,
 }
 

@@ -8,7 +8,7 @@
 //! [`SERVER_ADDRESS`], [`SERVER_PORT`] where known; the request histogram
 //! carries [`HTTP_METHOD`], [`URL_SCHEME`] (required) and the integer
 //! [`STATUS_CODE`]; failures carry [`ERROR_TYPE`]. The table below is the
-//! one `tests/conventions.rs` checks a real render against.
+//! one `tests/it/conventions.rs` checks a real render against.
 //!
 //! | name | instrument | unit | Prometheus (plain / `with_recommended_naming`) |
 //! |---|---|---|---|

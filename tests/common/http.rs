@@ -1,6 +1,6 @@
 //! An axum router served in-process on an ephemeral port, and requests to
 //! it over plain HTTP/1.1 (no client crate among the dev-dependencies).
-//! Included with `#[path]` by the tests that serve HTTP only.
+//! Used by the tests that serve HTTP (axum is a dev-dependency of every test).
 #![allow(dead_code)]
 
 use std::net::SocketAddr;

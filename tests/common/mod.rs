@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: real servers only.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod proxy;
 
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //!
 //! Cases: 1,000 by default (`PROPTEST_CASES` overrides).
 
-mod common;
+use crate::common;
 
 use std::sync::OnceLock;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! capacity, the server-wide signal and the scale hint's server check.
 #![cfg(feature = "postgres")]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! statement is distinct, so one test's server-side check never sees
 //! another's.)
 
-mod common;
+use crate::common;
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};

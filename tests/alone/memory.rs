@@ -4,37 +4,17 @@
 //! millionth pair than after the hundred-thousandth, apart from the bounded
 //! windows filling with time.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use poolguard::PoolGuard;
 use sqlx::sqlite::SqlitePoolOptions;
 
-struct Live;
-
-static LIVE: AtomicI64 = AtomicI64::new(0);
-
-unsafe impl GlobalAlloc for Live {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(new_size as i64 - layout.size() as i64, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Live = Live;
+use crate::{alone, LIVE};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_million_acquires_leave_memory_flat() {
+    let _alone = alone().await;
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
         .test_before_acquire(false)

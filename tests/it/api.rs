@@ -1,7 +1,7 @@
 //! The guard as sqlx code uses it: executor, acquire, transactions; the
 //! builder's validation; event delivery to callbacks and streams.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

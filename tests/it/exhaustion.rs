@@ -1,7 +1,7 @@
 //! Drives real pools (SQLite, PostgreSQL, MariaDB) to 100 % with waiters and
 //! checks levels, events, snapshots and the acquire-timeout error.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

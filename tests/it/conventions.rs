@@ -9,7 +9,7 @@
 //! (dots to underscores, `s` -> `_seconds`, curly-brace units dropped,
 //! `_total` on counters), not written out by hand.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

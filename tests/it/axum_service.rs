@@ -4,10 +4,9 @@
 //! its `main` goes unused here.
 
 #[allow(dead_code)]
-#[path = "../examples/axum_service.rs"]
-mod axum_service;
-#[path = "common/http.rs"]
-mod web;
+#[path = "../../examples/axum_service.rs"]
+mod example;
+use crate::common::http as web;
 
 use std::time::Duration;
 
@@ -23,15 +22,15 @@ fn prom(name: &str) -> String {
 
 #[tokio::test]
 async fn routes_errors_and_metrics() {
-    let metrics = axum_service::install_recorder().unwrap();
+    let metrics = example::install_recorder().unwrap();
     // The example's own protection settings pass the builder's validation.
-    let pool = axum_service::pool_options::<Sqlite>()
+    let pool = example::pool_options::<Sqlite>()
         .connect("sqlite::memory:")
         .await
         .unwrap();
-    axum_service::build_guard(pool).unwrap();
+    example::build_guard(pool).unwrap();
 
-    let pool = axum_service::pool_options::<Sqlite>()
+    let pool = example::pool_options::<Sqlite>()
         .connect("sqlite::memory:")
         .await
         .unwrap();
@@ -40,7 +39,7 @@ async fn routes_errors_and_metrics() {
         .query_timeout(Duration::from_millis(200))
         .build()
         .unwrap();
-    let addr = web::start(axum_service::app(guard.clone(), metrics)).await;
+    let addr = web::start(example::app(guard.clone(), metrics)).await;
 
     let r = web::get(addr, "/items/1").await;
     assert_eq!((r.status, r.body.as_str()), (200, "apple\n"));
@@ -103,7 +102,7 @@ async fn health_is_503_while_a_critical_rule_fires() {
     // Not installed: this test only needs a handle for the router.
     let metrics = PrometheusBuilder::new().build_recorder().handle();
     // Two connections: holding one is 50 %.
-    let pool = axum_service::pool_options::<Sqlite>()
+    let pool = example::pool_options::<Sqlite>()
         .max_connections(2)
         .connect("sqlite::memory:")
         .await
@@ -116,7 +115,7 @@ async fn health_is_503_while_a_critical_rule_fires() {
         .recover_for(Duration::ZERO)
         .build()
         .unwrap();
-    let addr = web::start(axum_service::app(guard.clone(), metrics)).await;
+    let addr = web::start(example::app(guard.clone(), metrics)).await;
 
     let r = web::get(addr, "/health").await;
     assert_eq!(r.status, 200, "{}", r.body);

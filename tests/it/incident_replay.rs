@@ -21,7 +21,7 @@
 //!    build shared the two cores).
 
 #[allow(dead_code)]
-#[path = "../examples/incident_replay/replay.rs"]
+#[path = "../../examples/incident_replay/replay.rs"]
 mod replay;
 
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! breaker and error-rate rules count only evidence of a failing database,
 //! and connections it cannot carry a ticket for still count as busy.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 //! `pool_stalled`; a pool full of the guard's own holds is exhausted, not
 //! stalled, and its oldest waiter is reported.
 
-mod common;
+use crate::common;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -3,35 +3,13 @@
 //! same number of acquire/release pairs (sqlx itself allocates on release,
 //! for the task that returns the connection, so the raw arm is the baseline).
 
-mod common;
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use poolguard::PoolGuard;
 use sqlx::sqlite::SqlitePoolOptions;
 
-struct Counting;
-
-static ALLOCS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
+use crate::{alone, ALLOCS};
 
 const OPS: u64 = 20_000;
 
@@ -52,6 +30,7 @@ where
 
 #[tokio::test(flavor = "current_thread")]
 async fn guard_adds_no_allocation_per_acquire_release() {
+    let _alone = alone().await;
     let pool = SqlitePoolOptions::new()
         .max_connections(8)
         .test_before_acquire(false)

@@ -5,8 +5,8 @@
 //! children of the span the application was in, so a trace shows where a
 //! request waited for the pool.
 //!
-//! One test in its own binary: the capturing subscriber is this thread's
-//! default, on a current-thread runtime.
+//! The capturing subscriber is this thread's default, on a current-thread
+//! runtime, so tests running beside it on other threads are not captured.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -97,6 +97,7 @@ fn field<'a>(s: &'a Span, k: &str) -> &'a str {
 
 #[tokio::test(flavor = "current_thread")]
 async fn acquires_and_queries_are_spans_under_the_callers() {
+    let _alone = crate::alone().await;
     let capture = Capture::default();
     let _default = tracing::subscriber::set_default(capture.clone());
     let pool = SqlitePoolOptions::new()

@@ -8,8 +8,7 @@
 //! recorder as the thread's recorder (server, client and guard share the
 //! thread), so the tests do not see each other's metrics.
 
-#[path = "common/http.rs"]
-mod web;
+use crate::common::http as web;
 
 use std::time::Duration;
 

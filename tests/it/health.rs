@@ -1,7 +1,7 @@
 //! `guard.health()`: one verdict for a /health endpoint, and the `serde`
 //! feature for it, the snapshot and the events.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -97,7 +97,7 @@ async fn health_snapshot_and_events_serialize() {
                 v["leak"]["acquired_at"]
                     .as_str()
                     .unwrap()
-                    .contains("tests/health.rs"),
+                    .contains("tests/it/health.rs"),
                 "{v}"
             );
         }

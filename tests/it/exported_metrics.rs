@@ -1,7 +1,7 @@
 //! Names, labels, units and values of the exported metrics after a known
 //! sequence of operations, read through `metrics-util`'s debugging recorder.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! errors through the executor, leak reports and rule validation. (Rule
 //! *timing* is tested on the paused clock in `src/monitor/tests.rs`.)
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
