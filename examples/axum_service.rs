@@ -299,21 +299,17 @@ impl IntoResponse for ApiError {
             let headers = [(header::RETRY_AFTER, secs.max(1).to_string())];
             (StatusCode::SERVICE_UNAVAILABLE, headers, msg + "\n").into_response()
         };
-        // The guard's own refusals travel inside `sqlx::Error::Io`;
-        // `from_sqlx` gets them back.
         match poolguard::Error::from_sqlx(&self.0) {
-            // Breaker open (no query was sent) or shed (the pool is
-            // overloaded right now): the layer turns this 503 into one
-            // with `Retry-After` (the breaker's wait, the queue time).
-            Some(e) if e.is_rejected() => {
-                (StatusCode::SERVICE_UNAVAILABLE, e.to_string() + "\n").into_response()
-            }
-            // The query ran past `query_timeout` and was stopped.
+            // The query ran past `query_timeout` and was stopped (an
+            // `Io(TimedOut)` carrying the guard's error).
             Some(e @ poolguard::Error::QueryTimeout { .. }) => {
                 (StatusCode::GATEWAY_TIMEOUT, e.to_string() + "\n").into_response()
             }
-            // An acquire timeout is plain `PoolTimedOut` on the executor
-            // path (the guard logs the pool state with it).
+            // No connection was to be had, nothing was sent: a busy pool,
+            // an open breaker, load shedding, as sqlx reports a pool with
+            // nothing to give. Safe to retry. For the guard's own refusals
+            // the layer sets `Retry-After` from the breaker's wait or the
+            // queue time (the guard logs the pool state with a timeout).
             _ if matches!(self.0, sqlx::Error::PoolTimedOut) => unavailable(
                 Duration::from_secs(1),
                 "no database connection available".to_owned(),

@@ -108,8 +108,9 @@ async fn main() -> Result<(), poolguard::Error> {
                                     sqlx::query("SELECT 1").execute(&mut *conn).await?;
                                     tokio::time::sleep(hold).await;
                                 }
-                                Err(e) if e.is_acquire_timeout() => timeouts += 1,
-                                Err(e) => return Err(e),
+                                // No connection in time: sqlx's own "busy".
+                                Err(sqlx::Error::PoolTimedOut) => timeouts += 1,
+                                Err(e) => return Err(e.into()),
                             }
                         }
                         Ok::<_, poolguard::Error>(timeouts)

@@ -74,12 +74,37 @@ impl BuildError {
     }
 }
 
-/// What a call through the guard can refuse or report.
+/// What a call through the guard can refuse or report, in detail.
 ///
-/// Convert into [`sqlx::Error`] with `?` or `.into()` where your code speaks
-/// sqlx errors: an acquire timeout becomes [`sqlx::Error::PoolTimedOut`].
-/// A [`BuildError`] converts into this type too, so one `?` serves a
-/// function that builds a guard and uses it.
+/// The guard's everyday methods (`acquire`, `acquire_within`, `begin`,
+/// `begin_with`, `try_begin`, and `&guard` as an `Executor`) return
+/// [`sqlx::Error`], as the pool does, so swapping a `Pool` for a guard
+/// compiles in code whose errors convert only from `sqlx::Error`. Every
+/// refusal before a statement is sent reads as
+/// [`sqlx::Error::PoolTimedOut`] there (busy, safe to retry: what sqlx
+/// itself returns when every connection is busy and when the database
+/// refuses connections). The `_detailed` variants
+/// ([`acquire_detailed`](crate::PoolGuard::acquire_detailed),
+/// [`begin_detailed`](crate::PoolGuard::begin_detailed), ...) return this
+/// type: which timeout fired, the pool's state, why the call was refused
+/// and when to retry, for that call alone.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), poolguard::Error> {
+/// # let pool = sqlx::sqlite::SqlitePoolOptions::new().connect("sqlite::memory:").await?;
+/// # let guard = poolguard::PoolGuard::builder(pool).build()?;
+/// use poolguard::Error;
+/// guard.breaker().force_open();
+/// // The everyday method: sqlx's own error, "busy".
+/// assert!(matches!(guard.acquire().await, Err(sqlx::Error::PoolTimedOut)));
+/// // The detailed one: why.
+/// match guard.acquire_detailed().await {
+///     Err(Error::CircuitOpen { retry_in, .. }) => assert_eq!(retry_in, None),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -87,12 +112,15 @@ pub enum Error {
     #[error(transparent)]
     Build(#[from] BuildError),
 
-    /// No connection became available within the pool's `acquire_timeout`.
-    /// `state` is the pool as it was when the wait gave up.
-    #[error("pool `{pool}` timed out waiting for a connection ({state})")]
+    /// No connection came in time. `timeout` says whose time ran out;
+    /// `state` is the pool as it was when the wait gave up
+    /// ([`PoolState::overloaded`]: others were served meanwhile).
+    #[error("pool `{pool}` timed out waiting for a connection ({timeout}; {state})")]
     AcquireTimeout {
         /// Name of the guarded pool.
         pool: Arc<str>,
+        /// Which timeout fired.
+        timeout: TimeoutKind,
         /// Pool state at the moment of the timeout.
         state: PoolState,
         /// Always [`sqlx::Error::PoolTimedOut`].
@@ -119,6 +147,9 @@ pub enum Error {
         pool: Arc<str>,
         /// Why, with the numbers.
         reason: ShedReason,
+        /// The expected wait for a connection when the acquire was refused
+        /// (Little's law on recent holds; `None` before any hold ended).
+        retry_in: Option<Duration>,
     },
 
     /// A query ran past its timeout. The statement was cancelled on the
@@ -137,6 +168,33 @@ pub enum Error {
     /// An error from sqlx (connect failure, closed pool, query error, ...).
     #[error(transparent)]
     Sqlx(#[from] sqlx::Error),
+}
+
+/// Which timeout ended an acquire's wait (deadpool's `TimeoutType`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimeoutKind {
+    /// The pool's own `acquire_timeout`: counted as a timeout, and for the
+    /// breaker a failure unless the pool kept serving others meanwhile
+    /// (overload, not a failing database).
+    Pool,
+    /// The caller's [`acquire_within`](crate::PoolGuard::acquire_within)
+    /// deadline, shorter than the pool's: counted like the pool's.
+    Deadline,
+    /// The request's deadline (the tower layer's, or a `grpc-timeout`): the
+    /// client gave up, which says nothing of the pool or the database. Not
+    /// counted as a timeout, nothing for the breaker.
+    Request,
+}
+
+impl fmt::Display for TimeoutKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimeoutKind::Pool => "the pool's acquire_timeout",
+            TimeoutKind::Deadline => "the caller's deadline",
+            TimeoutKind::Request => "the request's deadline",
+        })
+    }
 }
 
 fn retry_text(retry_in: Option<Duration>) -> String {
@@ -193,16 +251,15 @@ impl Error {
         }
     }
 
-    /// The guard's own error inside an `sqlx::Error` returned through the
-    /// `Executor` path (query timeouts, open breaker, load shedding travel as
-    /// `sqlx::Error::Io` carrying this error).
+    /// The guard's own error inside an `sqlx::Error`: a query timeout
+    /// travels as `sqlx::Error::Io` (kind `TimedOut`) carrying
+    /// [`Error::QueryTimeout`].
     ///
     /// ```
     /// # async fn f(guard: &poolguard::PoolGuard<sqlx::Sqlite>) {
     /// match sqlx::query("SELECT 1").execute(guard).await {
     ///     Err(e) => match poolguard::Error::from_sqlx(&e) {
     ///         Some(poolguard::Error::QueryTimeout { limit, .. }) => eprintln!("slow: {limit:?}"),
-    ///         Some(poolguard::Error::CircuitOpen { retry_in, .. }) => eprintln!("open: {retry_in:?}"),
     ///         _ => eprintln!("{e}"),
     ///     },
     ///     Ok(_) => {}
@@ -231,21 +288,34 @@ impl Error {
     pub fn is_acquire_timeout(&self) -> bool {
         matches!(self, Error::AcquireTimeout { .. })
     }
+
+    /// When a retry may succeed, for a refusal: the breaker's wait until a
+    /// trial call, or the expected queue time of a shed acquire (`None`:
+    /// not known, or not a refusal).
+    pub fn retry_in(&self) -> Option<Duration> {
+        match self {
+            Error::CircuitOpen { retry_in, .. } | Error::LoadShed { retry_in, .. } => *retry_in,
+            _ => None,
+        }
+    }
 }
 
-/// An acquire timeout becomes `PoolTimedOut` and an sqlx error itself; a
-/// query timeout becomes `Io(TimedOut)`, an open breaker or a shed acquire
-/// `Io(ConnectionRefused)`, each carrying this error ([`Error::from_sqlx`]
-/// gets it back).
+/// As sqlx would report it: every refusal before a statement is sent (an
+/// acquire timeout of any kind, an open breaker, load shedding) becomes
+/// [`sqlx::Error::PoolTimedOut`], what sqlx returns when no connection is
+/// to be had; a query timeout, which happened mid-statement and is not
+/// safe to retry blindly, becomes `Io` of kind `TimedOut` carrying this
+/// error ([`Error::from_sqlx`] gets it back); sqlx's own errors pass
+/// through unchanged.
 impl From<Error> for sqlx::Error {
     fn from(e: Error) -> Self {
         use std::io::{Error as IoError, ErrorKind};
         match e {
-            Error::AcquireTimeout { source, .. } | Error::Sqlx(source) => source,
-            e @ Error::QueryTimeout { .. } => sqlx::Error::Io(IoError::new(ErrorKind::TimedOut, e)),
-            e @ (Error::CircuitOpen { .. } | Error::LoadShed { .. }) => {
-                sqlx::Error::Io(IoError::new(ErrorKind::ConnectionRefused, e))
+            Error::Sqlx(source) => source,
+            Error::AcquireTimeout { .. } | Error::CircuitOpen { .. } | Error::LoadShed { .. } => {
+                sqlx::Error::PoolTimedOut
             }
+            e @ Error::QueryTimeout { .. } => sqlx::Error::Io(IoError::new(ErrorKind::TimedOut, e)),
             other => sqlx::Error::Configuration(Box::new(other)),
         }
     }

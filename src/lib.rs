@@ -124,7 +124,7 @@ pub use build::settings::{
     DEFAULT_STATS_WINDOW, DEFAULT_TICK, MAX_EVENT_CAPACITY,
 };
 pub use diagnose::{Action, Cause, Diagnosis, Evidence, Holder, StatementShare};
-pub use error::{BuildError, Cancelled, Error, PoolState, MAX_DURATION};
+pub use error::{BuildError, Cancelled, Error, PoolState, TimeoutKind, MAX_DURATION};
 pub use handle::admission::BreakerHandle;
 pub use handle::connection::{CountedConnection, Guarded, GuardedConnection, GuardedTransaction};
 pub use handle::executor::TimedGuard;

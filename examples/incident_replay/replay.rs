@@ -427,7 +427,7 @@ where
     ) -> Result<Option<()>, poolguard::Error> {
         match self {
             Backend::Real(g) => {
-                let Ok(conn) = tokio::time::timeout(gateway, g.acquire()).await else {
+                let Ok(conn) = tokio::time::timeout(gateway, g.acquire_detailed()).await else {
                     return Ok(None);
                 };
                 let mut conn = conn?;
@@ -454,7 +454,7 @@ where
     async fn leak(&self, work: &Work) -> Result<(), poolguard::Error> {
         match self {
             Backend::Real(g) => {
-                let conn = g.acquire().await?;
+                let conn = g.acquire_detailed().await?;
                 work.leaked.lock().push(Box::new(conn));
             }
             Backend::Sim(s) => {

@@ -18,7 +18,7 @@ use std::panic::Location;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{Error, PoolState};
+use crate::error::{Error, PoolState, TimeoutKind};
 use crate::handle::scope;
 use crate::hot::accounting::HoldTicket;
 use crate::hot::connects::poll_noting_opens;
@@ -94,24 +94,7 @@ where
         bounded!(fut.as_mut())
     };
     let err = match acquired {
-        // The request's own deadline passed before the pool's: the client
-        // gave up, which says nothing of the pool or the database (a short
-        // `grpc-timeout` must not page or open the breaker). Counted like a
-        // cancelled acquire; the caller still gets the timeout.
-        None if by_request => {
-            let t = ticket.gave_up();
-            spans::acquire_ended(&span, AcquireOutcome::Deadline, t.0);
-            shared.note_timeout(true);
-            if let Some(call) = call {
-                call.finish_ignored();
-            }
-            return Err(timeout_error(shared, t, false));
-        }
-        None => Err(sqlx::Error::PoolTimedOut),
-        Some(r) => r,
-    };
-    let err = match err {
-        Ok(conn) => {
+        Some(Ok(conn)) => {
             let (hold, at, waited) = ticket.acquired_at();
             spans::acquire_ended(&span, AcquireOutcome::Acquired, waited);
             if opened {
@@ -122,16 +105,29 @@ where
             }
             return Ok((conn, hold));
         }
-        Err(sqlx::Error::PoolTimedOut) => {
-            let t = ticket.timed_out();
-            spans::acquire_ended(&span, AcquireOutcome::TimedOut, t.0);
-            shared.note_timeout(t.1 > 0);
-            timeout_error(shared, t, true)
-        }
-        Err(e) => {
+        Some(Err(e)) if !matches!(e, sqlx::Error::PoolTimedOut) => {
             ticket.failed();
             spans::acquire_ended(&span, AcquireOutcome::Failed, Duration::ZERO);
             Error::Sqlx(e)
+        }
+        ended => {
+            let timeout = match ended {
+                None if by_request => TimeoutKind::Request,
+                None => TimeoutKind::Deadline,
+                Some(_) => TimeoutKind::Pool,
+            };
+            // The request's own deadline passed before the pool's: the
+            // client gave up, which says nothing of the pool or the
+            // database (a short `grpc-timeout` must not page or open the
+            // breaker). Counted like a cancelled acquire; the caller still
+            // gets the timeout, and its call's judgement ignores it.
+            let (t, outcome) = if timeout == TimeoutKind::Request {
+                (ticket.gave_up(), AcquireOutcome::Deadline)
+            } else {
+                (ticket.timed_out(), AcquireOutcome::TimedOut)
+            };
+            spans::acquire_ended(&span, outcome, t.0);
+            timeout_error(shared, t, timeout)
         }
     };
     if let Some(call) = call {
@@ -146,7 +142,7 @@ where
 fn timeout_error(
     shared: &Shared,
     (waited, served_while_waiting): (Duration, u64),
-    pool_timeout: bool,
+    timeout: TimeoutKind,
 ) -> Error {
     let c = shared.acct.counters();
     let stats = shared.pool_stats();
@@ -162,15 +158,16 @@ fn timeout_error(
         waited,
         served_while_waiting,
     };
-    // Logged here too: the `Executor` path converts the error to
+    // Logged here too: the everyday methods convert the error to
     // `sqlx::Error::PoolTimedOut`, which cannot carry the state.
-    if pool_timeout {
-        tracing::warn!(pool = %shared.name, %state, "connection acquire timed out");
-    } else {
+    if timeout == TimeoutKind::Request {
         tracing::debug!(pool = %shared.name, %state, "request deadline passed waiting for a connection");
+    } else {
+        tracing::warn!(pool = %shared.name, %timeout, %state, "connection acquire timed out");
     }
     Error::AcquireTimeout {
         pool: Arc::clone(&shared.name),
+        timeout,
         state,
         source: sqlx::Error::PoolTimedOut,
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::time::Instant;
 
-use crate::error::{Cancelled, Error};
+use crate::error::{Cancelled, Error, TimeoutKind};
 use crate::handle::scope;
 use crate::monitor::Shared;
 use crate::protect::breaker::{Breaker, BreakerState, Change, Outcome, Permit};
@@ -31,7 +31,7 @@ pub(crate) struct CallTicket<'a> {
 
 impl CallTicket<'_> {
     /// Starts the call's clock.
-    fn timed(mut self) -> Self {
+    pub(crate) fn timed(mut self) -> Self {
         self.started = Some(Instant::now());
         self
     }
@@ -59,26 +59,11 @@ impl CallTicket<'_> {
         }
     }
 
-    /// Finishes with the outcome of an sqlx result, by the classifier; an
-    /// acquire timeout while the pool kept serving others is overload,
-    /// which says nothing about the database's health (shedding's
-    /// business). (`PoolTimedOut` carries no state: the guard's last
-    /// timeout, which this call's just was, says.)
-    pub(crate) fn finish_sqlx<T>(self, r: &Result<T, sqlx::Error>) {
-        let outcome = match r {
-            Ok(_) => Outcome::Success,
-            Err(sqlx::Error::PoolTimedOut) if self.shared.last_timeout_overloaded() => {
-                Outcome::Ignored
-            }
-            Err(e) => self.shared.classify(e),
-        };
-        self.finish(outcome);
-    }
-
     /// Finishes with the outcome of a guard result, judged on the guard's
     /// own error: its refusals say nothing about the database (ignored), a
     /// query timeout is a failure, an acquire timeout is ignored when the
-    /// pool kept serving others (overload) and otherwise judged as sqlx's
+    /// request's deadline ended it (the client gave up) or when the pool
+    /// kept serving others (overload), and otherwise judged as sqlx's
     /// `PoolTimedOut` by the classifier, like every sqlx error.
     pub(crate) fn finish_guard<T>(self, r: &Result<T, Error>) {
         match r {
@@ -87,15 +72,13 @@ impl CallTicket<'_> {
         }
     }
 
-    /// Finishes as a call that says nothing of the database (a request's
-    /// deadline passed while it waited).
-    pub(crate) fn finish_ignored(self) {
-        self.finish(Outcome::Ignored);
-    }
-
     /// Finishes with a guard error (see [`finish_guard`](Self::finish_guard)).
     pub(crate) fn finish_error(self, e: &Error) {
         let outcome = match e {
+            Error::AcquireTimeout {
+                timeout: TimeoutKind::Request,
+                ..
+            } => Outcome::Ignored,
             Error::AcquireTimeout { state, .. } if state.overloaded() => Outcome::Ignored,
             Error::AcquireTimeout { source, .. } | Error::Sqlx(source) => {
                 self.shared.classify(source)
@@ -163,20 +146,9 @@ impl Shared {
     }
 
     /// Runs one call under the breaker: admission, then `call`, then its
-    /// outcome by the classifier. A rejection never polls `call`.
+    /// outcome, judged on the call's own error ([`CallTicket::finish_guard`])
+    /// before any conversion to sqlx's. A rejection never polls `call`.
     pub(crate) async fn call<T>(
-        &self,
-        call: impl std::future::Future<Output = Result<T, sqlx::Error>>,
-    ) -> Result<T, sqlx::Error> {
-        let ticket = self.admit()?.timed();
-        let r = call.await;
-        ticket.finish_sqlx(&r);
-        r
-    }
-
-    /// [`call`](Self::call) for the guard's own API, which speaks
-    /// [`Error`].
-    pub(crate) async fn call_guard<T>(
         &self,
         call: impl std::future::Future<Output = Result<T, Error>>,
     ) -> Result<T, Error> {
@@ -220,10 +192,12 @@ impl Shared {
             ShedReason::TooManyWaiters { .. } => p.metrics.shed_waiters.increment(1),
             _ => p.metrics.shed_hopeless.increment(1),
         }
-        scope::note_refusal(self.queue_wait(in_use, waiters_ahead));
+        let retry_in = self.queue_wait(in_use, waiters_ahead);
+        scope::note_refusal(retry_in);
         Err(Error::LoadShed {
             pool: Arc::clone(&self.name),
             reason,
+            retry_in,
         })
     }
 

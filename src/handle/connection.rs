@@ -105,6 +105,39 @@ impl<DB: Database> DerefMut for Guarded<DB> {
     }
 }
 
+/// As sqlx's `PoolConnection` and `Transaction` are: for functions that
+/// take `impl AsMut<PgConnection>` (sqlx's `PgAdvisoryLock::acquire`).
+impl<DB: Database> AsMut<DB::Connection> for Guarded<DB> {
+    fn as_mut(&mut self) -> &mut DB::Connection {
+        self.held.conn()
+    }
+}
+
+impl<DB: Database> AsRef<DB::Connection> for Guarded<DB> {
+    fn as_ref(&self) -> &DB::Connection {
+        self
+    }
+}
+
+/// `&mut *conn` and `&mut *tx` go wherever sqlx's `&mut *conn` went:
+/// `Migrator::run(&mut *conn)` and functions written against
+/// `impl Acquire<'_>`. What they acquire is the driver connection itself
+/// (their queries are not timed by the guard; the connection stays counted
+/// as in use); `begin` starts a transaction on it, a savepoint inside a
+/// transaction, as on sqlx's own types.
+impl<'c, DB: Database> Acquire<'c> for &'c mut Guarded<DB> {
+    type Database = DB;
+    type Connection = &'c mut DB::Connection;
+
+    fn acquire(self) -> BoxFuture<'c, Result<Self::Connection, sqlx::Error>> {
+        Box::pin(std::future::ready(Ok(self.held.conn())))
+    }
+
+    fn begin(self) -> BoxFuture<'c, Result<Transaction<'c, DB>, sqlx::Error>> {
+        Transaction::begin(self.held.conn(), None)
+    }
+}
+
 impl<DB: Database> std::fmt::Debug for Guarded<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Guarded")
@@ -212,6 +245,18 @@ impl<DB: Database> DerefMut for GuardedConnection<DB> {
     }
 }
 
+impl<DB: Database> AsMut<DB::Connection> for GuardedConnection<DB> {
+    fn as_mut(&mut self) -> &mut DB::Connection {
+        self.inner.held.conn()
+    }
+}
+
+impl<DB: Database> AsRef<DB::Connection> for GuardedConnection<DB> {
+    fn as_ref(&self) -> &DB::Connection {
+        &self.inner
+    }
+}
+
 impl<DB: Database> std::fmt::Debug for GuardedConnection<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GuardedConnection")
@@ -255,6 +300,31 @@ impl<DB: Database> DerefMut for CountedConnection<DB> {
     }
 }
 
+impl<DB: Database> AsMut<DB::Connection> for CountedConnection<DB> {
+    fn as_mut(&mut self) -> &mut DB::Connection {
+        &mut self.conn
+    }
+}
+
+impl<DB: Database> AsRef<DB::Connection> for CountedConnection<DB> {
+    fn as_ref(&self) -> &DB::Connection {
+        &self.conn
+    }
+}
+
+impl<'c, DB: Database> Acquire<'c> for &'c mut CountedConnection<DB> {
+    type Database = DB;
+    type Connection = &'c mut DB::Connection;
+
+    fn acquire(self) -> BoxFuture<'c, Result<Self::Connection, sqlx::Error>> {
+        Box::pin(std::future::ready(Ok(&mut *self.conn)))
+    }
+
+    fn begin(self) -> BoxFuture<'c, Result<Transaction<'c, DB>, sqlx::Error>> {
+        Transaction::begin(&mut *self.conn, None)
+    }
+}
+
 impl<DB: Database> std::fmt::Debug for CountedConnection<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CountedConnection")
@@ -268,11 +338,11 @@ impl<'c, DB: Database> Acquire<'c> for &'c mut GuardedConnection<DB> {
     type Connection = &'c mut DB::Connection;
 
     fn acquire(self) -> BoxFuture<'c, Result<Self::Connection, sqlx::Error>> {
-        Box::pin(std::future::ready(Ok(self.inner.held.conn())))
+        (&mut self.inner).acquire()
     }
 
     fn begin(self) -> BoxFuture<'c, Result<Transaction<'c, DB>, sqlx::Error>> {
-        Transaction::begin(self.inner.held.conn(), None)
+        (&mut self.inner).begin()
     }
 }
 
@@ -365,6 +435,18 @@ impl<DB: Database> Deref for GuardedTransaction<DB> {
 impl<DB: Database> DerefMut for GuardedTransaction<DB> {
     fn deref_mut(&mut self) -> &mut Guarded<DB> {
         &mut self.inner
+    }
+}
+
+impl<DB: Database> AsMut<DB::Connection> for GuardedTransaction<DB> {
+    fn as_mut(&mut self) -> &mut DB::Connection {
+        self.inner.held.conn()
+    }
+}
+
+impl<DB: Database> AsRef<DB::Connection> for GuardedTransaction<DB> {
+    fn as_ref(&self) -> &DB::Connection {
+        &self.inner
     }
 }
 

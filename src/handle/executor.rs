@@ -102,6 +102,7 @@ where
                 flight.settle(&shared, r).await
             })
             .await
+            .map_err(sqlx::Error::from)
     })
 }
 
@@ -125,6 +126,7 @@ where
                 flight.settle(&shared, r).await
             })
             .await
+            .map_err(sqlx::Error::from)
     }))
 }
 
@@ -144,9 +146,10 @@ where
         shared
             .call(async {
                 let mut conn = guard.acquire_at(Location::caller()).await?;
-                conn.raw().prepare_with(sql, parameters).await
+                Ok(conn.raw().prepare_with(sql, parameters).await?)
             })
             .await
+            .map_err(sqlx::Error::from)
     })
 }
 
@@ -164,9 +167,10 @@ where
         shared
             .call(async {
                 let mut conn = guard.acquire_at(Location::caller()).await?;
-                conn.raw().describe(sql).await
+                Ok(conn.raw().describe(sql).await?)
             })
             .await
+            .map_err(sqlx::Error::from)
     })
 }
 
@@ -258,9 +262,10 @@ impl<'a, DB: Database> Acquire<'a> for &'_ PoolGuard<DB> {
                     // sqlx's `Transaction` cannot carry the ticket: the monitor
                     // counts the connection through sqlx from here (`untracked`).
                     ticket.hand_over();
-                    tx
+                    Ok(tx?)
                 })
                 .await
+                .map_err(sqlx::Error::from)
         })
     }
 }

@@ -16,6 +16,7 @@ use crate::alert::saturation::Level;
 use crate::error::Error;
 use crate::hot::handles::{method_index, scheme_index};
 use crate::monitor::{Monitor, Shared};
+use crate::protect::breaker::Outcome;
 use crate::report::events::EventStream;
 use crate::report::health::Health;
 use crate::report::snapshot::{AlertStatus, Snapshot};
@@ -119,12 +120,45 @@ impl<DB: Database> PoolGuard<DB> {
     }
 
     /// Acquires a connection like [`Pool::acquire`], counting the wait, the
-    /// hold and a timeout. On timeout the error carries the pool state.
+    /// hold and a timeout. Every refusal (the pool's timeout, a request's
+    /// deadline, load shedding, an open breaker) is
+    /// [`sqlx::Error::PoolTimedOut`], as sqlx reports a pool with nothing
+    /// to give; [`acquire_detailed`](Self::acquire_detailed) says which.
     ///
     /// Cancel-safe: dropping the future removes the waiter. The caller's
     /// location is recorded for leak reports (`#[track_caller]`).
     #[track_caller]
-    pub fn acquire(&self) -> impl Future<Output = Result<GuardedConnection<DB>, Error>> + '_ {
+    pub fn acquire(&self) -> impl Future<Output = Result<GuardedConnection<DB>, sqlx::Error>> + '_ {
+        self.acquire_until(Location::caller(), None, Admission::Ask)
+    }
+
+    /// [`acquire`](Self::acquire) with the guard's own [`Error`]: which
+    /// timeout fired and the pool's state then, or why the call was
+    /// refused and when to retry, for this call alone.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), poolguard::Error> {
+    /// # let pool = sqlx::sqlite::SqlitePoolOptions::new()
+    /// #     .max_connections(1)
+    /// #     .acquire_timeout(std::time::Duration::from_millis(10))
+    /// #     .connect("sqlite::memory:").await?;
+    /// # let guard = poolguard::PoolGuard::builder(pool).build()?;
+    /// use poolguard::{Error, TimeoutKind};
+    /// let held = guard.acquire().await?;
+    /// match guard.acquire_detailed().await {
+    ///     Err(Error::AcquireTimeout { timeout, state, .. }) => {
+    ///         assert_eq!(timeout, TimeoutKind::Pool);
+    ///         assert_eq!((state.in_use, state.max), (1, 1));
+    ///     }
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # drop(held); Ok(()) }
+    /// ```
+    #[track_caller]
+    pub fn acquire_detailed(
+        &self,
+    ) -> impl Future<Output = Result<GuardedConnection<DB>, Error>> + '_ {
         self.acquire_until(Location::caller(), None, Admission::Ask)
     }
 
@@ -134,7 +168,7 @@ impl<DB: Database> PoolGuard<DB> {
     pub(crate) fn acquire_guarded(
         &self,
         location: &'static Location<'static>,
-    ) -> impl Future<Output = Result<GuardedConnection<DB>, Error>> + '_ {
+    ) -> impl Future<Output = Result<GuardedConnection<DB>, sqlx::Error>> + '_ {
         self.acquire_until(location, None, Admission::Ask)
     }
 
@@ -165,22 +199,36 @@ impl<DB: Database> PoolGuard<DB> {
     pub fn acquire_within(
         &self,
         deadline: Duration,
+    ) -> impl Future<Output = Result<GuardedConnection<DB>, sqlx::Error>> + '_ {
+        self.acquire_until(Location::caller(), Some(deadline), Admission::Ask)
+    }
+
+    /// [`acquire_within`](Self::acquire_within) with the guard's own
+    /// [`Error`] (see [`acquire_detailed`](Self::acquire_detailed)); a
+    /// wait ended by `deadline` is [`TimeoutKind::Deadline`](crate::TimeoutKind::Deadline).
+    #[track_caller]
+    pub fn acquire_within_detailed(
+        &self,
+        deadline: Duration,
     ) -> impl Future<Output = Result<GuardedConnection<DB>, Error>> + '_ {
         self.acquire_until(Location::caller(), Some(deadline), Admission::Ask)
     }
 
     /// One future for the whole acquire (each async layer around the
-    /// pool's future would copy it once more; see `acquire.rs`).
-    async fn acquire_until(
+    /// pool's future would copy it once more; see `acquire.rs`), in the
+    /// error type the caller asked for.
+    async fn acquire_until<E: From<Error>>(
         &self,
         location: &'static Location<'static>,
         deadline: Option<Duration>,
         admission: Admission,
-    ) -> Result<GuardedConnection<DB>, Error> {
+    ) -> Result<GuardedConnection<DB>, E> {
         let shared = &self.inner.shared;
         let pool = &self.inner.pool;
         let (conn, ticket) =
-            counted_acquire(shared, location, deadline, admission, || pool.acquire()).await?;
+            counted_acquire(shared, location, deadline, admission, || pool.acquire())
+                .await
+                .map_err(E::from)?;
         Ok(GuardedConnection::new(conn, ticket, Arc::clone(shared)))
     }
 
@@ -189,7 +237,14 @@ impl<DB: Database> PoolGuard<DB> {
     /// sqlx pings the returned connection).
     #[track_caller]
     pub fn try_acquire(&self) -> Option<GuardedConnection<DB>> {
-        let ticket = self.inner.shared.acct.start_wait(Location::caller());
+        self.try_acquire_at(Location::caller())
+    }
+
+    fn try_acquire_at(
+        &self,
+        location: &'static Location<'static>,
+    ) -> Option<GuardedConnection<DB>> {
+        let ticket = self.inner.shared.acct.start_wait(location);
         // A `None` drops the ticket: no waiter, no outcome counted.
         let conn = self.inner.pool.try_acquire()?;
         Some(GuardedConnection::new(
@@ -201,8 +256,18 @@ impl<DB: Database> PoolGuard<DB> {
 
     /// Acquires a connection and begins a transaction; the connection counts
     /// as in use until the transaction is committed, rolled back or dropped.
+    /// Refusals are `PoolTimedOut`, as for [`acquire`](Self::acquire).
     #[track_caller]
-    pub fn begin(&self) -> impl Future<Output = Result<GuardedTransaction<DB>, Error>> + '_ {
+    pub fn begin(&self) -> impl Future<Output = Result<GuardedTransaction<DB>, sqlx::Error>> + '_ {
+        self.begin_at(Location::caller(), None)
+    }
+
+    /// [`begin`](Self::begin) with the guard's own [`Error`] (see
+    /// [`acquire_detailed`](Self::acquire_detailed)).
+    #[track_caller]
+    pub fn begin_detailed(
+        &self,
+    ) -> impl Future<Output = Result<GuardedTransaction<DB>, Error>> + '_ {
         self.begin_at(Location::caller(), None)
     }
 
@@ -212,44 +277,63 @@ impl<DB: Database> PoolGuard<DB> {
     pub fn begin_with(
         &self,
         statement: impl sqlx::SqlSafeStr,
+    ) -> impl Future<Output = Result<GuardedTransaction<DB>, sqlx::Error>> + '_ {
+        self.begin_at(Location::caller(), Some(statement.into_sql_str()))
+    }
+
+    /// [`begin_with`](Self::begin_with) with the guard's own [`Error`].
+    #[track_caller]
+    pub fn begin_with_detailed(
+        &self,
+        statement: impl sqlx::SqlSafeStr,
     ) -> impl Future<Output = Result<GuardedTransaction<DB>, Error>> + '_ {
         self.begin_at(Location::caller(), Some(statement.into_sql_str()))
     }
 
     /// Begins a transaction on an idle connection if one is available right
-    /// now, as [`Pool::try_begin`].
+    /// now, as [`Pool::try_begin`]; asks the circuit breaker first, like
+    /// [`begin`](Self::begin) (a refusal is `PoolTimedOut`). Finding no idle
+    /// connection says nothing of the database: the breaker counts it not.
     #[track_caller]
     pub fn try_begin(
         &self,
-    ) -> impl Future<Output = Result<Option<GuardedTransaction<DB>>, Error>> + '_ {
-        let conn = self.try_acquire();
+    ) -> impl Future<Output = Result<Option<GuardedTransaction<DB>>, sqlx::Error>> + '_ {
+        let location = Location::caller();
         let shared = &self.inner.shared;
         async move {
-            let Some(conn) = conn else {
+            let call = shared.admit()?.timed();
+            let Some(conn) = self.try_acquire_at(location) else {
+                call.finish(Outcome::Ignored);
                 return Ok(None);
             };
             let (conn, ticket) = conn.into_parts();
-            let tx = Transaction::begin(MaybePoolConnection::PoolConnection(conn), None).await?;
+            let r = Transaction::begin(MaybePoolConnection::PoolConnection(conn), None)
+                .await
+                .map_err(Error::Sqlx);
+            call.finish_guard(&r);
             Ok(Some(GuardedTransaction::new(
-                tx,
+                r?,
                 ticket,
                 Arc::clone(shared),
             )))
         }
     }
 
-    fn begin_at(
+    /// The counted acquire and `BEGIN` of one call under the breaker, in
+    /// the error type the caller asked for.
+    fn begin_at<E: From<Error>>(
         &self,
         location: &'static Location<'static>,
         statement: Option<sqlx::SqlStr>,
-    ) -> impl Future<Output = Result<GuardedTransaction<DB>, Error>> + '_ {
+    ) -> impl Future<Output = Result<GuardedTransaction<DB>, E>> + '_ {
         let shared = &self.inner.shared;
-        shared.call_guard(async move {
+        let begin = shared.call(async move {
             let (conn, ticket) = self.acquire_at(location).await?.into_parts();
             let tx =
                 Transaction::begin(MaybePoolConnection::PoolConnection(conn), statement).await?;
             Ok(GuardedTransaction::new(tx, ticket, Arc::clone(shared)))
-        })
+        });
+        async move { begin.await.map_err(E::from) }
     }
 
     /// Closes the pool, as [`Pool::close`]: new acquires fail with

@@ -7,6 +7,7 @@ use sqlx::Database;
 
 use super::connection::GuardedConnection;
 use super::query::{after_timeout, Timeboxed, TimedOut};
+use crate::error::Error;
 use crate::monitor::Shared;
 
 /// A connection with a query in flight. Dropped before the query finished
@@ -86,15 +87,11 @@ impl<DB: Database> InFlight<DB> {
 
     /// The call's result; after a timeout the connection stays marked for
     /// closing unless the cancel was confirmed clean.
-    pub(crate) async fn settle<T>(
-        &mut self,
-        shared: &Shared,
-        r: Timeboxed<T>,
-    ) -> Result<T, sqlx::Error> {
+    pub(crate) async fn settle<T>(&mut self, shared: &Shared, r: Timeboxed<T>) -> Result<T, Error> {
         match r {
             Ok(r) => {
                 self.done = true;
-                r
+                Ok(r?)
             }
             Err(TimedOut { limit, server }) => {
                 // A session in doubt was ended on the server: close the
@@ -107,7 +104,7 @@ impl<DB: Database> InFlight<DB> {
                     }
                 }
                 self.done = true;
-                Err(shared.query_timed_out(limit, server).into())
+                Err(shared.query_timed_out(limit, server))
             }
         }
     }

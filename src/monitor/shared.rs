@@ -2,7 +2,7 @@
 //! and transaction holds it; the monitor writes the few values it
 //! reconciles for the call path (sqlx's untracked connections) here.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 
 use crate::report::identity::PoolIdentity;
@@ -41,8 +41,6 @@ pub(crate) struct Shared {
     /// the monitor.
     pub(crate) untracked: Untracked,
     stats: StatsFn,
-    /// Whether the latest acquire timeout came while others were served.
-    last_timeout_overloaded: AtomicBool,
 }
 
 impl std::fmt::Debug for Shared {
@@ -73,24 +71,12 @@ impl Shared {
             hub,
             untracked: Untracked::default(),
             stats,
-            last_timeout_overloaded: AtomicBool::new(false),
         }
     }
 
     /// The pool's own open and idle counts (sqlx's, or a model's).
     pub(crate) fn pool_stats(&self) -> PoolStats {
         (self.stats)()
-    }
-
-    /// Records whether the latest acquire timeout came while the pool
-    /// served others (see `PoolState::overloaded`).
-    pub(crate) fn note_timeout(&self, overloaded: bool) {
-        self.last_timeout_overloaded.store(overloaded, Relaxed);
-    }
-
-    /// Whether the latest acquire timeout was overload.
-    pub(crate) fn last_timeout_overloaded(&self) -> bool {
-        self.last_timeout_overloaded.load(Relaxed)
     }
 }
 

@@ -20,8 +20,9 @@ pub enum Outcome {
 /// breaker and for the query-error signals (the error-rate rules): is this
 /// evidence that the database is failing?
 ///
-/// - Ignored: load shedding and the breaker's own rejections (local
-///   decisions), and a closed pool (a deliberate shutdown).
+/// - Ignored: a closed pool (a deliberate shutdown). (The guard's own
+///   refusals, load shedding and an open breaker, are judged before they
+///   become `PoolTimedOut`, and never reach the classifier.)
 /// - Failure: connection, I/O, TLS and protocol errors, pool timeouts,
 ///   query timeouts, a crashed worker, and the database errors that say the
 ///   server is unavailable or overloaded: SQLSTATE classes 08 (connection),
@@ -48,11 +49,6 @@ pub enum Outcome {
 /// ```
 pub fn classify(err: &sqlx::Error) -> Outcome {
     use sqlx::Error as E;
-    // The guard's own refusals say nothing about the database's health: a
-    // shed acquire is local overload, a rejected call never ran.
-    if let Some(Error::LoadShed { .. } | Error::CircuitOpen { .. }) = Error::from_sqlx(err) {
-        return Outcome::Ignored;
-    }
     match err {
         E::PoolClosed => Outcome::Ignored,
         E::Io(_) | E::Tls(_) | E::Protocol(_) | E::PoolTimedOut | E::WorkerCrashed => {
@@ -119,11 +115,10 @@ pub(crate) fn error_attributes(err: &sqlx::Error) -> (String, Option<String>) {
         }
     }
     if let Some(e) = Error::from_sqlx(err) {
-        let kind = match e {
-            Error::LoadShed { .. } => "load_shed",
-            Error::CircuitOpen { .. } => "circuit_open",
-            Error::QueryTimeout { .. } => "timeout",
-            _ => "_OTHER",
+        let kind = if e.is_query_timeout() {
+            "timeout"
+        } else {
+            "_OTHER"
         };
         return (kind.to_owned(), None);
     }

@@ -74,7 +74,7 @@ async fn a_burst_is_served_up_to_its_deadline_and_refused_past_it() {
         let guard = guard.clone();
         tasks.spawn(async move {
             let t0 = std::time::Instant::now();
-            let r = guard.acquire_within(Duration::from_secs(1)).await;
+            let r = guard.acquire_within_detailed(Duration::from_secs(1)).await;
             let out = match r {
                 Ok(c) => {
                     tokio::time::sleep(hold).await;
@@ -181,7 +181,7 @@ async fn a_refusing_database_opens_the_breaker_under_concurrency() {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let guard = guard.clone();
-        tasks.spawn(async move { guard.acquire().await.map(drop) });
+        tasks.spawn(async move { guard.acquire_detailed().await.map(drop) });
     }
     while let Some(r) = tasks.join_next().await {
         let e = r.unwrap().unwrap_err();
@@ -296,7 +296,7 @@ async fn generic_acquire_begin_transactions_count_as_busy() {
     let snap = guard.snapshot();
     assert_eq!((snap.in_use, snap.untracked), (0, 2), "{snap:?}");
     assert_eq!(snap.utilization, 1.0);
-    let Err(Error::AcquireTimeout { state, .. }) = guard.acquire().await else {
+    let Err(Error::AcquireTimeout { state, .. }) = guard.acquire_detailed().await else {
         panic!("the pool is full");
     };
     assert_eq!(
@@ -528,7 +528,7 @@ async fn pool_parity_begin_with_try_begin_close_size() {
     assert_eq!((guard.size(), guard.num_idle()), (0, 0));
     assert!(matches!(
         guard.acquire().await,
-        Err(Error::Sqlx(sqlx::Error::PoolClosed))
+        Err(sqlx::Error::PoolClosed)
     ));
     assert_eq!(guard.breaker().window().2, 0, "closing is not a failure");
 }

@@ -53,7 +53,7 @@ where
     let waiters: Vec<_> = (0..3)
         .map(|_| {
             let g = guard.clone();
-            tokio::spawn(async move { g.acquire().await.map(drop) })
+            tokio::spawn(async move { g.acquire_detailed().await.map(drop) })
         })
         .collect();
     let mut seen = guard.snapshot();

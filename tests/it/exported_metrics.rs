@@ -145,7 +145,7 @@ async fn exported_metrics_follow_otel_names_and_values() {
     }
 
     let timeout = waiter.await.unwrap().expect_err("pool of 2 is full");
-    assert!(timeout.is_acquire_timeout());
+    assert!(matches!(timeout, sqlx::Error::PoolTimedOut), "{timeout:?}");
     guard.evaluate_now();
     let full = Seen::from(snapshotter.snapshot());
     assert_eq!(full.gauge(m::PENDING_REQUESTS, None), 0.0);

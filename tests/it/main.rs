@@ -27,5 +27,6 @@ mod protection;
 mod rules;
 #[cfg(feature = "postgres")]
 mod server;
+mod sqlx_idioms;
 #[cfg(all(feature = "tower", feature = "bench-hooks"))]
 mod tower_layer;

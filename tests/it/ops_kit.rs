@@ -877,7 +877,7 @@ async fn render_real_guard(naming: Naming) -> (String, Rendered) {
     // Acquire and release; an acquire timeout on the full pool.
     let held = guard.acquire().await.expect("acquire");
     let timeout = guard.acquire().await.expect_err("pool of 1 is full");
-    assert!(timeout.is_acquire_timeout(), "{timeout}");
+    assert!(matches!(timeout, sqlx::Error::PoolTimedOut), "{timeout}");
     drop(held);
     // A query through `&guard` as the executor.
     sqlx::query("SELECT 1")

@@ -65,7 +65,7 @@ fn routes(g: Guard) -> Router<()> {
         }
     }
     async fn wait(State(g): State<Guard>) -> Response {
-        match g.acquire().await {
+        match g.acquire_detailed().await {
             Ok(_) => StatusCode::OK.into_response(),
             Err(poolguard::Error::AcquireTimeout { state, .. }) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -209,6 +209,70 @@ async fn the_request_deadline_bounds_the_acquires_made_for_it() {
     // With the connection free, a deadline does not stand in the way.
     let r = web::send(addr, "GET", "/wait", "grpc-timeout: 1m\r\n").await;
     assert_eq!(r.status, 200, "{}", r.body);
+}
+
+/// A request deadline that ends the wait is the client giving up on every
+/// entry point alike: `acquire`, `acquire_within`, `begin`, `begin_with`,
+/// `try_begin` and `&guard` as an executor each answer sqlx's
+/// `PoolTimedOut`, and none counts a timeout or a breaker call.
+#[tokio::test(flavor = "current_thread")]
+async fn a_request_deadline_is_judged_alike_on_every_entry_point() {
+    async fn entry(
+        State(g): State<Guard>,
+        axum::extract::Path(how): axum::extract::Path<String>,
+    ) -> Response {
+        let r: Result<(), sqlx::Error> = match how.as_str() {
+            "acquire" => g.acquire().await.map(drop),
+            "acquire_within" => g.acquire_within(Duration::from_secs(60)).await.map(drop),
+            "begin" => g.begin().await.map(drop),
+            "begin_with" => g.begin_with("BEGIN IMMEDIATE").await.map(drop),
+            "execute" => sqlx::query("SELECT 1").execute(&g).await.map(drop),
+            "acquire_trait" => sqlx::Acquire::begin(&g).await.map(drop),
+            other => panic!("{other}"),
+        };
+        match r {
+            Err(sqlx::Error::PoolTimedOut) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "busy").into_response()
+            }
+            other => (StatusCode::INTERNAL_SERVER_ERROR, format!("{other:?}")).into_response(),
+        }
+    }
+    let g = guard(|b| b.breaker(BreakerConfig::default().minimum_calls(1))).await;
+    let app = Router::new()
+        .route("/entry/{how}", get(entry))
+        .with_state(g.clone())
+        .layer(PoolGuardLayer::new(g.clone()));
+    let addr = web::start(app).await;
+    // Held on the bare pool: not a call the breaker sees.
+    let held = g.pool().acquire().await.unwrap();
+    for how in [
+        "acquire",
+        "acquire_within",
+        "begin",
+        "begin_with",
+        "execute",
+        "acquire_trait",
+    ] {
+        let r = tokio::time::timeout(
+            Duration::from_secs(30),
+            web::send(
+                addr,
+                "GET",
+                &format!("/entry/{how}"),
+                "grpc-timeout: 100m\r\n",
+            ),
+        )
+        .await
+        .expect("bounded by the request's 100 ms");
+        assert_eq!((r.status, r.body.as_str()), (500, "busy"), "{how}");
+        assert_eq!(g.snapshot().acquire_timeouts_total, 0, "{how}");
+        assert_eq!(
+            g.breaker().window(),
+            (0, 0, 0),
+            "{how}: nothing for the breaker"
+        );
+    }
+    drop(held);
 }
 
 #[tokio::test(flavor = "current_thread")]
