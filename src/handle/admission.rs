@@ -270,7 +270,7 @@ impl Shared {
 /// # let guard = poolguard::PoolGuard::builder(pool).build()?;
 /// use poolguard::BreakerState;
 /// guard.breaker().force_open();                  // maintenance: fail fast
-/// assert!(guard.acquire().await.unwrap_err().is_rejected());
+/// assert!(guard.acquire_detailed().await.unwrap_err().is_rejected());
 /// guard.breaker().reset();                       // back to Closed
 /// assert_eq!(guard.breaker().state(), BreakerState::Closed);
 /// # Ok(()) }
