@@ -161,26 +161,37 @@ async fn mysql_idioms() {
     idioms(&guard, "int", "SELECT 42").await;
 }
 
-/// Each refusal as a handler that matches on `sqlx::Error` sees it.
+/// Every everyday entry point answers `PoolTimedOut`, as a handler that
+/// matches on `sqlx::Error` sees it.
+async fn busy_on_every_entry_point(guard: &PoolGuard<sqlx::Sqlite>, why: &str) {
+    fn busy<T: std::fmt::Debug>(r: Result<T, sqlx::Error>, call: &str, why: &str) {
+        assert!(
+            matches!(r, Err(sqlx::Error::PoolTimedOut)),
+            "{why}: {call} gave {r:?}"
+        );
+    }
+    busy(guard.acquire().await, "acquire", why);
+    busy(
+        guard.acquire_within(Duration::from_secs(1)).await,
+        "acquire_within",
+        why,
+    );
+    busy(guard.begin().await, "begin", why);
+    busy(guard.begin_with("BEGIN").await, "begin_with", why);
+    busy(guard.execute("SELECT 1").await, "&guard", why);
+    busy(Acquire::acquire(guard).await, "Acquire::acquire", why);
+}
+
+/// Each refusal before a statement is sent reads as `PoolTimedOut`.
 #[tokio::test]
-async fn refusals_read_as_pool_timed_out_and_a_query_timeout_as_io() {
-    // The pool's own acquire timeout.
+async fn refusals_read_as_pool_timed_out() {
+    // The pool's own acquire timeout, and the caller's shorter deadline.
     let guard = PoolGuard::builder(common::sqlite(1, Duration::from_millis(50)).await)
         .shed(ShedConfig::disabled())
         .build()
         .unwrap();
     let held = guard.acquire().await.unwrap();
-    assert!(matches!(
-        guard.acquire().await,
-        Err(sqlx::Error::PoolTimedOut)
-    ));
-    assert!(matches!(
-        guard.begin().await,
-        Err(sqlx::Error::PoolTimedOut)
-    ));
-    let err = guard.execute("SELECT 1").await.unwrap_err();
-    assert!(matches!(err, sqlx::Error::PoolTimedOut), "{err:?}");
-    // The caller's deadline.
+    busy_on_every_entry_point(&guard, "the pool's timeout").await;
     let err = guard
         .acquire_within(Duration::from_millis(10))
         .await
@@ -202,16 +213,7 @@ async fn refusals_read_as_pool_timed_out_and_a_query_timeout_as_io() {
         tokio::task::yield_now().await;
     }
     let started = std::time::Instant::now();
-    assert!(matches!(
-        guard.acquire().await,
-        Err(sqlx::Error::PoolTimedOut)
-    ));
-    assert!(matches!(
-        guard.begin().await,
-        Err(sqlx::Error::PoolTimedOut)
-    ));
-    let err = guard.execute("SELECT 1").await.unwrap_err();
-    assert!(matches!(err, sqlx::Error::PoolTimedOut), "{err:?}");
+    busy_on_every_entry_point(&guard, "load shedding").await;
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "refused at once"
@@ -220,32 +222,11 @@ async fn refusals_read_as_pool_timed_out_and_a_query_timeout_as_io() {
     drop(held);
     waiter.await.unwrap().unwrap();
 
-    // An open breaker, on every entry point.
+    // An open breaker, on every entry point, `try_begin` included.
     guard.breaker().force_open();
-    assert!(matches!(
-        guard.acquire().await,
-        Err(sqlx::Error::PoolTimedOut)
-    ));
-    assert!(matches!(
-        guard.acquire_within(Duration::from_secs(1)).await,
-        Err(sqlx::Error::PoolTimedOut)
-    ));
-    assert!(matches!(
-        guard.begin().await,
-        Err(sqlx::Error::PoolTimedOut)
-    ));
-    assert!(matches!(
-        guard.begin_with("BEGIN").await,
-        Err(sqlx::Error::PoolTimedOut)
-    ));
+    busy_on_every_entry_point(&guard, "an open breaker").await;
     assert!(matches!(
         guard.try_begin().await,
-        Err(sqlx::Error::PoolTimedOut)
-    ));
-    let err = guard.execute("SELECT 1").await.unwrap_err();
-    assert!(matches!(err, sqlx::Error::PoolTimedOut), "{err:?}");
-    assert!(matches!(
-        Acquire::acquire(&guard).await,
         Err(sqlx::Error::PoolTimedOut)
     ));
     guard.breaker().reset();
