@@ -230,6 +230,9 @@ async fn refusals_read_as_pool_timed_out() {
         Err(sqlx::Error::PoolTimedOut)
     ));
     guard.breaker().reset();
+    // sqlx pings a released connection before it is idle again (FINDINGS:
+    // `try_acquire` just after a release often finds none).
+    common::settle_pool(guard.pool()).await;
     assert!(guard.try_begin().await.unwrap().is_some());
 }
 
