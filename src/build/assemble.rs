@@ -11,6 +11,7 @@ use super::settings::Settings;
 use crate::alert::rule_set::RuleSet;
 use crate::error::BuildError;
 use crate::hot::accounting::Accounting;
+use crate::hot::clock::Clock;
 use crate::monitor::{Monitor, ScaleTarget, ServerTask, Shared, StatsFn, Timing};
 use crate::protect::breaker::BreakerCell;
 use crate::protect::classify::Classifier;
@@ -61,7 +62,9 @@ pub(crate) fn assemble(
         min_connections: pool.min,
     };
     let (hot, gauges) = metrics::register(&labels, &rules);
+    let clock = Clock::start();
     let acct = Arc::new(Accounting::new(
+        clock,
         pool.max,
         rules.edges(pool.max),
         settings.leak_threshold,
@@ -70,7 +73,7 @@ pub(crate) fn assemble(
     ));
     let shed = settings.shed;
     let protect = Protection {
-        breaker: BreakerCell::new(settings.breaker, classifier),
+        breaker: BreakerCell::new(settings.breaker, classifier, clock),
         max_waiters: shed.max_waiters_per_connection.saturating_mul(pool.max),
         shed_deadline: shed
             .max_wait

@@ -20,8 +20,8 @@ use std::time::Duration;
 
 use crate::error::{Error, PoolState, TimeoutKind};
 use crate::handle::scope;
-use crate::hot::accounting::HoldTicket;
 use crate::hot::connects::poll_noting_opens;
+use crate::hot::tickets::HoldTicket;
 use crate::monitor::Shared;
 use crate::protect::classify::Outcome;
 use crate::report::spans::{self, AcquireOutcome};

@@ -14,7 +14,7 @@ use sqlx::{Acquire, Database, Transaction};
 use std::sync::Arc;
 
 use crate::handle::held::TimedConnection;
-use crate::hot::accounting::HoldTicket;
+use crate::hot::tickets::HoldTicket;
 use crate::monitor::Shared;
 
 /// What `&mut *conn` and `&mut *tx` give on a [`GuardedConnection`] or a

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::error::Cancelled;
 use crate::handle::statement::{made, tapped, Tracked};
-use crate::hot::accounting::QueryTicket;
+use crate::hot::tickets::QueryTicket;
 use crate::monitor::Shared;
 use crate::protect::classify::error_attributes;
 use crate::protect::timeout::Timed;

@@ -24,7 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::acquire::{counted_acquire, Admission};
 use super::guard::PoolGuard;
 use crate::error::Error;
-use crate::hot::accounting::HoldTicket;
+use crate::hot::tickets::HoldTicket;
 use crate::monitor::{PoolStats, StatsFn};
 
 /// A [`PoolGuard`] over a model of its pool (see the [module](self) docs), from

@@ -1,15 +1,18 @@
-//! The hot path: exact, cancel- and panic-safe counts of connections.
+//! The hot path's shared counters: exact, cancel- and panic-safe counts of
+//! connections, read by the monitor.
 //!
-//! Every count that goes up on entry goes down in a `Drop`:
-//! [`WaitTicket`] holds one waiter from the start of an acquire until it
-//! succeeds, fails or its future is dropped; [`HoldTicket`] holds one
-//! connection in use until the connection (or the transaction owning it) is
-//! dropped, including while a panicking task unwinds.
+//! Every count that goes up on entry goes down in a `Drop` (the tickets,
+//! `tickets.rs`): a `WaitTicket` holds one waiter from the start of an
+//! acquire until it succeeds, fails or its future is dropped; a
+//! `HoldTicket` holds one connection in use until the connection (or the
+//! transaction owning it) is dropped, including while a panicking task
+//! unwinds.
 //!
-//! Cost per acquire/release pair: two `Instant::now()`, a handful of relaxed
-//! atomics, two cached histogram records. No allocation, no lock. The level
-//! decision is not made here: when a count crosses one of the four level edges
-//! the monitor task is woken through a [`Notify`] (a permit, no allocation).
+//! Cost per acquire/release pair: two clock reads, a handful of relaxed
+//! atomics, two cached histogram records. No allocation, no lock (see
+//! `mod.rs` for what off the pair does lock). The level decision is not made here: when a count
+//! crosses one of the rules' edges the monitor task is woken through a
+//! [`Notify`] (a permit, no allocation).
 
 use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
@@ -19,68 +22,53 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use super::clock::Clock;
 use super::edges::Edges;
 use super::handles::HotMetrics;
 use super::histogram::{AtomicHistogram, HistSet};
 use super::holders::Holders;
-use super::leak::{Claim, LeakTable};
+use super::leak::LeakTable;
+use super::slots::{Slots, WAITER};
 use super::statements::Statements;
+use super::tickets::{QueryTicket, WaitTicket};
+use super::wait_ring::WaitRing;
 
-/// One waiter in [`Accounting::slots`] (high half).
-const WAITER: u64 = 1 << 32;
-/// One connection in use in [`Accounting::slots`] (low half).
-const IN_USE: u64 = 1;
 /// Most waiters whose start times the oldest-waiter ring keeps.
 const WAIT_RING: usize = 1024;
-/// Bits of a waiter's sequence number kept beside its start time.
-const RING_TAG_SHIFT: u32 = 44;
-
-/// Whole microseconds of `d` (u64 arithmetic, unlike `as_micros`).
-#[inline]
-fn micros(d: Duration) -> u64 {
-    d.as_secs()
-        .wrapping_mul(1_000_000)
-        .wrapping_add(u64::from(d.subsec_micros()))
-}
-
-fn split(slots: u64) -> (u32, u32) {
-    ((slots & 0xFFFF_FFFF) as u32, (slots >> 32) as u32)
-}
 
 /// Shared counters of one guarded pool.
 #[derive(Debug)]
 pub(crate) struct Accounting {
-    /// `in_use` (low 32 bits) and `waiters` (high 32 bits) in one word, so a
-    /// waiter becoming a user is one atomic step and every read is consistent.
-    slots: AtomicU64,
-    attempts_total: AtomicU64,
-    acquires_total: AtomicU64,
-    timeouts_total: AtomicU64,
-    errors_total: AtomicU64,
-    queries_total: AtomicU64,
-    query_timeouts_total: AtomicU64,
-    query_errors_total: AtomicU64,
-    requests_total: AtomicU64,
-    requests_5xx_total: AtomicU64,
-    requests_504_total: AtomicU64,
+    /// `in_use` and `waiters` in one word (`slots.rs`).
+    pub(super) slots: Slots,
+    pub(super) attempts_total: AtomicU64,
+    pub(super) acquires_total: AtomicU64,
+    pub(super) timeouts_total: AtomicU64,
+    pub(super) errors_total: AtomicU64,
+    pub(super) queries_total: AtomicU64,
+    pub(super) query_timeouts_total: AtomicU64,
+    pub(super) query_errors_total: AtomicU64,
+    pub(super) requests_total: AtomicU64,
+    pub(super) requests_5xx_total: AtomicU64,
+    pub(super) requests_504_total: AtomicU64,
     pub(crate) wait: AtomicHistogram,
     pub(crate) hold: AtomicHistogram,
     pub(crate) query: AtomicHistogram,
     pub(crate) request: AtomicHistogram,
-    max: u32,
+    pub(super) max: u32,
     /// Counts at which a rule on an instantaneous signal may change.
-    edges: Edges,
+    pub(super) edges: Edges,
     /// Edges at or below the counts when last checked (see [`Edges::band`]).
-    band: AtomicU32,
+    pub(super) band: AtomicU32,
     /// Wakes the monitor (edge crossed, or shutdown).
     pub(crate) wake: Notify,
-    closed: AtomicBool,
+    pub(super) closed: AtomicBool,
     pub(crate) leaks: Option<LeakTable>,
-    metrics: HotMetrics,
+    pub(super) metrics: HotMetrics,
     /// A `ConnectCounter` counts the pool's opens.
-    counts_opens: bool,
-    /// Clock origin of the millisecond times below.
-    origin: Instant,
+    pub(super) counts_opens: bool,
+    /// The guard's one clock (`clock.rs`).
+    pub(crate) clock: Clock,
     /// Connection time per acquiring call site, holds in progress
     /// included: the exact in-use area is its sum.
     pub(crate) holders: Holders,
@@ -88,10 +76,9 @@ pub(crate) struct Accounting {
     pub(crate) statements: Statements,
     /// Acquires refused before they waited (counted in the offered
     /// traffic, `Counters::attempts_total`, with the waits).
-    rejected_total: AtomicU64,
-    /// Start time of the waits by sequence number, `seq` tag in the top
-    /// bits and ms since `origin` below: the oldest waiter's age.
-    wait_ring: Box<[AtomicU64]>,
+    pub(super) rejected_total: AtomicU64,
+    /// Start time of the waits by sequence number: the oldest waiter's age.
+    pub(super) wait_ring: WaitRing,
 }
 
 /// Plain copy of the counters.
@@ -145,6 +132,7 @@ impl Counters {
 
 impl Accounting {
     pub(crate) fn new(
+        clock: Clock,
         max: u32,
         edges: Edges,
         leak_threshold: Option<Duration>,
@@ -152,7 +140,7 @@ impl Accounting {
         counts_opens: bool,
     ) -> Self {
         Self {
-            slots: AtomicU64::new(0),
+            slots: Slots::default(),
             attempts_total: AtomicU64::new(0),
             query_timeouts_total: AtomicU64::new(0),
             acquires_total: AtomicU64::new(0),
@@ -172,21 +160,15 @@ impl Accounting {
             band: AtomicU32::new(0),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
-            leaks: leak_threshold.map(|t| LeakTable::new(t, max)),
+            leaks: leak_threshold.map(|t| LeakTable::new(clock, t, max)),
             metrics,
             counts_opens,
-            origin: Instant::now(),
+            clock,
             holders: Holders::new(),
             statements: Statements::new(),
             rejected_total: AtomicU64::new(0),
-            wait_ring: (0..WAIT_RING).map(|_| AtomicU64::new(0)).collect(),
+            wait_ring: WaitRing::new(WAIT_RING),
         }
-    }
-
-    /// Milliseconds from the origin to `at`.
-    #[inline]
-    fn ms(&self, at: Instant) -> u64 {
-        micros(at.saturating_duration_since(self.origin)) / 1000
     }
 
     /// Connection-milliseconds in use through the guard from the origin to
@@ -194,12 +176,7 @@ impl Accounting {
     /// this read may count its hold once twice or not at all, by at most
     /// that hold's length.)
     pub(crate) fn busy_ms(&self, now: Instant) -> u64 {
-        self.holders.area_ms(self.ms(now))
-    }
-
-    /// Milliseconds from the origin to `now` (the holders table's clock).
-    pub(crate) fn ms_at(&self, now: Instant) -> u64 {
-        self.ms(now)
+        self.holders.area_ms(self.clock.at(now).as_millis())
     }
 
     /// How long the oldest acquire still waiting has waited (pgbouncer's
@@ -207,20 +184,15 @@ impl Accounting {
     /// order they came (sqlx's queue is fair); a waiter that leaves early
     /// (cancelled, a shorter deadline) makes it read the next one's age.
     pub(crate) fn oldest_wait(&self, now: Instant) -> Option<Duration> {
-        let (_, waiters) = split(self.slots.load(Relaxed));
+        let (_, waiters) = self.slots.read();
         if waiters == 0 {
             return None;
         }
         let total = self.attempts_total.load(Relaxed);
         let oldest = total.saturating_sub(u64::from(waiters));
-        // A slot not yet written (a racing start) or overwritten (more than
-        // the ring's length arrived since): the next that is this seq's.
-        (oldest..total.min(oldest + 8)).find_map(|seq| {
-            let w = self.wait_ring[seq as usize % WAIT_RING].load(Relaxed);
-            (w >> RING_TAG_SHIFT == seq & ((1 << (64 - RING_TAG_SHIFT)) - 1)).then(|| {
-                Duration::from_millis(self.ms(now).saturating_sub(w & ((1 << RING_TAG_SHIFT) - 1)))
-            })
-        })
+        let start_ms = self.wait_ring.oldest_start(oldest, total)?;
+        let now_ms = self.clock.at(now).as_millis();
+        Some(Duration::from_millis(now_ms.saturating_sub(start_ms)))
     }
 
     /// Copies of the four histograms (off the hot path; allocates).
@@ -275,11 +247,7 @@ impl Accounting {
     /// Starts timing one query through the guard's executor.
     #[inline]
     pub(crate) fn start_query(self: &Arc<Self>) -> QueryTicket {
-        QueryTicket {
-            acct: Arc::clone(self),
-            started: Instant::now(),
-            statement: None,
-        }
+        QueryTicket::new(Arc::clone(self))
     }
 
     pub(crate) fn max(&self) -> u32 {
@@ -287,7 +255,7 @@ impl Accounting {
     }
 
     pub(crate) fn counters(&self) -> Counters {
-        let (in_use, waiters) = split(self.slots.load(Relaxed));
+        let (in_use, waiters) = self.slots.read();
         Counters {
             in_use,
             waiters,
@@ -325,27 +293,26 @@ impl Accounting {
         location: &'static Location<'static>,
     ) -> (WaitTicket, u32, u32) {
         let seq = self.attempts_total.fetch_add(1, Relaxed);
-        let (in_use, waiters) = split(self.add(WAITER));
+        let (in_use, waiters) = super::slots::split(self.add(WAITER));
         let started = Instant::now();
-        // The one conversion to the origin's clock per acquire/release pair;
+        // The one conversion to the guard's clock per acquire/release pair;
         // the acquire and the release add the durations they measure anyway.
-        let started_us = micros(started.saturating_duration_since(self.origin));
-        self.wait_ring[seq as usize % WAIT_RING]
-            .store((seq << RING_TAG_SHIFT) | (started_us / 1000), Relaxed);
-        let ticket = WaitTicket {
-            acct: Some(Arc::clone(self)),
+        let started_on_clock = self.clock.at(started);
+        self.wait_ring.started(seq, started_on_clock.as_millis());
+        let ticket = WaitTicket::new(
+            Arc::clone(self),
             started,
-            started_us,
+            started_on_clock,
             location,
-            acquires_before: self.acquires_total.load(Relaxed),
-        };
+            self.acquires_total.load(Relaxed),
+        );
         (ticket, in_use, waiters.saturating_sub(1))
     }
 
     /// Adds `delta` to the packed counts; see [`wake_on_new_band`](Self::wake_on_new_band).
     #[inline]
-    fn add(&self, delta: u64) -> u64 {
-        let slots = self.slots.fetch_add(delta, Relaxed).wrapping_add(delta);
+    pub(super) fn add(&self, delta: u64) -> u64 {
+        let slots = self.slots.add(delta);
         self.wake_on_new_band(slots);
         slots
     }
@@ -353,8 +320,8 @@ impl Accounting {
     /// Subtracts `delta` from the packed counts (wrapping: `WAITER - IN_USE`
     /// turns a waiter into a user in one step).
     #[inline]
-    fn sub(&self, delta: u64) {
-        let slots = self.slots.fetch_sub(delta, Relaxed).wrapping_sub(delta);
+    pub(super) fn sub(&self, delta: u64) {
+        let slots = self.slots.sub(delta);
         self.wake_on_new_band(slots);
     }
 
@@ -364,7 +331,7 @@ impl Accounting {
     /// a wake is at worst one op late.
     #[inline]
     fn wake_on_new_band(&self, slots: u64) {
-        let (in_use, waiters) = split(slots);
+        let (in_use, waiters) = super::slots::split(slots);
         let band = self.edges.band(in_use, waiters);
         if self.band.load(Relaxed) != band && self.band.swap(band, Relaxed) != band {
             self.wake.notify_one();
@@ -379,230 +346,6 @@ impl Accounting {
 
     pub(crate) fn is_closed(&self) -> bool {
         self.closed.load(Relaxed)
-    }
-}
-
-/// One acquire in progress. Dropping it unresolved (a cancelled future)
-/// removes the waiter without counting an outcome.
-#[derive(Debug)]
-pub(crate) struct WaitTicket {
-    acct: Option<Arc<Accounting>>,
-    started: Instant,
-    /// `started` in microseconds from the accounting's origin.
-    started_us: u64,
-    location: &'static Location<'static>,
-    /// `acquires_total` when this acquire started: whether the pool served
-    /// others while it waited tells overload from a database that gives no
-    /// connections.
-    acquires_before: u64,
-}
-
-impl WaitTicket {
-    /// The acquire succeeded: the waiter becomes a connection in use.
-    #[inline]
-    pub(crate) fn acquired(self) -> HoldTicket {
-        self.acquired_at().0
-    }
-
-    /// [`acquired`](Self::acquired), also returning when (the clock read
-    /// that ends the wait and starts the hold) and how long it waited, so
-    /// no caller reads the clock again.
-    #[inline]
-    pub(crate) fn acquired_at(mut self) -> (HoldTicket, Instant, Duration) {
-        let acct = self.acct.take().expect("ticket resolved once");
-        let now = Instant::now();
-        let waited = now.saturating_duration_since(self.started);
-        // One waiter fewer and one more in use, in a single atomic step:
-        // `WAITER - IN_USE` subtracted (wrapping) is exactly that.
-        acct.sub(WAITER - IN_USE);
-        let since_us = self.started_us + micros(waited);
-        let site = acct.holders.slot_of(self.location);
-        acct.holders.start(site, since_us / 1000);
-        acct.acquires_total.fetch_add(1, Relaxed);
-        acct.wait.record(waited);
-        acct.metrics.wait_time.record(waited.as_secs_f64());
-        let leak = acct
-            .leaks
-            .as_ref()
-            .and_then(|t| t.claim(now, self.location));
-        let hold = HoldTicket {
-            acct,
-            since: now,
-            since_us,
-            site,
-            leak,
-            handed_over: false,
-        };
-        (hold, now, waited)
-    }
-
-    /// The acquire timed out; returns how long it waited. The wait goes
-    /// into the guard's own wait percentiles (the longest waits are the ones
-    /// that matter), not into the OTel `wait_time`, which is for acquires
-    /// that obtained a connection.
-    /// Also returns how many acquires the pool served while this one
-    /// waited.
-    pub(crate) fn timed_out(mut self) -> (Duration, u64) {
-        let acct = self.acct.take().expect("ticket resolved once");
-        let waited = self.started.elapsed();
-        acct.timeouts_total.fetch_add(1, Relaxed);
-        acct.metrics.timeouts.increment(1);
-        acct.wait.record(waited);
-        acct.sub(WAITER);
-        (waited, self.served(&acct))
-    }
-
-    /// The caller's own deadline passed (a request's, through the tower
-    /// layer): the waiter leaves as a cancelled one does, no timeout and no
-    /// wait recorded. Returns the wait and the acquires served meanwhile.
-    pub(crate) fn gave_up(mut self) -> (Duration, u64) {
-        let acct = self.acct.take().expect("ticket resolved once");
-        acct.sub(WAITER);
-        (self.started.elapsed(), self.served(&acct))
-    }
-
-    /// Acquires others completed while this one waited.
-    fn served(&self, acct: &Accounting) -> u64 {
-        acct.acquires_total
-            .load(Relaxed)
-            .saturating_sub(self.acquires_before)
-    }
-
-    /// The acquire failed for another reason (connect error, pool closed).
-    pub(crate) fn failed(mut self) {
-        let acct = self.acct.take().expect("ticket resolved once");
-        acct.errors_total.fetch_add(1, Relaxed);
-        acct.sub(WAITER);
-    }
-}
-
-impl Drop for WaitTicket {
-    fn drop(&mut self) {
-        if let Some(acct) = self.acct.take() {
-            acct.sub(WAITER);
-        }
-    }
-}
-
-/// One connection in use; dropping it records the hold time.
-#[derive(Debug)]
-pub(crate) struct HoldTicket {
-    acct: Arc<Accounting>,
-    since: Instant,
-    /// `since` in microseconds from the accounting's origin.
-    since_us: u64,
-    /// The acquiring call site's slot in the holders table.
-    site: u16,
-    /// Slot in the leak table, when leak detection is on.
-    leak: Option<Claim>,
-    /// Given up while the connection stays busy outside the guard's view.
-    handed_over: bool,
-}
-
-impl HoldTicket {
-    pub(crate) fn held_for(&self) -> Duration {
-        self.since.elapsed()
-    }
-
-    /// The connection leaves the guard's count but stays busy (a generic
-    /// `Acquire::begin` returns sqlx's own `Transaction`, which cannot
-    /// carry this ticket): from here the monitor sees it through sqlx's
-    /// counts (`untracked`), and no hold is recorded, since the hold has
-    /// not ended.
-    pub(crate) fn hand_over(mut self) {
-        self.handed_over = true;
-    }
-}
-
-impl Drop for HoldTicket {
-    #[inline]
-    fn drop(&mut self) {
-        let now = Instant::now();
-        let held = now.saturating_duration_since(self.since);
-        self.acct.sub(IN_USE);
-        // The hold's area moves from the holds in progress to the ended
-        // ones (a handed-over connection is counted as untracked from here).
-        let acct = &self.acct;
-        let until_us = self.since_us + micros(held);
-        acct.holders
-            .end(self.site, self.since_us / 1000, until_us / 1000);
-        if self.handed_over {
-            if let (Some(claim), Some(table)) = (self.leak, &self.acct.leaks) {
-                table.release(claim, held);
-            }
-            return;
-        }
-        self.acct.hold.record(held);
-        self.acct.metrics.use_time.record(held.as_secs_f64());
-        if let (Some(claim), Some(table)) = (self.leak, &self.acct.leaks) {
-            if table.release(claim, held) {
-                // A reported leak came back: let the monitor say so now.
-                self.acct.wake.notify_one();
-            }
-        }
-    }
-}
-
-/// One query through the guard's executor. Dropped without [`finish`]
-/// (a cancelled future or an abandoned stream) it counts nothing.
-///
-/// [`finish`]: QueryTicket::finish
-#[derive(Debug)]
-pub(crate) struct QueryTicket {
-    acct: Arc<Accounting>,
-    started: Instant,
-    /// The statement's slot, once the driver read its text.
-    statement: Option<u16>,
-}
-
-impl QueryTicket {
-    /// The statement this query runs (its slot in the statement table).
-    pub(crate) fn statement(&mut self, slot: Option<u16>) {
-        if slot.is_some() {
-            self.statement = slot;
-        }
-    }
-
-    /// The query completed without an error.
-    #[inline]
-    pub(crate) fn finish_ok(self) {
-        let took = self.count(true);
-        self.acct.metrics.operations.ok(took.as_secs_f64());
-    }
-
-    /// The query failed: `ok` when the failure is an answer the breaker
-    /// does not count (a constraint violation), with the OpenTelemetry
-    /// `error.type` and `db.response.status_code` of the failure.
-    pub(crate) fn finish_err(self, ok: bool, error_type: &str, status: Option<&str>) {
-        let took = self.count(ok);
-        self.acct
-            .metrics
-            .operations
-            .failed(error_type, status, took.as_secs_f64());
-    }
-
-    /// Test shorthand: success, or a failure of kind `_OTHER`.
-    #[cfg(test)]
-    pub(crate) fn finish(self, ok: bool) {
-        if ok {
-            self.finish_ok();
-        } else {
-            self.finish_err(false, "_OTHER", None);
-        }
-    }
-
-    #[inline]
-    fn count(&self, ok: bool) -> Duration {
-        let took = self.started.elapsed();
-        if let Some(slot) = self.statement {
-            self.acct.statements.record(slot, took);
-        }
-        self.acct.queries_total.fetch_add(1, Relaxed);
-        if !ok {
-            self.acct.query_errors_total.fetch_add(1, Relaxed);
-        }
-        self.acct.query.record(took);
-        took
     }
 }
 

@@ -10,6 +10,7 @@
 //! as its bucket's midpoint, within 6.25 % of the true value), up to about
 //! 2^41 us (25 days); longer values land in the last bucket.
 
+use super::clock::Nanos;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -57,7 +58,7 @@ impl AtomicHistogram {
 
     #[inline]
     pub(crate) fn record(&self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let us = Nanos::micros_of(d);
         self.buckets[index(us)].fetch_add(1, Ordering::Relaxed);
     }
 

@@ -8,12 +8,17 @@
 //! the table on its tick. Each slot's state shares one atomic word with a
 //! generation that every claim bumps, so a scan that read hold A can never
 //! mark hold B, which reused the slot in between (no ABA).
+//!
+//! Uses the atomics of `super::sync`, so the loom model in `tests/loom`
+//! runs this very file.
 
 use std::panic::Location;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use super::clock::{Clock, Nanos};
+use super::sync::{AtomicPtr, AtomicU64, Ordering};
 
 const FREE: u64 = 0;
 const HELD: u64 = 1;
@@ -47,7 +52,7 @@ pub(crate) struct Claim {
 #[derive(Debug)]
 struct Slot {
     state: AtomicU64,
-    /// Nanoseconds since the table's origin when acquired.
+    /// When acquired, on the guard's clock.
     since: AtomicU64,
     /// Nanoseconds held, once returned.
     held: AtomicU64,
@@ -64,16 +69,16 @@ pub(crate) struct Finding {
 
 #[derive(Debug)]
 pub(crate) struct LeakTable {
-    origin: Instant,
+    clock: Clock,
     pub(crate) threshold: Duration,
     slots: Box<[Slot]>,
 }
 
 impl LeakTable {
-    pub(crate) fn new(threshold: Duration, max: u32) -> Self {
+    pub(crate) fn new(clock: Clock, threshold: Duration, max: u32) -> Self {
         let n = (max as usize).saturating_mul(2).max(2);
         Self {
-            origin: Instant::now(),
+            clock,
             threshold,
             slots: (0..n)
                 .map(|_| Slot {
@@ -86,15 +91,12 @@ impl LeakTable {
         }
     }
 
-    fn nanos(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    /// Claims a slot for a hold starting at `since`; `None` if the table is
-    /// full (not expected: holds are bounded by `max_connections`).
+    /// Claims a slot for a hold starting at `since` (on the guard's
+    /// clock); `None` if the table is full (not expected: holds are bounded
+    /// by `max_connections`).
     pub(crate) fn claim(
         &self,
-        since: Instant,
+        since: Nanos,
         location: &'static Location<'static>,
     ) -> Option<Claim> {
         for (i, slot) in self.slots.iter().enumerate() {
@@ -113,7 +115,7 @@ impl LeakTable {
                 )
                 .is_ok()
             {
-                slot.since.store(self.nanos(since), Ordering::Relaxed);
+                slot.since.store(since.raw(), Ordering::Relaxed);
                 slot.location
                     .store(std::ptr::from_ref(location).cast_mut(), Ordering::Relaxed);
                 slot.state.store(word(generation, HELD), Ordering::Release);
@@ -147,17 +149,13 @@ impl LeakTable {
         if slot.state.load(Ordering::Acquire) != word(claim.generation, REPORTED) {
             return false;
         }
-        slot.held.store(
-            u64::try_from(held.as_nanos()).unwrap_or(u64::MAX),
-            Ordering::Relaxed,
-        );
+        slot.held
+            .store(Nanos::from_duration(held).raw(), Ordering::Relaxed);
         slot.state
             .store(word(claim.generation, RETURNED), Ordering::Release);
         true
     }
 
-    /// Reports holds past the threshold (once each) and returns of reported
-    /// holds, calling `found` for each.
     /// Where the longest-held connection already reported as a leak was
     /// acquired (off the hot path).
     pub(crate) fn oldest_reported(&self) -> Option<&'static Location<'static>> {
@@ -168,9 +166,11 @@ impl LeakTable {
             .map(|slot| self.location(slot))
     }
 
+    /// Reports holds past the threshold (once each) and returns of reported
+    /// holds, calling `found` for each.
     pub(crate) fn scan(&self, now: Instant, mut found: impl FnMut(Finding)) {
-        let now_ns = self.nanos(now);
-        let threshold = u64::try_from(self.threshold.as_nanos()).unwrap_or(u64::MAX);
+        let now_ns = self.clock.at(now).raw();
+        let threshold = Nanos::from_duration(self.threshold).raw();
         for slot in self.slots.iter() {
             let w = slot.state.load(Ordering::Acquire);
             match state_of(w) {
@@ -221,8 +221,8 @@ impl LeakTable {
             .map(|s| s.since.load(Ordering::Relaxed))
             .min()
             .and_then(|ns| {
-                self.origin
-                    .checked_add(Duration::from_nanos(ns))?
+                self.clock
+                    .instant(Nanos::from_raw(ns))?
                     .checked_add(self.threshold)
             })
     }

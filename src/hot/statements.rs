@@ -9,6 +9,7 @@
 //! normalised text once (at most one allocation per slot, [`STATEMENTS`]
 //! per guard). Counting is two relaxed atomics.
 
+use super::clock::Nanos;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -153,11 +154,7 @@ impl Statements {
     pub(crate) fn record(&self, slot: u16, took: Duration) {
         let s = &self.slots[usize::from(slot)];
         s.calls.fetch_add(1, Relaxed);
-        let us = took
-            .as_secs()
-            .wrapping_mul(1_000_000)
-            .wrapping_add(u64::from(took.subsec_micros()));
-        s.busy_us.fetch_add(us, Relaxed);
+        s.busy_us.fetch_add(Nanos::micros_of(took), Relaxed);
     }
 
     /// Every used slot.

@@ -95,7 +95,8 @@ impl Monitor {
     pub(super) fn site_readings(&self, now: Instant) -> Vec<SiteReading> {
         let acct = &self.shared.acct;
         let mut out = Vec::new();
-        acct.holders.read(acct.ms_at(now), |r| out.push(r));
+        acct.holders
+            .read(acct.clock.at(now).as_millis(), |r| out.push(r));
         out
     }
 

@@ -187,7 +187,7 @@ impl Monitor {
                     c,
                     acct.hist_set(),
                 ),
-                forecaster: Forecaster::new(now, timing.forecast_window),
+                forecaster: Forecaster::new(acct.clock, timing.forecast_window),
                 forecast: Forecast::default(),
                 baseline: Baseline::new(now, c.attempts_total, timing.baseline_bucket),
                 anomaly: None,

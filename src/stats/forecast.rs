@@ -20,6 +20,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::hot::clock::Clock;
+
 /// How many standard errors the slope must be above zero (3 let AR(1)
 /// wander through too often in `slowly_wandering_*`).
 const SIGNIFICANCE: f64 = 4.0;
@@ -207,7 +209,8 @@ fn eta_to(limit: f64, fit: Fit, now: f64) -> Option<Duration> {
 /// Feeds both estimates once per tick.
 #[derive(Debug)]
 pub(crate) struct Forecaster {
-    origin: Instant,
+    /// The guard's clock: the fits' time axis.
+    clock: Clock,
     /// No trend before this: the first window after the guard is built sees
     /// the pool fill from empty (a service starting, an instance taking its
     /// share of traffic), a step any fit reads as a steep ramp.
@@ -230,9 +233,11 @@ pub(crate) struct TickInput {
 }
 
 impl Forecaster {
-    pub(crate) fn new(origin: Instant, window: Duration) -> Self {
+    /// A forecaster warming up for `window` from the clock's origin.
+    pub(crate) fn new(clock: Clock, window: Duration) -> Self {
+        let origin = clock.origin();
         Self {
-            origin,
+            clock,
             warm_until: origin.checked_add(window).unwrap_or(origin),
             demand: Trend::new(window),
             arrivals: Trend::new(window),
@@ -248,7 +253,7 @@ impl Forecaster {
                 ..Forecast::default()
             };
         }
-        let t = now.saturating_duration_since(self.origin).as_secs_f64();
+        let t = self.clock.at(now).as_secs_f64();
         self.demand.push(t, input.demand);
         let rate = self.last.and_then(|(at, n)| {
             let dt = now.saturating_duration_since(at).as_secs_f64();

@@ -2,17 +2,19 @@ use super::*;
 
 #[test]
 fn reports_once_then_reports_the_return() {
-    let t0 = Instant::now();
-    let table = LeakTable::new(Duration::from_secs(30), 2);
+    let clock = Clock::start();
+    let t0 = clock.origin();
+    let table = LeakTable::new(clock, Duration::from_secs(30), 2);
+    let on = |at: Instant| clock.at(at);
     let here = Location::caller();
-    let a = table.claim(t0, here).unwrap();
-    let b = table.claim(t0, here).unwrap();
+    let a = table.claim(on(t0), here).unwrap();
+    let b = table.claim(on(t0), here).unwrap();
     assert!(
         !table.release(b, Duration::from_secs(1)),
         "short hold: nothing to report"
     );
     // The slot of `b` is reused; a stale release of the old claim is a no-op.
-    let b2 = table.claim(t0 + Duration::from_secs(20), here).unwrap();
+    let b2 = table.claim(on(t0 + Duration::from_secs(20)), here).unwrap();
     assert_ne!(b, b2);
     assert!(!table.release(b, Duration::from_secs(1)));
     assert!(!table.release(b2, Duration::from_secs(1)));
@@ -32,7 +34,7 @@ fn reports_once_then_reports_the_return() {
     assert_eq!(seen[1].held_for, Duration::from_secs(45));
     // Every slot is free again.
     for _ in 0..4 {
-        assert!(table.claim(t0, here).is_some());
+        assert!(table.claim(on(t0), here).is_some());
     }
-    assert!(table.claim(t0, here).is_none());
+    assert!(table.claim(on(t0), here).is_none());
 }

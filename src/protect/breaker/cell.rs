@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::config::BreakerConfig;
 use super::machine::{Breaker, BreakerState, Change, Permit, SlidingWindow, Tally};
+use crate::hot::clock::Clock;
 use crate::protect::classify::{Classifier, Outcome};
 
 /// Successes counted outside the lock, per window bucket: the low 32 bits
@@ -116,8 +117,9 @@ impl std::fmt::Debug for BreakerCell {
 }
 
 impl BreakerCell {
-    pub(crate) fn new(config: BreakerConfig, classifier: Classifier) -> Self {
-        let now = Instant::now();
+    /// A breaker whose window counts on the guard's `clock`.
+    pub(crate) fn new(config: BreakerConfig, classifier: Classifier, clock: Clock) -> Self {
+        let now = clock.origin();
         // Jitter seed: the address of a fresh allocation and the time; only
         // spread matters.
         let here = 0u8;

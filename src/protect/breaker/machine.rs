@@ -1,6 +1,7 @@
 //! The breaker's pure state machine: the sliding window and the
 //! transitions, with the instant passed in.
 
+use crate::hot::clock::{Clock, Nanos};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -116,12 +117,8 @@ impl SlidingWindow {
     /// The bucket `now` falls in (units of the bucket width since the
     /// origin; u64 nanoseconds cover 584 years).
     pub(crate) fn index_of(origin: Instant, width: Duration, now: Instant) -> u64 {
-        let d = now.saturating_duration_since(origin);
-        let ns = d
-            .as_secs()
-            .saturating_mul(1_000_000_000)
-            .saturating_add(u64::from(d.subsec_nanos()));
-        ns / u64::try_from(width.as_nanos()).unwrap_or(u64::MAX).max(1)
+        let on_clock = Clock::from_origin(origin).at(now);
+        on_clock.raw() / Nanos::from_duration(width).raw().max(1)
     }
 
     /// Moves the window to `now`, evicting buckets that fell out.

@@ -21,7 +21,7 @@ fn demand_ramp_eta_within_ten_percent() {
     // 50 connections; demand grows one connection a minute from 10, with
     // +-1 connection of jitter, quantized to whole connections.
     let t0 = Instant::now();
-    let mut f = Forecaster::new(t0, window());
+    let mut f = Forecaster::new(Clock::from_origin(t0), window());
     let mut noise = Lcg(7);
     let mut checked = 0;
     for s in 1..=2400u64 {
@@ -59,7 +59,7 @@ fn littles_law_eta_within_ten_percent() {
     // Each connection is held 0.5 s; max 50 => full at 100 arrivals/s.
     // Arrivals grow from 20/s by 2/s per minute, with +-3/s of noise.
     let t0 = Instant::now();
-    let mut f = Forecaster::new(t0, window());
+    let mut f = Forecaster::new(Clock::from_origin(t0), window());
     let mut noise = Lcg(11);
     let mut total = 0u64;
     let mut checked = 0;
@@ -115,7 +115,7 @@ fn littles_law_eta_within_ten_percent() {
 fn flat_and_noisy_flat_load_forecast_nothing_within_30_minutes() {
     for (level, jitter) in [(0.5, 0.0), (0.6, 0.1), (0.8, 0.05)] {
         let t0 = Instant::now();
-        let mut f = Forecaster::new(t0, window());
+        let mut f = Forecaster::new(Clock::from_origin(t0), window());
         let mut noise = Lcg(3);
         let mut total = 0u64;
         for s in 1..=7200u64 {
@@ -146,7 +146,7 @@ fn slowly_wandering_flat_load_never_holds_a_forecast_under_15_minutes() {
     // trends to a test that assumes independent points.
     for seed in 1..=5u64 {
         let t0 = Instant::now();
-        let mut f = Forecaster::new(t0, window());
+        let mut f = Forecaster::new(Clock::from_origin(t0), window());
         let mut noise = Lcg(seed);
         let mut wander = 0.0;
         let mut worst = f64::INFINITY;
@@ -184,7 +184,7 @@ fn slowly_wandering_flat_load_never_holds_a_forecast_under_15_minutes() {
 #[test]
 fn pool_filling_at_start_forecasts_nothing() {
     let t0 = Instant::now();
-    let mut f = Forecaster::new(t0, window());
+    let mut f = Forecaster::new(Clock::from_origin(t0), window());
     let mut noise = Lcg(3);
     let mut total = 0u64;
     for s in 1..=1800u64 {
@@ -207,7 +207,7 @@ fn pool_filling_at_start_forecasts_nothing() {
 #[test]
 fn exhausted_now_is_zero_and_young_windows_forecast_nothing() {
     let t0 = Instant::now();
-    let mut f = Forecaster::new(t0, window());
+    let mut f = Forecaster::new(Clock::from_origin(t0), window());
     let input = |d| TickInput {
         demand: d,
         arrivals_total: 0,
@@ -228,7 +228,7 @@ fn exhausted_now_is_zero_and_young_windows_forecast_nothing() {
 #[test]
 fn a_step_to_a_flat_level_forecasts_no_exhaustion() {
     let t0 = Instant::now();
-    let mut f = Forecaster::new(t0, window());
+    let mut f = Forecaster::new(Clock::from_origin(t0), window());
     let mut noise = Lcg(5);
     let mut below_15_min = 0u32;
     for s in 1..=2400u64 {
@@ -258,7 +258,7 @@ fn a_step_to_a_flat_level_forecasts_no_exhaustion() {
 #[test]
 fn a_ramp_after_a_flat_baseline_is_forecast() {
     let t0 = Instant::now();
-    let mut f = Forecaster::new(t0, window());
+    let mut f = Forecaster::new(Clock::from_origin(t0), window());
     let mut noise = Lcg(9);
     let mut checked = 0;
     for s in 1..=2400u64 {

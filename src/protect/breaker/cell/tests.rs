@@ -1,6 +1,7 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::hot::clock::Clock;
 use crate::protect::classify::classify;
 
 fn ms(n: u64) -> Duration {
@@ -14,7 +15,7 @@ fn cell() -> BreakerCell {
         jitter: 0.0,
         ..BreakerConfig::default()
     };
-    BreakerCell::new(config, Arc::new(classify))
+    BreakerCell::new(config, Arc::new(classify), Clock::start())
 }
 
 /// Records `n` failures from `at`, 1 ms apart; the failure that opened the
