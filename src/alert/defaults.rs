@@ -10,6 +10,9 @@ use super::signal::{Quantile, Signal};
 pub const POOL_RULE: &str = "pool_utilization";
 /// Name of the scale-hint rule.
 pub const SCALE_RULE: &str = "scale_up";
+/// The scale rule's default threshold (the post-mortem's "scale at 75 %");
+/// a diagnosis is made from the scale rule's threshold on.
+pub(crate) const SCALE_AT: f64 = 0.75;
 /// Name of the exhaustion-forecast rule.
 pub const FORECAST_RULE: &str = "exhaustion_forecast";
 /// Name of the oldest-waiter rules (pgbouncer's `maxwait`).
@@ -148,7 +151,7 @@ pub fn default_rules() -> Vec<Rule> {
             .recover_for(mins(1)),
     );
     rules.push(
-        Rule::new(SCALE_RULE, Signal::Utilization, Comparison::Above, 0.75)
+        Rule::new(SCALE_RULE, Signal::Utilization, Comparison::Above, SCALE_AT)
             .severity(Severity::Info)
             .hold(mins(1))
             .recover_at(0.70)

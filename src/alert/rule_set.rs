@@ -5,7 +5,7 @@
 
 use std::ops::Deref;
 
-use super::defaults::{POOL_RULE, SCALE_RULE};
+use super::defaults::{POOL_RULE, SCALE_AT, SCALE_RULE};
 use super::rule::{Comparison, Rule, Severity};
 use super::signal::Signal;
 use crate::hot::edges::{Edges, Watched};
@@ -52,6 +52,17 @@ impl RuleSet {
     pub(crate) fn is_pool(&self, i: usize, severity: Severity) -> bool {
         let r = &self.rules[i];
         &*r.name == POOL_RULE && r.severity == severity
+    }
+
+    /// Utilization from which the pool is under pressure (a diagnosis is
+    /// made): the scale rule's threshold, or the default's when the rule
+    /// was removed.
+    pub(crate) fn pressure(&self) -> f64 {
+        (0..self.rules.len())
+            .filter(|&i| self.is_scale(i))
+            .map(|i| self.rules[i].threshold)
+            .reduce(f64::min)
+            .unwrap_or(SCALE_AT)
     }
 
     /// Whether rule `i` is the scale-hint rule.

@@ -17,7 +17,7 @@ use crate::error::BuildError;
 use crate::protect::breaker::BreakerConfig;
 use crate::protect::shed::ShedConfig;
 use crate::protect::timeout::DEFAULT_DRAIN;
-use crate::stats::anomaly;
+use crate::stats::history;
 
 /// Pool name when [`PoolGuardBuilder::name`](crate::PoolGuardBuilder::name)
 /// is not called and the pool's connect options name nothing to build the
@@ -106,7 +106,7 @@ impl Default for Settings {
             leak_threshold: None,
             connects: None,
             forecast_window: DEFAULT_FORECAST_WINDOW,
-            baseline_bucket: anomaly::BUCKET,
+            baseline_bucket: history::BUCKET,
             scale_target: DEFAULT_SCALE_TARGET,
             instances: 1,
             server_interval: None,

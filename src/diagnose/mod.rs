@@ -25,16 +25,15 @@
 //!
 //! Everything here is pure: the monitor gathers [`Inputs`] on its tick.
 
-mod baseline;
 mod holders;
 
 use std::panic::Location;
 use std::time::Duration;
 
-pub(crate) use baseline::{History, Usual};
 pub use holders::{Holder, StatementShare};
 pub(crate) use holders::{HolderHistory, StatementHistory, TOP};
 
+use crate::stats::history::Usual;
 use crate::stats::scale::{ScaleHint, ServerCapacity};
 
 /// Why the pool fills.
@@ -355,8 +354,9 @@ impl Inputs {
     }
 }
 
-/// Growth under this factor is "as usual".
-const USUAL: f64 = 1.2;
+/// Growth under this factor is "as usual"; past it, risen (the one
+/// threshold for both the causes' split and `History::onsets`).
+pub(crate) const USUAL: f64 = 1.2;
 /// Server slots this full leave the pool nothing to open.
 const SERVER_FULL: f64 = 0.95;
 

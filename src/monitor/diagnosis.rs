@@ -16,12 +16,6 @@ use crate::hot::histogram::HistSet;
 use crate::hot::holders::SiteReading;
 use crate::stats::scale::recommend;
 
-/// Utilization from which the pool is under pressure (the scale hint's
-/// line).
-const PRESSURE: f64 = 0.75;
-/// Growth over the usual that counts as risen (as `diagnose`'s "usual").
-const ROSE: f64 = 1.2;
-
 impl Monitor {
     /// The diagnosis when the pool is under pressure (a level above normal,
     /// utilization from 75 %, stalled, or exhaustion forecast); `wanted` is
@@ -38,7 +32,7 @@ impl Monitor {
         let max = self.shared.acct.max();
         let stalled_for = st.stalled_for(now, c, max);
         let pressed = st.level != Level::Normal
-            || ratio(wanted.min(max), max) >= PRESSURE
+            || ratio(wanted.min(max), max) >= self.rules.pressure()
             || !stalled_for.is_zero()
             || st.forecast.eta.is_some();
         if !pressed {
@@ -63,11 +57,10 @@ impl Monitor {
             ended_ms: hold.clipped_sum_secs(covered) * 1e3,
             hold_p50: q(0.5),
             hold_p95: q(0.95),
-            baseline: st.history.usual(),
+            baseline: st.usual,
             onsets: st
-                .history
-                .usual()
-                .map_or((None, None), |u| st.history.onsets(&u, ROSE)),
+                .usual
+                .map_or((None, None), |u| st.history.onsets(&u, diagnose::USUAL)),
             stalled_for,
             stall_after: self.stall_after(),
             server,

@@ -18,6 +18,7 @@ use crate::hot::accounting::Counters;
 use crate::hot::connects::ConnectCounter;
 use crate::hot::histogram::HistSet;
 use crate::hot::leak::Finding;
+use crate::stats::anomaly;
 use crate::stats::forecast::TickInput;
 use crate::stats::scale::{ScaleHint, ServerCapacity};
 
@@ -201,14 +202,15 @@ impl Monitor {
                 max,
             },
         );
-        let bucket = st.baseline.bucket();
+        let bucket = st.history.bucket();
         let (older, covered) = st.window.counters_at(now, bucket);
         let rate = (covered >= bucket).then(|| {
             c.attempts_total.saturating_sub(older.attempts_total) as f64 / covered.as_secs_f64()
         });
-        st.anomaly = st.baseline.observe(now, c.attempts_total, rate);
         let hist = pool.hist.as_ref().expect("histograms are copied on ticks");
         st.history.observe(now, *c, &hist.hold);
+        st.anomaly = anomaly::judge(&st.history, rate);
+        st.usual = st.history.usual();
         let sites = self.site_readings(now);
         self.publish_holders(st, now, &sites);
         st.holders.push(now, sites);

@@ -35,12 +35,13 @@ use tokio::time::Instant;
 use crate::alert::rule_set::RuleSet;
 use crate::alert::saturation::Level;
 use crate::alert::tracker::RuleTracker;
-use crate::diagnose::{History, HolderHistory, StatementHistory};
+use crate::diagnose::{HolderHistory, StatementHistory};
 use crate::hot::accounting::{Accounting, Counters};
 use crate::hot::connects::ConnectCounter;
 use crate::report::metrics::Gauges;
-use crate::stats::anomaly::{Anomaly, Baseline};
+use crate::stats::anomaly::Anomaly;
 use crate::stats::forecast::{Forecast, Forecaster};
+use crate::stats::history::{History, Usual};
 use crate::stats::scale::ServerCapacity;
 use crate::stats::window::Window;
 
@@ -68,10 +69,13 @@ struct State {
     window: Window,
     forecaster: Forecaster,
     forecast: Forecast,
-    baseline: Baseline,
-    anomaly: Option<Anomaly>,
-    /// The usual arrival rate and hold, for diagnoses.
+    /// The one per-minute history: the anomaly's baseline and the usual
+    /// load a diagnosis compares with.
     history: History,
+    /// The traffic anomaly, judged once a tick.
+    anomaly: Option<Anomaly>,
+    /// The usual load (the history's medians), once a tick.
+    usual: Option<Usual>,
     /// Who held the pool, per call site, over the stats window.
     holders: HolderHistory,
     /// And per statement through the guard.
@@ -189,8 +193,8 @@ impl Monitor {
                 ),
                 forecaster: Forecaster::new(acct.clock, timing.forecast_window),
                 forecast: Forecast::default(),
-                baseline: Baseline::new(now, c.attempts_total, timing.baseline_bucket),
                 anomaly: None,
+                usual: None,
                 progress: (c.acquires_total, now),
                 history: History::new(now, c, acct.hold.counts(), timing.baseline_bucket),
                 // Zero at the start: the first tick has a baseline.

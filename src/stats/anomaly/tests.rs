@@ -1,4 +1,32 @@
+use std::time::Duration;
+
+use tokio::time::Instant;
+
 use super::*;
+use crate::hot::accounting::Counters;
+use crate::hot::histogram::Counts;
+use crate::stats::history::BUCKET;
+
+/// The history fed only arrivals, judged as the monitor does each tick.
+struct Baseline(History);
+
+impl Baseline {
+    fn new(now: Instant, count: u64, bucket: Duration) -> Self {
+        Baseline(History::new(now, arrivals(count), Counts::empty(), bucket))
+    }
+
+    fn observe(&mut self, now: Instant, count: u64, rate: Option<f64>) -> Option<Anomaly> {
+        self.0.observe(now, arrivals(count), &Counts::empty());
+        judge(&self.0, rate)
+    }
+}
+
+fn arrivals(count: u64) -> Counters {
+    Counters {
+        attempts_total: count,
+        ..Counters::default()
+    }
+}
 
 #[test]
 fn steady_traffic_scores_near_zero_and_a_3x_spike_scores_high() {

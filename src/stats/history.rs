@@ -1,7 +1,13 @@
-//! The usual load a diagnosis compares with: the median arrival rate and
-//! the median mean hold (Little's W) of the last hour's buckets (one
-//! minute unless time-scaled), the latest 10 left out so an incident does
-//! not become its own baseline.
+//! The one per-minute history of the pool's load: one bucket a minute
+//! (unless time-scaled) with the arrival rate, the mean hold (Little's W)
+//! and the hold percentiles, an hour of them plus the 10 newest, which
+//! every baseline leaves out so an incident does not become its own
+//! baseline (with no lag a 3x spike's anomaly z-score falls under 2 within
+//! 5 minutes).
+//!
+//! Two readers judge against it: the traffic anomaly (`anomaly.rs`: the
+//! mean and spread of the rates) and the diagnosis (`diagnose/`: the
+//! [`Usual`] medians and when each quantity rose past them).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -11,11 +17,14 @@ use tokio::time::Instant;
 use crate::hot::accounting::Counters;
 use crate::hot::histogram::Counts;
 
-/// Buckets the baseline uses (one hour).
+/// Default length of one bucket, and of the "current" rate the anomaly
+/// compares (the builder's `time_scale` shortens it).
+pub(crate) const BUCKET: Duration = Duration::from_secs(60);
+/// Buckets a baseline uses (one hour).
 const BUCKETS: usize = 60;
-/// Most recent buckets left out.
-const LAG: usize = 10;
-/// Fewest buckets for a baseline.
+/// Most recent buckets every baseline leaves out.
+pub(crate) const LAG: usize = 10;
+/// Fewest buckets for the usual medians.
 const MIN_BUCKETS: usize = 3;
 
 /// One bucket: arrival rate (per second), mean hold (seconds), when any
@@ -40,6 +49,7 @@ pub(crate) struct Usual {
     pub(crate) hold_p95: Option<Duration>,
 }
 
+/// The per-minute history (bounded: `BUCKETS + LAG` buckets).
 #[derive(Debug)]
 pub(crate) struct History {
     buckets: VecDeque<Bucket>,
@@ -68,8 +78,13 @@ impl History {
         }
     }
 
-    /// Feeds the cumulative counters (with `busy_ms` set) and the hold
-    /// histogram.
+    /// Length of one bucket.
+    pub(crate) fn bucket(&self) -> Duration {
+        self.bucket
+    }
+
+    /// Feeds the cumulative counters (with `busy_ms`) and the hold
+    /// histogram; closes a bucket when one has passed.
     pub(crate) fn observe(&mut self, now: Instant, c: Counters, hold: &Counts) {
         let elapsed = now.saturating_duration_since(self.started);
         if elapsed < self.bucket {
@@ -90,6 +105,13 @@ impl History {
         self.buckets.push_back(bucket);
         self.started = now;
         self.start = c;
+    }
+
+    /// The arrival rates of the buckets older than the lag, oldest first
+    /// (the traffic anomaly's baseline).
+    pub(crate) fn baseline_rates(&self) -> impl Iterator<Item = f64> + '_ {
+        let n = self.buckets.len().saturating_sub(LAG);
+        self.buckets.iter().take(n).map(|b| b.rate)
     }
 
     /// How many buckets ago the arrival rate and the mean hold each rose
