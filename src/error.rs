@@ -330,9 +330,10 @@ pub struct PoolState {
     pub total: u32,
     /// Connections checked out through the guard (exact).
     pub in_use: u32,
-    /// Connections busy in sqlx beyond `in_use` (`total - idle - in_use`:
-    /// generic `Acquire::begin` transactions, listeners, the bare pool,
-    /// connections being opened or pinged; see `Snapshot::untracked`).
+    /// Connections busy in sqlx beyond `in_use` (generic `Acquire::begin`
+    /// transactions, listeners, the bare pool), as the monitor counted them
+    /// at its last evaluation: the same value as `Snapshot::untracked`, so
+    /// a moment's release ping or connect is not counted.
     pub untracked: u32,
     /// Idle connections (`pool.num_idle()`, eventually consistent).
     pub idle: u32,

@@ -65,24 +65,37 @@
 //!
 //! | layer | holds | imports |
 //! |---|---|---|
-//! | `hot/` | accounting (packed in-use/waiter word, drop tickets), edges, histograms, leak table, cached metric handles | nothing of the crate |
-//! | `stats/` | windows, forecast, traffic baseline, scale hint | `hot` |
+//! | `hot/` | the one clock (`clock`), accounting (the packed in-use/waiter word `slots`, the oldest-waiter ring `wait_ring`, drop `tickets`), the monitor's `hints` to the call path, edges, histograms, leak table, holders and statements tables, connect counter, cached metric handles | nothing of the crate |
+//! | `stats/` | windows, the one per-minute history, traffic anomaly, forecast, scale hint | `hot` |
 //! | `alert/` | signals, rules, the default table, the rule set, each rule's state machine, the pool level | `hot`, `stats` |
-//! | `protect/` | breaker machine and cell, classifier, shedding, query cancel (pure decisions) and what one guard holds of them | `hot`, `error` |
-//! | `report/` | events and their delivery, snapshot, metric names and registration, health | the above |
-//! | `monitor/` | `Shared` (the call path's part) and `Monitor` (the task's part): evaluation in named steps, views, publishing | the above |
-//! | `handle/` | the guard, connections, transactions, admission on the call path, the `Executor` plumbing, the model pool | the above |
-//! | `build/` | the builder (setters only), settings and their validation, assembly | everything |
+//! | `diagnose/` | why the pool fills: causes, evidence, action (pure), holders' and statements' histories | `hot`, `stats` |
+//! | `protect/` | breaker machine and cell, classifier, shedding, query cancel (pure decisions) and what one guard holds of them | `hot` |
+//! | `report/` | events and their delivery, snapshot, metric names and registration, a failed query's `error.type`, OpenTelemetry identity, spans, health | the above, `error` |
+//! | `monitor/` | `Shared` (the call path's part) and `Monitor` (the task's part): one `Reading` per evaluation, evaluation in named steps, diagnosis gathering, views, publishing, the server watch | the above |
+//! | `handle/` | the guard, connections, transactions, admission on the call path, the `Executor` plumbing, a request's scope, the model pool | the above |
+//! | `build/` | the builder (setters only), settings, their validation (`validate.rs`), assembly | everything |
 //!
 //! `error.rs` sits beside them: [`BuildError`](crate::BuildError), the
 //! call-time [`Error`](crate::Error) and the checks every validation
-//! shares.
+//! shares; `tower.rs` (feature `tower`) uses the guard like an
+//! application. `tests/layers.rs` checks that imports point down this
+//! table and that no files import each other, directly or around a cycle.
 //!
 //! Time is passed in, never read, by every model (`stats/`, `alert/`,
 //! the breaker machine, shedding): their tests drive synthetic instants,
 //! and the monitor's tests run the whole evaluation on tokio's paused
-//! clock with guards assembled exactly as `build()` assembles them.
+//! clock with guards assembled exactly as `build()` assembles them. Stored
+//! times are `Nanos` on the guard's one clock (`hot/clock.rs`).
+//!
+//! One evaluation of the monitor, in order: `read` the pool once into a
+//! `Reading` (`monitor/reading.rs`: counts, sqlx's reconciled untracked
+//! connections, the current utilization), tell the call path its `Hints`,
+//! end the tick (windows, forecast, per-minute history, anomaly, usual
+//! load), judge the rules, derive the level and the scale hint, scan for
+//! leaks, derive the diagnosis and the top holders and statements once
+//! (`Derived`), then publish the gauges and the events from that reading.
+//! A snapshot is built the same way from its own reading.
 //!
 //! To change a rule's default, edit `alert/defaults.rs`; a metric's name,
-//! `report/metrics.rs`; a validation, `build/settings.rs`. None of these
+//! `report/metrics.rs`; a validation, `build/validate.rs`. None of these
 //! touches `hot/`.

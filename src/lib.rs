@@ -26,30 +26,33 @@
 //!        ├─► admission: breaker, load shedding       (before the wait)  handle/admission
 //!        │   query timeout + server cancel           (around the query) handle/query, protect/
 //!        ▼
-//!  accounting  (atomics + histograms; the only hot path)                hot/
-//!        │  a count crosses a rule's edge ─► Notify
-//!        ▼
-//!  monitor task (tick / edge wake / timer deadline)                     monitor/
-//!        ├─► windows, forecast, traffic baseline (once per tick)        stats/
+//!  accounting  (atomics + histograms on one clock; the only hot path)   hot/
+//!        │  a count crosses a rule's edge ─► Notify          ▲ hints (untracked, hold)
+//!        ▼                                                   │
+//!  monitor task (tick / edge wake / timer deadline)          │          monitor/
+//!        ├─► one Reading of the pool ────────────────────────┘          monitor/reading
+//!        ├─► on a tick: windows, forecast, per-minute history, anomaly  stats/
 //!        ├─► signals ─► each rule's tracker (pure state machine)        alert/
 //!        │                └─► the pool level (summary of the pool rules)
 //!        ├─► scale hint, leak table scan                                stats/, hot/
+//!        ├─► diagnosis, top holders and statements (once: Derived)      diagnose/
 //!        └─► gauges, events (broadcast) ─► callbacks, EventStreams      report/
-//!  guard.snapshot() / alerts() / health() ◄── monitor state             monitor/view
-//!  PoolGuard::builder(pool)...build() ─► settings ─► assemble           build/
+//!  guard.snapshot() / alerts() / health() ◄── a Reading + monitor state  monitor/view
+//!  PoolGuard::builder(pool)...build() ─► settings ─► validate ─► assemble  build/
 //! ```
 //!
 //! | layer | concern | files |
 //! |---|---|---|
-//! | `hot/` | hot-path counts, edges, histograms, leak table, metric handles | `accounting`, `edges`, `histogram`, `leak`, `handles` |
-//! | `stats/` | windows, exhaustion forecast, traffic baseline, scale hint | `window`, `forecast`, `anomaly`, `scale` |
+//! | `hot/` | hot-path counts on one clock, edges, histograms, leak table, call sites and statements, hints to the call path, metric handles | `clock`, `accounting`, `slots`, `wait_ring`, `tickets`, `hints`, `edges`, `histogram`, `leak`, `holders`, `statements`, `connects`, `handles`, `sync` |
+//! | `stats/` | windows, the per-minute history, traffic anomaly, exhaustion forecast, scale hint | `window`, `history`, `anomaly`, `forecast`, `scale` |
 //! | `alert/` | signals, rules, default table, rule set, state machine, level | `signal`, `rule`, `defaults`, `rule_set`, `tracker`, `saturation` |
+//! | `diagnose/` | why the pool fills (pure), holders' and statements' histories | `mod`, `holders` |
 //! | `protect/` | circuit breaker (pure), classifier, load shedding (pure), query cancel | [`breaker`], `classify`, `shed`, `timeout` |
-//! | `report/` | events, snapshot, metric names and gauges, OpenTelemetry identity, spans, health | `events`, `snapshot`, [`metrics`], `identity`, `spans`, `health` |
-//! | `monitor/` | the background task: the call path's shared part, evaluation, views, publishing, server watch | `shared`, `evaluate`, `tick`, `view`, `publish`, `server` |
-//! | `handle/` | the guard, connections, admission, `Executor` plumbing, a request's scope, model pool | `guard`, `connection`, `admission`, `executor`, `held`, `query`, `in_flight`, `scope`, [`sim`] |
+//! | `report/` | events, snapshot, metric names and gauges, `error.type`, OpenTelemetry identity, spans, health | `events`, `snapshot`, [`metrics`], `error_type`, `identity`, `spans`, `health` |
+//! | `monitor/` | the background task: the call path's shared part, one reading per evaluation, evaluation, diagnosis, views, publishing, server watch | `shared`, `reading`, `evaluate`, `tick`, `diagnosis`, `view`, `publish`, `server` |
+//! | `handle/` | the guard, connections, admission, `Executor` plumbing, a request's scope, model pool | `guard`, `acquire`, `connection`, `admission`, `executor`, `held`, `query`, `statement`, `in_flight`, `scope`, [`sim`] |
 //! | `tower.rs` | the tower layer (feature `tower`): records responses, sets a request's scope | |
-//! | `build/` | builder (setters), settings and validation, assembly | `builder`, `settings`, `assemble` |
+//! | `build/` | builder (setters), settings, validation, assembly | `builder`, `settings`, `validate`, `assemble` |
 //! | `error.rs` | [`BuildError`], [`Error`] | |
 //!
 //! Imports point up this table, never down; the [`guide`] says more.

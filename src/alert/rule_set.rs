@@ -77,8 +77,9 @@ impl RuleSet {
         let mut e = Edges::default();
         for rule in &self.rules {
             let (count, scale) = match rule.signal {
-                Signal::Utilization => (Watched::InUse, f64::from(max)),
-                Signal::Demand => (Watched::Demand, f64::from(max)),
+                // Utilization is `min(demand, max) / max`: below the pool's
+                // size its edges are demand's.
+                Signal::Utilization | Signal::Demand => (Watched::Demand, f64::from(max)),
                 Signal::Waiters => (Watched::Waiters, 1.0),
                 _ => continue,
             };

@@ -15,12 +15,11 @@ use crate::hot::clock::Clock;
 use crate::monitor::{Monitor, ScaleTarget, ServerTask, Shared, StatsFn, Timing};
 use crate::protect::breaker::BreakerCell;
 use crate::protect::classify::Classifier;
-use crate::protect::shed::HoldEstimate;
 use crate::protect::timeout::ServerCancel;
 use crate::protect::Protection;
 use crate::report::events::{Callback, EventHub};
 use crate::report::identity::PoolIdentity;
-use crate::report::metrics::{self, PoolLabels};
+use crate::report::registry::{self as metrics, PoolLabels};
 
 /// What the guard learns from the pool it wraps.
 #[derive(Clone, Debug)]
@@ -69,7 +68,7 @@ pub(crate) fn assemble(
         rules.edges(pool.max),
         settings.leak_threshold,
         hot,
-        settings.connects.is_some(),
+        settings.connects.clone(),
     ));
     let shed = settings.shed;
     let protect = Protection {
@@ -83,7 +82,6 @@ pub(crate) fn assemble(
         drain: settings.drain_timeout,
         server_cancel: Arc::new(server_cancel),
         metrics: metrics::register_protect(&name),
-        hold_estimate: HoldEstimate::default(),
     };
     protect
         .metrics
@@ -111,7 +109,6 @@ pub(crate) fn assemble(
             instances: settings.instances,
         },
         gauges,
-        settings.connects.clone(),
     ));
     Parts { shared, monitor }
 }

@@ -144,17 +144,18 @@ fn timeout_error(
     (waited, served_while_waiting): (Duration, u64),
     timeout: TimeoutKind,
 ) -> Error {
-    let c = shared.acct.counters();
+    let (in_use, waiting) = shared.acct.live();
     let stats = shared.pool_stats();
-    let (total, idle) = (stats.size, stats.idle);
     let state = PoolState {
-        total,
-        in_use: c.in_use,
-        untracked: total.saturating_sub(idle).saturating_sub(c.in_use),
-        idle,
+        total: stats.size,
+        in_use,
+        // As the monitor reconciled them at its last evaluation, the value
+        // snapshots and the rules use.
+        untracked: shared.acct.hints.untracked(),
+        idle: stats.idle,
         max: shared.acct.max(),
         // This acquire has left the count already.
-        waiting: c.waiters,
+        waiting,
         waited,
         served_while_waiting,
     };

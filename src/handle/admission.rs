@@ -171,7 +171,7 @@ impl Shared {
         if !p.shed.enabled {
             return Ok(());
         }
-        let busy = in_use.saturating_add(self.untracked.busy());
+        let busy = in_use.saturating_add(self.acct.hints.untracked());
         let max = self.acct.max();
         // The common case, decided without the estimate: no cap, and a
         // free connection for this acquire.
@@ -182,7 +182,7 @@ impl Shared {
             busy,
             waiters_ahead,
             max,
-            p.hold_estimate.get(),
+            self.acct.hints.hold(),
             deadline.map_or(p.shed_deadline, |d| d.min(p.shed_deadline)),
             p.max_waiters,
         ) else {
@@ -205,9 +205,9 @@ impl Shared {
     /// `in_use` connections busy: Little's law on the recent hold times,
     /// as load shedding estimates it (`None` before any hold ended).
     pub(crate) fn queue_wait(&self, in_use: u32, ahead: u32) -> Option<Duration> {
-        let busy = in_use.saturating_add(self.untracked.busy());
+        let busy = in_use.saturating_add(self.acct.hints.untracked());
         let behind = shed::behind(busy, ahead, self.acct.max());
-        let hold = self.protect.hold_estimate.get()?;
+        let hold = self.acct.hints.hold()?;
         Some(hold.mul_f64(f64::from(behind.max(1)) / f64::from(self.acct.max().max(1))))
     }
 

@@ -89,7 +89,10 @@ impl<DB: Database> std::fmt::Debug for PoolGuard<DB> {
         f.debug_struct("PoolGuard")
             .field("name", &self.inner.shared.name)
             .field("pool", &self.inner.pool)
-            .field("counters", &self.inner.shared.acct.counters())
+            .field(
+                "counters",
+                &self.inner.shared.acct.counters(tokio::time::Instant::now()),
+            )
             .finish()
     }
 }

@@ -16,8 +16,8 @@ use crate::error::Cancelled;
 use crate::handle::statement::{made, tapped, Tracked};
 use crate::hot::tickets::QueryTicket;
 use crate::monitor::Shared;
-use crate::protect::classify::error_attributes;
 use crate::protect::timeout::Timed;
+use crate::report::error_type::error_attributes;
 use crate::report::spans;
 use tracing::Span;
 

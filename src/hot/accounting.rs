@@ -23,8 +23,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use super::clock::Clock;
+use super::connects::ConnectCounter;
 use super::edges::Edges;
 use super::handles::HotMetrics;
+use super::hints::Hints;
 use super::histogram::{AtomicHistogram, HistSet};
 use super::holders::Holders;
 use super::leak::LeakTable;
@@ -65,8 +67,10 @@ pub(crate) struct Accounting {
     pub(super) closed: AtomicBool,
     pub(crate) leaks: Option<LeakTable>,
     pub(super) metrics: HotMetrics,
-    /// A `ConnectCounter` counts the pool's opens.
-    pub(super) counts_opens: bool,
+    /// Counts the pool's opens, when installed.
+    pub(super) connects: Option<ConnectCounter>,
+    /// The monitor's word to the call path (`hints.rs`).
+    pub(crate) hints: Hints,
     /// The guard's one clock (`clock.rs`).
     pub(crate) clock: Clock,
     /// Connection time per acquiring call site, holds in progress
@@ -98,11 +102,10 @@ pub(crate) struct Counters {
     pub(crate) requests_5xx_total: u64,
     pub(crate) requests_504_total: u64,
     /// Connection-milliseconds in use through the guard since the origin
-    /// (exact: the integral of `in_use`), read by the monitor; zero in
-    /// [`Accounting::counters`].
+    /// (exact: the integral of `in_use`).
     pub(crate) busy_ms: u64,
-    /// Connections the pool opened (a `ConnectCounter`'s total, set by the
-    /// monitor; zero in [`Accounting::counters`]).
+    /// Connections the pool opened (a `ConnectCounter`'s total; zero
+    /// without one).
     pub(crate) opened_total: u64,
 }
 
@@ -137,7 +140,7 @@ impl Accounting {
         edges: Edges,
         leak_threshold: Option<Duration>,
         metrics: HotMetrics,
-        counts_opens: bool,
+        connects: Option<ConnectCounter>,
     ) -> Self {
         Self {
             slots: Slots::default(),
@@ -162,7 +165,8 @@ impl Accounting {
             closed: AtomicBool::new(false),
             leaks: leak_threshold.map(|t| LeakTable::new(clock, t, max)),
             metrics,
-            counts_opens,
+            connects,
+            hints: Hints::default(),
             clock,
             holders: Holders::new(),
             statements: Statements::new(),
@@ -209,7 +213,7 @@ impl Accounting {
     /// time the connects they make).
     #[inline]
     pub(crate) fn counts_opens(&self) -> bool {
-        self.counts_opens
+        self.connects.is_some()
     }
 
     /// One connection opened for an acquire, in `took`.
@@ -254,7 +258,13 @@ impl Accounting {
         self.max
     }
 
-    pub(crate) fn counters(&self) -> Counters {
+    /// Connections in use and acquires waiting now (one atomic read).
+    pub(crate) fn live(&self) -> (u32, u32) {
+        self.slots.read()
+    }
+
+    /// Every count at `now` (the in-use area read up to `now`).
+    pub(crate) fn counters(&self, now: Instant) -> Counters {
         let (in_use, waiters) = self.slots.read();
         Counters {
             in_use,
@@ -272,8 +282,8 @@ impl Accounting {
             requests_total: self.requests_total.load(Relaxed),
             requests_5xx_total: self.requests_5xx_total.load(Relaxed),
             requests_504_total: self.requests_504_total.load(Relaxed),
-            busy_ms: 0,
-            opened_total: 0,
+            busy_ms: self.busy_ms(now),
+            opened_total: self.connects.as_ref().map_or(0, ConnectCounter::total),
         }
     }
 
@@ -332,7 +342,9 @@ impl Accounting {
     #[inline]
     fn wake_on_new_band(&self, slots: u64) {
         let (in_use, waiters) = super::slots::split(slots);
-        let band = self.edges.band(in_use, waiters);
+        // Busy as the rules judge it: sqlx's untracked connections too.
+        let busy = in_use.saturating_add(self.hints.untracked());
+        let band = self.edges.band(busy, waiters);
         if self.band.load(Relaxed) != band && self.band.swap(band, Relaxed) != band {
             self.wake.notify_one();
         }

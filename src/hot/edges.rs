@@ -6,22 +6,22 @@
 /// on the tick.
 pub(crate) const MAX_EDGES: usize = 8;
 
-/// A list's crossed-edge count is `0..=MAX_EDGES`: the band packs the three
+/// A list's crossed-edge count is `0..=MAX_EDGES`: the band packs the two
 /// lists' counts as digits of this base.
 const BAND_BASE: u32 = MAX_EDGES as u32 + 1;
 
-// The three digits must fit a `u32` band.
-const _: () = assert!((BAND_BASE as u64).pow(3) <= u32::MAX as u64);
+// The two digits must fit a `u32` band.
+const _: () = assert!((BAND_BASE as u64).pow(2) <= u32::MAX as u64);
 
 /// Which count an edge is on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Watched {
-    /// Connections in use.
-    InUse = 0,
-    /// In use plus waiting.
-    Demand = 1,
+    /// Busy connections (in use through the guard, and sqlx's untracked
+    /// ones as the monitor last counted them) plus waiting: the count
+    /// behind utilization and demand.
+    Demand = 0,
     /// Acquires waiting.
-    Waiters = 2,
+    Waiters = 1,
 }
 
 /// Longest lookup table kept per watched count: counts up to the highest
@@ -32,12 +32,12 @@ const MAX_TABLE: u32 = 4096;
 /// Edges per watched count, in whole connections (or waiters).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Edges {
-    lists: [[u32; MAX_EDGES]; 3],
-    lens: [usize; 3],
+    lists: [[u32; MAX_EDGES]; 2],
+    lens: [usize; 2],
     /// Per list, for each count up to the highest edge, how many edges it
     /// has crossed (counts past the table have crossed them all); `None`:
     /// an edge past [`MAX_TABLE`].
-    crossed: [Option<Box<[u8]>>; 3],
+    crossed: [Option<Box<[u8]>>; 2],
 }
 
 impl Edges {
@@ -64,10 +64,11 @@ impl Edges {
         })
     }
 
-    /// A number that changes whenever a count crosses an edge.
+    /// A number that changes whenever a count crosses an edge (`busy`:
+    /// connections in use and untracked).
     #[inline]
-    pub(crate) fn band(&self, in_use: u32, waiters: u32) -> u32 {
-        let demand = in_use.saturating_add(waiters);
+    pub(crate) fn band(&self, busy: u32, waiters: u32) -> u32 {
+        let demand = busy.saturating_add(waiters);
         let crossed = |count: Watched, v: u32| {
             let list = count as usize;
             match &self.crossed[list] {
@@ -79,9 +80,7 @@ impl Edges {
                     .count() as u32,
             }
         };
-        crossed(Watched::InUse, in_use)
-            + BAND_BASE * crossed(Watched::Demand, demand)
-            + BAND_BASE * BAND_BASE * crossed(Watched::Waiters, waiters)
+        crossed(Watched::Demand, demand) + BAND_BASE * crossed(Watched::Waiters, waiters)
     }
 }
 

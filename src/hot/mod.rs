@@ -19,6 +19,7 @@ pub(crate) mod clock;
 pub(crate) mod connects;
 pub(crate) mod edges;
 pub(crate) mod handles;
+pub(crate) mod hints;
 pub(crate) mod histogram;
 pub(crate) mod holders;
 pub(crate) mod leak;

@@ -6,46 +6,36 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::view::ratio;
+use super::reading::Reading;
 use super::{Monitor, State};
 use crate::alert::saturation::Level;
 use crate::alert::signal::Signal;
 use crate::diagnose::{self, Diagnosis, Holder, StatementShare};
-use crate::hot::accounting::Counters;
-use crate::hot::histogram::HistSet;
 use crate::hot::holders::SiteReading;
 use crate::stats::scale::recommend;
 
 impl Monitor {
     /// The diagnosis when the pool is under pressure (a level above normal,
-    /// utilization from 75 %, stalled, or exhaustion forecast); `wanted` is
-    /// busy + waiting
-    /// connections, `c` carries `busy_ms`.
+    /// utilization from the scale rule's threshold, stalled, or exhaustion
+    /// forecast), from `reading` (histograms copied) and its top holders
+    /// and statements.
     pub(super) fn diagnosis(
         &self,
         st: &State,
-        now: Instant,
-        c: &Counters,
-        wanted: u32,
-        hist: &HistSet,
+        reading: &Reading,
+        holders: &[Holder],
+        statements: &[StatementShare],
     ) -> Option<Diagnosis> {
-        let max = self.shared.acct.max();
-        let stalled_for = st.stalled_for(now, c, max);
-        let pressed = st.level != Level::Normal
-            || ratio(wanted.min(max), max) >= self.rules.pressure()
-            || !stalled_for.is_zero()
-            || st.forecast.eta.is_some();
-        if !pressed {
+        let (now, c, max) = (reading.now, &reading.counters, reading.max);
+        if !self.pressed(st, reading) {
             return None;
         }
+        let hist = reading.hist.as_ref()?;
         let window = self.timing.stats_window;
         let (older, covered) = st.window.counters_at(now, window);
         let d = c.since(&older);
         let hold = hist.hold.since(&st.window.hist_at(now, window).hold);
-        let server = *self.server.lock();
         let q = |q: f64| hold.quantile(q);
-        let holders = self.top_holders(st, now);
-        let statements = self.top_statements(st, now, c, diagnose::TOP);
         let inputs = diagnose::Inputs {
             max,
             waiters: c.waiters,
@@ -61,17 +51,17 @@ impl Monitor {
             onsets: st
                 .usual
                 .map_or((None, None), |u| st.history.onsets(&u, diagnose::USUAL)),
-            stalled_for,
+            stalled_for: reading.stalled,
             stall_after: self.stall_after(),
-            server,
+            server: reading.server,
             leak_at: self
                 .shared
                 .acct
                 .leaks
                 .as_ref()
                 .and_then(|t| t.oldest_reported()),
-            holders,
-            statements,
+            holders: holders.to_vec(),
+            statements: statements.to_vec(),
         };
         Some(diagnose::diagnose(&inputs, |needed| {
             recommend(
@@ -79,9 +69,17 @@ impl Monitor {
                 self.scale.utilization,
                 max,
                 self.scale.instances,
-                server,
+                reading.server,
             )
         }))
+    }
+
+    /// Whether the pool is under pressure (a diagnosis is made).
+    pub(super) fn pressed(&self, st: &State, reading: &Reading) -> bool {
+        st.level != Level::Normal
+            || reading.current.utilization >= self.rules.pressure()
+            || !reading.stalled.is_zero()
+            || st.forecast.eta.is_some()
     }
 
     /// Every call site's totals now.
@@ -110,16 +108,16 @@ impl Monitor {
     }
 
     /// The statements holding the most pool time over the window, at most
-    /// `top` (`c` carries `busy_ms`).
+    /// `top`.
     pub(super) fn top_statements(
         &self,
         st: &State,
-        now: Instant,
-        c: &Counters,
+        reading: &Reading,
         top: usize,
     ) -> Vec<StatementShare> {
+        let now = reading.now;
         let (older, _) = st.window.counters_at(now, self.timing.stats_window);
-        let pool_secs = c.busy_ms.saturating_sub(older.busy_ms) as f64 / 1e3;
+        let pool_secs = reading.counters.busy_ms.saturating_sub(older.busy_ms) as f64 / 1e3;
         let mut readings = Vec::new();
         let statements = &self.shared.acct.statements;
         statements.read(|r| readings.push(r));

@@ -7,42 +7,20 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::reading::Reading;
 use super::tick::TickEnd;
-use super::view::ratio;
-use super::{Monitor, PoolStats, State};
+use super::{Monitor, State};
 use crate::alert::rule::{AlertState, Severity};
 use crate::alert::saturation::Level;
-use crate::alert::signal::{EndedTick, Inputs, Instantaneous, Signal};
+use crate::alert::signal::{EndedTick, Inputs, Signal};
 use crate::alert::tracker::Transition;
-use crate::hot::accounting::Counters;
-use crate::hot::connects::ConnectCounter;
-use crate::hot::histogram::HistSet;
 use crate::hot::leak::Finding;
 use crate::stats::anomaly;
 use crate::stats::forecast::TickInput;
-use crate::stats::scale::{ScaleHint, ServerCapacity};
+use crate::stats::scale::ScaleHint;
 
 /// Fewest acquires in the stats window for the forecast's mean hold.
 const MIN_HOLDS: u64 = 20;
-
-/// The pool as one evaluation reads it.
-pub(super) struct PoolReading {
-    pub(super) now: Instant,
-    pub(super) counters: Counters,
-    pub(super) stats: PoolStats,
-    /// Utilization, demand and waiters now (sqlx's untracked connections
-    /// counted as busy).
-    pub(super) current: Instantaneous,
-    /// The tick that ended at this evaluation, if one did.
-    pub(super) tick: Option<EndedTick>,
-    /// Copies of the histograms (ticks only).
-    pub(super) hist: Option<HistSet>,
-    pub(super) server: Option<ServerCapacity>,
-    /// The oldest waiter's age, when anyone waits.
-    pub(super) oldest_wait: Option<std::time::Duration>,
-    /// How long the pool has been stalled (zero: it is not).
-    pub(super) stalled: std::time::Duration,
-}
 
 /// A rule's state change found by an evaluation.
 pub(super) struct RuleChange {
@@ -78,11 +56,9 @@ impl Monitor {
 
     /// [`evaluate`](Self::evaluate), ending the current tick as `end` says.
     pub(crate) fn evaluate_until(&self, end: TickEnd) -> Instant {
-        let stats = self.shared.pool_stats();
-        let server = *self.server.lock();
         let mut guard = self.state.lock();
         let st = &mut *guard;
-        let pool = self.read_pool(st, stats, server, end);
+        let mut pool = self.read_pool(st, end);
         if let Some(tick) = pool.tick {
             self.observe_tick(st, &pool, tick);
         }
@@ -92,7 +68,7 @@ impl Monitor {
         };
         let level = self.level_of(st);
         found.level = Self::update_level(st, level, pool.now);
-        let hint = self.hint(st, server);
+        let hint = self.hint(st, &pool);
         if found
             .rules
             .iter()
@@ -104,78 +80,55 @@ impl Monitor {
             table.scan(pool.now, |f| found.leaks.push(f));
         }
         let next = self.next_wake(st, &pool);
-        self.publish_gauges(st, &pool, hint);
+        // What the gauges (on a tick) and the events' snapshot share,
+        // derived once; between ticks only an event needs it, and copies
+        // the histograms for it.
+        let events = !found.rules.is_empty() || found.level.is_some();
+        if events && pool.hist.is_none() {
+            pool.hist = Some(self.shared.acct.hist_set());
+        }
+        let derived = (pool.tick.is_some() || events).then(|| self.derive(st, &pool, events));
+        self.publish_gauges(st, &pool, hint, derived.as_ref());
         // Published under the lock: an `evaluate_now()` racing the monitor
         // task cannot deliver a later transition before an earlier one.
-        self.publish(st, &pool, found);
+        self.publish(st, pool, derived.filter(|_| events), found);
         drop(guard);
         next
     }
 
-    /// Reads the counts, reconciles them with sqlx's, ends the tick when
-    /// due and rolls the windows.
-    fn read_pool(
-        &self,
-        st: &mut State,
-        stats: PoolStats,
-        server: Option<ServerCapacity>,
-        end: TickEnd,
-    ) -> PoolReading {
+    /// Reads the pool, tells the call path what it needs (`Hints`), ends
+    /// the tick when due and rolls the windows.
+    fn read_pool(&self, st: &mut State, end: TickEnd) -> Reading {
         let now = Instant::now();
         let acct = &self.shared.acct;
-        let mut c = acct.counters();
-        c.busy_ms = acct.busy_ms(now);
-        c.opened_total = self.connects.as_ref().map_or(0, ConnectCounter::total);
-        let max = acct.max();
-        // Reconciled with sqlx: connections busy there but not through the
-        // guard (generic `Acquire::begin` transactions, listeners, the pool
-        // used directly, connections sqlx is pinging after a release) are
-        // busy too; nobody can acquire them.
-        let untracked = self.shared.untracked.persisted(stats, c.in_use);
-        self.shared.untracked.store(untracked);
-        let busy = c.in_use.saturating_add(untracked);
-        let wanted = busy.saturating_add(c.waiters);
-        let current = Instantaneous {
-            utilization: ratio(wanted.min(max), max),
-            demand: ratio(wanted, max),
-            waiters: f64::from(c.waiters),
-            tracked: ratio(c.in_use, max),
-        };
-        let tick = st
+        let mut pool = self.read(st, now, false);
+        acct.hints.set_untracked(pool.untracked);
+        let (c, max) = (pool.counters, pool.max);
+        pool.tick = st
             .average
-            .advance(now, current, (c.busy_ms, max), self.timing.tick, end);
-        if tick.is_some() {
-            self.shared.untracked.end_tick(stats, c.in_use);
+            .advance(now, pool.current, (c.busy_ms, max), self.timing.tick, end);
+        if pool.tick.is_some() {
+            st.reconcile.end_tick(pool.stats, c.in_use);
         }
         // Windowed signals move with the window, which moves on ticks; the
         // wakes in between (a count crossed a line, a timer ran out) only
         // re-judge the instantaneous signals and the timers, and copy no
         // histograms, so a pool hovering at a line costs little.
-        let hist = tick.map(|_| acct.hist_set());
-        if let Some(h) = &hist {
+        pool.hist = pool.tick.map(|_| acct.hist_set());
+        if let Some(h) = &pool.hist {
             st.window.push(now, c, || h.clone());
         }
         if !st.stuck(&c, max) {
             st.progress = (c.acquires_total, now);
         }
-        PoolReading {
-            oldest_wait: acct.oldest_wait(now),
-            stalled: st.stalled_for(now, &c, max),
-            now,
-            counters: c,
-            stats,
-            current,
-            tick,
-            hist,
-            server,
-        }
+        pool.stalled = st.stalled_for(now, &c, max);
+        pool
     }
 
     /// Once per tick: the tick's demand, the hold estimate for load
-    /// shedding, the forecast and the traffic baseline.
-    fn observe_tick(&self, st: &mut State, pool: &PoolReading, tick: EndedTick) {
-        let (now, c) = (pool.now, &pool.counters);
-        let max = self.shared.acct.max();
+    /// shedding, the forecast and the per-minute history.
+    fn observe_tick(&self, st: &mut State, pool: &Reading, tick: EndedTick) {
+        let (now, c, max) = (pool.now, &pool.counters, pool.max);
         st.tick_demand = Some(tick.average.demand * f64::from(max));
         // Little's W over the recent (stats) window: the in-use area over
         // the acquires in it. A hold longer than the window counts only its
@@ -189,7 +142,7 @@ impl Monitor {
         // No acquire in the window (a stuck pool): keep the last
         // estimate for load shedding rather than switching it off.
         if let Some(h) = hold {
-            self.shared.protect.hold_estimate.set_secs(h);
+            self.shared.acct.hints.set_hold_secs(h);
         }
         // The forecast extrapolates it: a handful of acquires is no mean.
         let mean_hold = hold.filter(|_| d.acquires_total >= MIN_HOLDS);
@@ -214,13 +167,13 @@ impl Monitor {
         let sites = self.site_readings(now);
         self.publish_holders(st, now, &sites);
         st.holders.push(now, sites);
-        self.publish_statements(st, now, c);
+        self.publish_statements(st, pool);
         let totals = self.statement_totals();
         st.statements.push(now, totals);
     }
 
     /// Feeds every rule its signal's reading; returns the state changes.
-    fn judge_rules(&self, st: &mut State, pool: &PoolReading) -> Vec<RuleChange> {
+    fn judge_rules(&self, st: &mut State, pool: &Reading) -> Vec<RuleChange> {
         let inputs = Inputs {
             now: pool.now,
             counters: &pool.counters,
@@ -233,7 +186,7 @@ impl Monitor {
             server: pool.server,
             oldest_wait: pool.oldest_wait,
             stalled: pool.stalled,
-            connects_counted: self.connects.is_some(),
+            connects_counted: self.shared.acct.counts_opens(),
         };
         let mut changes = Vec::new();
         for (i, (rule, tracker)) in self.rules.iter().zip(&mut st.trackers).enumerate() {
@@ -283,7 +236,7 @@ impl Monitor {
 
     /// The end of the tick, or the earliest timer (a hold, a recovery, a
     /// leak threshold) before it.
-    fn next_wake(&self, st: &State, pool: &PoolReading) -> Instant {
+    fn next_wake(&self, st: &State, pool: &Reading) -> Instant {
         let now = pool.now;
         let mut next = st.average.tick_ends(self.timing.tick);
         // An age (oldest wait, stall) grows a second a second: wake just

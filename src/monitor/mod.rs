@@ -17,6 +17,7 @@
 mod diagnosis;
 mod evaluate;
 mod publish;
+mod reading;
 #[cfg(feature = "postgres")]
 pub(crate) mod server;
 mod shared;
@@ -37,8 +38,7 @@ use crate::alert::saturation::Level;
 use crate::alert::tracker::RuleTracker;
 use crate::diagnose::{HolderHistory, StatementHistory};
 use crate::hot::accounting::{Accounting, Counters};
-use crate::hot::connects::ConnectCounter;
-use crate::report::metrics::Gauges;
+use crate::report::registry::Gauges;
 use crate::stats::anomaly::Anomaly;
 use crate::stats::forecast::{Forecast, Forecaster};
 use crate::stats::history::{History, Usual};
@@ -83,6 +83,8 @@ struct State {
     /// `acquires_total` at the last evaluation that was not stalled, and
     /// when (a stall is measured from there).
     progress: (u64, Instant),
+    /// sqlx's counts against the guard's (`reading.rs`).
+    reconcile: reading::Reconcile,
 }
 
 impl State {
@@ -135,8 +137,6 @@ pub(crate) struct Monitor {
     gauges: Gauges,
     /// One gauge per call site seen (at most 65).
     holder_gauges: Mutex<HashMap<Option<&'static Location<'static>>, Gauge>>,
-    /// Counts the pool's connection opens, when installed.
-    connects: Option<ConnectCounter>,
     /// One gauge per statement seen (at most 65), by key.
     statement_gauges: Mutex<HashMap<u64, Gauge>>,
 }
@@ -158,7 +158,6 @@ impl Monitor {
         timing: Timing,
         scale: ScaleTarget,
         gauges: Gauges,
-        connects: Option<ConnectCounter>,
     ) -> Self {
         let now = Instant::now();
         let counter_span = rules
@@ -175,13 +174,13 @@ impl Monitor {
             .chain([timing.stats_window])
             .collect();
         let acct = &shared.acct;
-        let c = acct.counters();
+        let c = acct.counters(now);
         Self {
             state: Mutex::new(State {
                 trackers: rules.iter().map(|_| RuleTracker::new(now)).collect(),
                 level: Level::Normal,
                 level_since: now,
-                average: TickAverage::new(now, acct.busy_ms(now)),
+                average: TickAverage::new(now, c.busy_ms),
                 tick_demand: None,
                 window: Window::new(
                     now,
@@ -196,6 +195,7 @@ impl Monitor {
                 anomaly: None,
                 usual: None,
                 progress: (c.acquires_total, now),
+                reconcile: reading::Reconcile::default(),
                 history: History::new(now, c, acct.hold.counts(), timing.baseline_bucket),
                 // Zero at the start: the first tick has a baseline.
                 holders: HolderHistory::starting(now, timing.stats_window),
@@ -209,7 +209,6 @@ impl Monitor {
             gauges,
             holder_gauges: Mutex::new(HashMap::new()),
             statement_gauges: Mutex::new(HashMap::new()),
-            connects,
         }
     }
 

@@ -4,23 +4,23 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::evaluate::{Findings, PoolReading};
+use super::evaluate::Findings;
+use super::reading::{Derived, Reading};
 use super::{Monitor, State};
 use crate::alert::rule::{AlertState, Severity};
 use crate::alert::saturation::Level;
 use crate::alert::signal::Signal;
-use crate::hot::accounting::Counters;
 use crate::hot::holders::SiteReading;
 use crate::report::events::{AlertEvent, Event, LeakEvent, SaturationEvent};
-use crate::report::metrics::{holder_gauge, statement_gauge, GaugeValues};
+use crate::report::registry::{holder_gauge, statement_gauge, GaugeValues};
 use crate::stats::scale::ScaleHint;
 use tokio::time::Instant;
 
 impl Monitor {
     /// Once a tick: each statement's share of the pool over the window.
-    pub(super) fn publish_statements(&self, st: &State, now: Instant, c: &Counters) {
+    pub(super) fn publish_statements(&self, st: &State, pool: &Reading) {
         let mut gauges = self.statement_gauges.lock();
-        for s in self.top_statements(st, now, c, usize::MAX) {
+        for s in self.top_statements(st, pool, usize::MAX) {
             let key = s.statement.as_deref().map_or(0, |t| {
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 std::hash::Hash::hash(t, &mut h);
@@ -44,12 +44,21 @@ impl Monitor {
         }
     }
 
-    pub(super) fn publish_gauges(&self, st: &State, pool: &PoolReading, hint: ScaleHint) {
+    /// Every evaluation: the gauges of `pool`; on a tick also the
+    /// diagnosis' cause gauges (from `derived`, computed once for the
+    /// evaluation).
+    pub(super) fn publish_gauges(
+        &self,
+        st: &State,
+        pool: &Reading,
+        hint: ScaleHint,
+        derived: Option<&Derived>,
+    ) {
         let c = &pool.counters;
         self.gauges.publish(&GaugeValues {
             in_use: c.in_use,
             idle: pool.stats.idle,
-            max: self.shared.acct.max(),
+            max: pool.max,
             waiters: c.waiters,
             utilization: pool.current.utilization,
             demand: pool.current.demand,
@@ -66,14 +75,11 @@ impl Monitor {
             .oldest_wait
             .set(pool.oldest_wait.map_or(0.0, |d| d.as_secs_f64()));
         self.gauges.stalled.set(pool.stalled.as_secs_f64());
-        if self.connects.is_some() {
+        if self.shared.acct.counts_opens() {
             self.gauges.opens.absolute(pool.counters.opened_total);
         }
-        if let Some(hist) = &pool.hist {
-            let c = &pool.counters;
-            let busy = c.in_use.saturating_add(self.shared.untracked.busy());
-            let d = self.diagnosis(st, pool.now, c, busy.saturating_add(c.waiters), hist);
-            self.gauges.publish_diagnosis(d.as_ref());
+        if let (Some(_), Some(d)) = (pool.tick, derived) {
+            self.gauges.publish_diagnosis(d.diagnosis.as_ref());
         }
         if let Some(s) = pool.server {
             self.gauges.server.set(s.utilization());
@@ -81,15 +87,16 @@ impl Monitor {
     }
 
     /// Logs and sends the events of one evaluation's findings (rule and
-    /// level changes carry a snapshot, built once).
-    pub(super) fn publish(&self, st: &State, pool: &PoolReading, found: Findings) {
-        let snapshot = (!found.rules.is_empty() || found.level.is_some()).then(|| {
-            let hist = pool
-                .hist
-                .clone()
-                .unwrap_or_else(|| self.shared.acct.hist_set());
-            self.build_snapshot(st, pool.now, pool.counters, pool.stats, &hist)
-        });
+    /// level changes carry a snapshot of the evaluation's reading, built
+    /// once, from the evaluation's `derived`).
+    pub(super) fn publish(
+        &self,
+        st: &State,
+        pool: Reading,
+        derived: Option<Derived>,
+        found: Findings,
+    ) {
+        let snapshot = derived.map(|d| self.build_snapshot(st, &pool, d));
         let forecast = st.forecast;
         let at = SystemTime::now();
         let name = &self.shared.name;

@@ -1,8 +1,7 @@
 //! [`Shared`]: what the call path needs of a guard. Every handle, connection
-//! and transaction holds it; the monitor writes the few values it
-//! reconciles for the call path (sqlx's untracked connections) here.
+//! and transaction holds it. The monitor's word to the call path lives in
+//! the accounting's `Hints`.
 
-use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::sync::Arc;
 
 use crate::report::identity::PoolIdentity;
@@ -37,9 +36,6 @@ pub(crate) struct Shared {
     pub(crate) acct: Arc<Accounting>,
     pub(crate) protect: Protection,
     pub(crate) hub: EventHub,
-    /// Connections busy in sqlx beyond the guard's count, as reconciled by
-    /// the monitor.
-    pub(crate) untracked: Untracked,
     stats: StatsFn,
 }
 
@@ -49,7 +45,6 @@ impl std::fmt::Debug for Shared {
             .field("name", &self.name)
             .field("acct", &self.acct)
             .field("protect", &self.protect)
-            .field("untracked", &self.untracked)
             .finish_non_exhaustive()
     }
 }
@@ -69,7 +64,6 @@ impl Shared {
             acct,
             protect,
             hub,
-            untracked: Untracked::default(),
             stats,
         }
     }
@@ -77,51 +71,5 @@ impl Shared {
     /// The pool's own open and idle counts (sqlx's, or a model's).
     pub(crate) fn pool_stats(&self) -> PoolStats {
         (self.stats)()
-    }
-}
-
-/// Connections busy in sqlx but not checked out through the guard.
-///
-/// sqlx pings every returned connection before it is idle again (FINDINGS:
-/// its counts lag a release), so a quiet pool's release would otherwise
-/// read as busy for a moment and move the level; a transaction begun
-/// through generic `Acquire`, a listener, or a pool busy pinging under load
-/// persists and counts from the second tick on (at most two ticks late).
-#[derive(Debug, Default)]
-pub(crate) struct Untracked {
-    /// As of the last evaluation (read by load shedding).
-    now: AtomicU32,
-    /// The least of the raw difference at the last two ticks: what
-    /// persisted.
-    seen: AtomicU32,
-    /// The raw difference at the last tick.
-    last_tick: AtomicU32,
-}
-
-impl Untracked {
-    /// sqlx's busy connections beyond `in_use`, counted only as far as the
-    /// last two ticks saw them too.
-    pub(crate) fn persisted(&self, stats: PoolStats, in_use: u32) -> u32 {
-        stats
-            .busy()
-            .saturating_sub(in_use)
-            .min(self.seen.load(Relaxed))
-    }
-
-    /// Stores the value of this evaluation for the call path.
-    pub(crate) fn store(&self, untracked: u32) {
-        self.now.store(untracked, Relaxed);
-    }
-
-    /// At the end of a tick: remembers the raw difference.
-    pub(crate) fn end_tick(&self, stats: PoolStats, in_use: u32) {
-        let raw = stats.busy().saturating_sub(in_use);
-        let last = self.last_tick.swap(raw, Relaxed);
-        self.seen.store(raw.min(last), Relaxed);
-    }
-
-    /// As of the last evaluation.
-    pub(crate) fn busy(&self) -> u32 {
-        self.now.load(Relaxed)
     }
 }

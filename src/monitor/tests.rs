@@ -64,7 +64,7 @@ fn harness_scaled(max: u32, rules: Vec<Rule>, leak: Option<Duration>, k: f64) ->
     let stats = {
         let cell = Arc::clone(&acct_cell);
         Box::new(move || {
-            let in_use = cell.get().map_or(0, |a| a.counters().in_use);
+            let in_use = cell.get().map_or(0, |a| a.live().0);
             PoolStats {
                 size: max,
                 idle: max - in_use.min(max),

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::hot::handles::ProtectMetrics;
 use breaker::BreakerCell;
-use shed::{HoldEstimate, ShedConfig};
+use shed::ShedConfig;
 use timeout::ServerCancel;
 
 /// The protection settings and state of one guard.
@@ -28,8 +28,6 @@ pub(crate) struct Protection {
     pub(crate) drain: Duration,
     pub(crate) server_cancel: Arc<ServerCancel>,
     pub(crate) metrics: ProtectMetrics,
-    /// Mean hold over the stats window (written by the monitor each tick).
-    pub(crate) hold_estimate: HoldEstimate,
 }
 
 impl std::fmt::Debug for Protection {

@@ -17,7 +17,6 @@
 //! waited out its deadline. A fixed cap on waiters is opt-in.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Load-shedding settings (validated by the builder).
@@ -104,28 +103,6 @@ pub(crate) fn decide(
         estimated_wait,
         deadline,
     })
-}
-
-/// The mean hold the shedding estimate uses: written by the monitor each
-/// tick (over the stats window), read by every acquire (one atomic load).
-#[derive(Debug, Default)]
-pub(crate) struct HoldEstimate {
-    /// Nanoseconds; 0: unknown.
-    ns: AtomicU64,
-}
-
-impl HoldEstimate {
-    pub(crate) fn set_secs(&self, secs: f64) {
-        let ns = (secs * 1e9).clamp(1.0, u64::MAX as f64) as u64;
-        self.ns.store(ns, Relaxed);
-    }
-
-    pub(crate) fn get(&self) -> Option<Duration> {
-        match self.ns.load(Relaxed) {
-            0 => None,
-            ns => Some(Duration::from_nanos(ns)),
-        }
-    }
 }
 
 /// Why load shedding rejected an acquire.

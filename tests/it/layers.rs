@@ -1,6 +1,7 @@
 //! The crate's layering, checked on its sources: every `crate::` path in a
 //! source file names a layer at or below the file's own (tests excepted),
-//! and the hot path's accounting imports nothing but the hot path.
+//! the hot path's accounting imports nothing but the hot path, and no
+//! files import each other, directly or around a cycle.
 
 use std::path::{Path, PathBuf};
 
@@ -104,4 +105,163 @@ fn the_hot_path_imports_nothing_of_the_crate_outside_it() {
             .collect();
         assert!(outside.is_empty(), "{}: {outside:?}", file.display());
     }
+}
+
+/// The module path of a source file: `hot/accounting.rs` is
+/// `["hot", "accounting"]`, `monitor/mod.rs` is `["monitor"]`, `lib.rs` is
+/// `[]`.
+fn module_of(rel: &Path) -> Vec<String> {
+    let mut parts: Vec<String> = rel
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let last = parts.pop().unwrap_or_default();
+    let stem = last.trim_end_matches(".rs");
+    if stem != "mod" && stem != "lib" {
+        parts.push(stem.to_owned());
+    }
+    parts
+}
+
+/// The file that defines the longest prefix of `module::path` that is a
+/// file of its own (`hot::accounting::Counters` -> `hot/accounting.rs`).
+fn file_of(root: &Path, path: &[String]) -> Option<PathBuf> {
+    (1..=path.len()).rev().find_map(|n| {
+        let dir: PathBuf = path[..n].iter().collect();
+        [
+            root.join(&dir).with_extension("rs"),
+            root.join(&dir).join("mod.rs"),
+        ]
+        .into_iter()
+        .find(|f| f.is_file())
+    })
+}
+
+/// Every file a source file imports through `crate::` or `super::` paths
+/// on code lines (a parent's `mod child;` and its re-exports of children
+/// are the module tree, not imports).
+fn imports(root: &Path, file: &Path, text: &str) -> Vec<PathBuf> {
+    let rel = file.strip_prefix(root).expect("under src");
+    let own = module_of(rel);
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let code = line.split("//").next().unwrap_or("");
+        for (prefix, base) in [
+            ("crate::", Vec::new()),
+            ("super::", own[..own.len().saturating_sub(1)].to_vec()),
+        ] {
+            let mut rest = code;
+            while let Some(i) = rest.find(prefix) {
+                let before = &rest[..i];
+                rest = &rest[i + prefix.len()..];
+                // `crate::` inside `pub(crate)` or a longer path's `super::`.
+                if before.ends_with("::") || before.ends_with('(') {
+                    continue;
+                }
+                let end = rest
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                    .unwrap_or(rest.len());
+                let mut path = base.clone();
+                path.extend(
+                    rest[..end]
+                        .split("::")
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned),
+                );
+                if let Some(target) = file_of(root, &path) {
+                    if target != file && !out.contains(&target) {
+                        out.push(target);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// An import cycle among `edges` (file -> files it imports), if any, as
+/// the files along it.
+fn find_cycle(edges: &[(PathBuf, Vec<PathBuf>)]) -> Option<Vec<PathBuf>> {
+    fn visit(
+        at: &PathBuf,
+        edges: &[(PathBuf, Vec<PathBuf>)],
+        stack: &mut Vec<PathBuf>,
+        done: &mut Vec<PathBuf>,
+    ) -> Option<Vec<PathBuf>> {
+        if let Some(i) = stack.iter().position(|f| f == at) {
+            let mut cycle = stack[i..].to_vec();
+            cycle.push(at.clone());
+            return Some(cycle);
+        }
+        if done.contains(at) {
+            return None;
+        }
+        stack.push(at.clone());
+        let next = edges.iter().find(|(f, _)| f == at).map(|(_, n)| n.clone());
+        for n in next.unwrap_or_default() {
+            if let Some(c) = visit(&n, edges, stack, done) {
+                return Some(c);
+            }
+        }
+        stack.pop();
+        done.push(at.clone());
+        None
+    }
+    let mut done = Vec::new();
+    edges
+        .iter()
+        .find_map(|(f, _)| visit(f, edges, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_two_files_import_each_other_even_through_others() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    sources(&root, &mut files);
+    let edges: Vec<(PathBuf, Vec<PathBuf>)> = files
+        .iter()
+        .filter(|f| !is_test_file(f))
+        .map(|f| {
+            let text = std::fs::read_to_string(f).expect("readable");
+            let to = imports(&root, f, &text)
+                .into_iter()
+                .filter(|t| !is_test_file(t) && !t.ends_with("lib.rs"))
+                .collect();
+            (f.clone(), to)
+        })
+        .collect();
+    let accounting = root.join("hot/accounting.rs");
+    let edge = |from: &str| {
+        edges
+            .iter()
+            .find(|(f, _)| f.ends_with(from))
+            .map(|(_, to)| to.clone())
+            .unwrap_or_default()
+    };
+    // The resolution itself: `monitor/mod.rs` imports the accounting.
+    assert!(edge("monitor/mod.rs").contains(&accounting), "{edges:?}");
+    if let Some(cycle) = find_cycle(&edges) {
+        let names: Vec<_> = cycle
+            .iter()
+            .map(|f| f.strip_prefix(&root).unwrap_or(f).display().to_string())
+            .collect();
+        panic!("an import cycle: {}", names.join(" -> "));
+    }
+}
+
+#[test]
+fn the_cycle_finder_finds_a_cycle() {
+    let (a, b, c) = (PathBuf::from("a"), PathBuf::from("b"), PathBuf::from("c"));
+    let acyclic = [
+        (a.clone(), vec![b.clone()]),
+        (b.clone(), vec![c.clone()]),
+        (c.clone(), vec![]),
+    ];
+    assert_eq!(find_cycle(&acyclic), None);
+    let cyclic = [
+        (a.clone(), vec![b.clone()]),
+        (b.clone(), vec![c.clone()]),
+        (c.clone(), vec![a.clone()]),
+    ];
+    assert_eq!(find_cycle(&cyclic), Some(vec![a.clone(), b, c, a]));
 }

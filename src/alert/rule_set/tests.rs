@@ -31,6 +31,17 @@ fn band_changes_at_every_edge() {
 }
 
 #[test]
+fn utilization_edges_are_crossed_by_waiters_too() {
+    // The rule judges min(busy + waiters, max) / max: a pool of 10 with 7
+    // busy and 2 waiting is at 90 %, past 80 %, and the hot path must wake
+    // the monitor for it.
+    let rules = RuleSet::of([Rule::new("a", Signal::Utilization, Comparison::Above, 0.8)]);
+    let e = rules.edges(10);
+    assert_eq!(e.band(7, 0), e.band(7, 1), "8 of 10 is not above 80 %");
+    assert_ne!(e.band(7, 1), e.band(7, 2), "9 of 10 is");
+}
+
+#[test]
 fn upsert_replaces_by_name_and_severity_and_remove_takes_every_severity() {
     let warn = Rule::new("x", Signal::Waiters, Comparison::Above, 1.0);
     let crit = warn.clone().severity(Severity::Critical);
