@@ -50,7 +50,7 @@
 //! | `protect/` | circuit breaker (pure), classifier, load shedding (pure), query cancel | [`breaker`], `classify`, `shed`, `timeout` |
 //! | `report/` | events, snapshot, metric names and gauges, `error.type`, OpenTelemetry identity, spans, health | `events`, `snapshot`, [`metrics`], `error_type`, `identity`, `spans`, `health` |
 //! | `monitor/` | the background task: the call path's shared part, one reading per evaluation, evaluation, diagnosis, views, publishing, server watch | `shared`, `reading`, `evaluate`, `tick`, `diagnosis`, `view`, `publish`, `server` |
-//! | `handle/` | the guard, connections, admission, `Executor` plumbing, a request's scope, model pool | `guard`, `acquire`, `connection`, `admission`, `executor`, `held`, `query`, `statement`, `in_flight`, `scope`, [`sim`] |
+//! | `handle/` | the guard, connections, admission, `Executor` plumbing, a request's scope, model pool | `guard`, `acquire`, `connection`, `guarded`, `admission`, `executor`, `held`, `query`, `statement`, `in_flight`, `scope`, [`sim`] |
 //! | `tower.rs` | the tower layer (feature `tower`): records responses, sets a request's scope | |
 //! | `build/` | builder (setters), settings, validation, assembly | `builder`, `settings`, `validate`, `assemble` |
 //! | `error.rs` | [`BuildError`], [`Error`] | |
@@ -129,9 +129,10 @@ pub use build::settings::{
 pub use diagnose::{Action, Cause, Diagnosis, Evidence, Holder, StatementShare};
 pub use error::{BuildError, Cancelled, Error, PoolState, TimeoutKind, MAX_DURATION};
 pub use handle::admission::BreakerHandle;
-pub use handle::connection::{CountedConnection, Guarded, GuardedConnection, GuardedTransaction};
+pub use handle::connection::{CountedConnection, GuardedConnection, GuardedTransaction};
 pub use handle::executor::TimedGuard;
 pub use handle::guard::PoolGuard;
+pub use handle::guarded::Guarded;
 pub use handle::held::{Driver, TimedConnection};
 pub use hot::connects::ConnectCounter;
 pub use protect::shed::{ShedConfig, ShedReason};

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::tracker::TickReading;
 use crate::hot::accounting::Counters;
 use crate::hot::histogram::Counts;
 use crate::hot::histogram::HistSet;
@@ -188,6 +187,14 @@ pub(crate) struct Instantaneous {
     /// Connections in use through the guard over `max` (the part of
     /// `utilization` a tick replaces by its exact area).
     pub(crate) tracked: f64,
+}
+
+/// A signal's value over one whole tick (time-weighted average for
+/// instantaneous signals; `None`: no value) and when the tick started.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct TickReading {
+    pub(crate) value: Option<f64>,
+    pub(crate) started: Instant,
 }
 
 /// A tick that ended.

@@ -24,6 +24,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::rule::{AlertState, Rule};
+use super::signal::TickReading;
 
 /// A change of a rule's state.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -48,14 +49,6 @@ pub(crate) struct RuleTracker {
     ticks: VecDeque<TickMean>,
     /// Value at the last observation.
     pub(crate) value: Option<f64>,
-}
-
-/// A signal's value over one whole tick (time-weighted average for
-/// instantaneous signals; `None`: no value) and when the tick started.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct TickReading {
-    pub(crate) value: Option<f64>,
-    pub(crate) started: Instant,
 }
 
 /// One tick's average of an instantaneous signal, with its length.

@@ -7,13 +7,10 @@ use crate::hot::connects::ConnectCounter;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::validate;
 use crate::alert::defaults::default_rules;
 use crate::alert::rule::Rule;
 use crate::alert::rule_set::RuleSet;
 use crate::alert::saturation::SaturationPolicy;
-use crate::alert::signal::Signal;
-use crate::error::BuildError;
 use crate::protect::breaker::BreakerConfig;
 use crate::protect::shed::ShedConfig;
 use crate::protect::timeout::DEFAULT_DRAIN;
@@ -143,82 +140,11 @@ impl Settings {
 
     /// The policy with its recovery thresholds resolved: not given, they
     /// follow their level down 5 points.
-    fn resolved_policy(&self) -> SaturationPolicy {
+    pub(super) fn resolved_policy(&self) -> SaturationPolicy {
         let below = |at: f64| if at > 0.1 { at - 0.05 } else { at / 2.0 };
         let mut p = self.policy.clone();
         p.warn_recover_below = self.warn_recover_below.unwrap_or(below(p.warn_at));
         p.critical_recover_below = self.critical_recover_below.unwrap_or(below(p.critical_at));
         p
-    }
-
-    /// The rules the guard runs: the pool rules (unless replaced), then the
-    /// other rules; a later rule with the same name and severity wins.
-    fn rule_set(&self, policy: &SaturationPolicy) -> Result<RuleSet, BuildError> {
-        let mut all = RuleSet::default();
-        match &self.base {
-            RuleBase::Defaults { removed } => {
-                for r in policy.rules() {
-                    if !removed.iter().any(|n| **n == *r.name) {
-                        all.upsert(r);
-                    }
-                }
-            }
-            RuleBase::Replaced {
-                duplicate: Some(key),
-            } => {
-                return Err(BuildError::config(
-                    "rules",
-                    key,
-                    "two rules with the same name and severity",
-                ));
-            }
-            RuleBase::Replaced { duplicate: None } => {}
-        }
-        for r in self.rules.iter() {
-            validate::rule(r, self.tick)?;
-            all.upsert(r.clone());
-        }
-        for r in all.iter() {
-            validate::rule(r, self.tick)?;
-            if r.signal == Signal::ServerUtilization && self.server_interval.is_none() {
-                return Err(BuildError::config(
-                    "rule.signal",
-                    format!("rule `{}`: {:?}", r.key(), r.signal),
-                    "needs watch_server (PostgreSQL): without it the signal never has a value",
-                ));
-            }
-        }
-        Ok(all)
-    }
-
-    /// Validates every setting and returns the settings as the monitor runs
-    /// them: recovery thresholds resolved, every monitoring duration and
-    /// rule converted by the time scale, and the rule set assembled.
-    pub(crate) fn resolve(mut self) -> Result<(Self, RuleSet), BuildError> {
-        self.policy = self.resolved_policy();
-        validate::policy(&self.policy)?;
-        validate::monitoring(&self)?;
-        validate::protection(&self)?;
-        let mut rules = self.rule_set(&self.policy)?;
-        let k = self.time_scale;
-        if k != 1.0 {
-            rules = rules.map(|r| r.time_scaled(k));
-            for d in [
-                &mut self.tick,
-                &mut self.stats_window,
-                &mut self.forecast_window,
-                &mut self.baseline_bucket,
-            ] {
-                *d = d.div_f64(k);
-            }
-            if self.tick < Duration::from_millis(1) {
-                return Err(BuildError::config(
-                    "time_scale",
-                    k,
-                    "leaves a tick under 1 ms (tokio's timer resolution): raise the tick or lower the factor",
-                ));
-            }
-        }
-        Ok((self, rules))
     }
 }

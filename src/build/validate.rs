@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use super::settings::{Settings, MAX_EVENT_CAPACITY};
+use super::settings::{RuleBase, Settings, MAX_EVENT_CAPACITY};
 use crate::alert::rule::Rule;
+use crate::alert::rule_set::RuleSet;
 use crate::alert::saturation::SaturationPolicy;
 use crate::alert::signal::Signal;
 use crate::error::{BuildError, MAX_DURATION};
@@ -276,4 +277,78 @@ pub(crate) fn breaker(c: &BreakerConfig) -> Result<(), BuildError> {
         );
     }
     Ok(())
+}
+
+/// Resolving the settings is validating them: here, beside the checks.
+impl Settings {
+    /// The rules the guard runs: the pool rules (unless replaced), then the
+    /// other rules; a later rule with the same name and severity wins.
+    fn rule_set(&self, policy: &SaturationPolicy) -> Result<RuleSet, BuildError> {
+        let mut all = RuleSet::default();
+        match &self.base {
+            RuleBase::Defaults { removed } => {
+                for r in policy.rules() {
+                    if !removed.iter().any(|n| **n == *r.name) {
+                        all.upsert(r);
+                    }
+                }
+            }
+            RuleBase::Replaced {
+                duplicate: Some(key),
+            } => {
+                return Err(BuildError::config(
+                    "rules",
+                    key,
+                    "two rules with the same name and severity",
+                ));
+            }
+            RuleBase::Replaced { duplicate: None } => {}
+        }
+        for r in self.rules.iter() {
+            rule(r, self.tick)?;
+            all.upsert(r.clone());
+        }
+        for r in all.iter() {
+            rule(r, self.tick)?;
+            if r.signal == Signal::ServerUtilization && self.server_interval.is_none() {
+                return Err(BuildError::config(
+                    "rule.signal",
+                    format!("rule `{}`: {:?}", r.key(), r.signal),
+                    "needs watch_server (PostgreSQL): without it the signal never has a value",
+                ));
+            }
+        }
+        Ok(all)
+    }
+
+    /// Validates every setting and returns the settings as the monitor runs
+    /// them: recovery thresholds resolved, every monitoring duration and
+    /// rule converted by the time scale, and the rule set assembled.
+    pub(crate) fn resolve(mut self) -> Result<(Self, RuleSet), BuildError> {
+        self.policy = self.resolved_policy();
+        policy(&self.policy)?;
+        monitoring(&self)?;
+        protection(&self)?;
+        let mut rules = self.rule_set(&self.policy)?;
+        let k = self.time_scale;
+        if k != 1.0 {
+            rules = rules.map(|r| r.time_scaled(k));
+            for d in [
+                &mut self.tick,
+                &mut self.stats_window,
+                &mut self.forecast_window,
+                &mut self.baseline_bucket,
+            ] {
+                *d = d.div_f64(k);
+            }
+            if self.tick < Duration::from_millis(1) {
+                return Err(BuildError::config(
+                    "time_scale",
+                    k,
+                    "leaves a tick under 1 ms (tokio's timer resolution): raise the tick or lower the factor",
+                ));
+            }
+        }
+        Ok((self, rules))
+    }
 }

@@ -11,7 +11,7 @@ use futures::stream::BoxStream;
 use sqlx::{Database, Either, Execute, Executor, SqlStr};
 use sqlx_core::ext::async_stream::TryAsyncStream;
 
-use super::connection::{Guarded, Held};
+use super::guarded::{Guarded, Held};
 use super::query::{after_timeout, many_on, optional_on, Rows, Timeboxed, TimedOut};
 use crate::monitor::Shared;
 
@@ -26,6 +26,19 @@ pub struct TimedConnection<'c, DB: Database> {
     pub(crate) backend_id: &'c mut Option<u64>,
     /// `None`: no timeout (the guard's default when it has none).
     pub(crate) limit: Option<Duration>,
+}
+
+impl<DB: Database> Guarded<DB> {
+    /// An executor on this connection with its own query timeout (see
+    /// [`GuardedConnection::with_timeout`](crate::GuardedConnection::with_timeout)).
+    pub(crate) fn timed(&mut self, limit: Option<Duration>) -> TimedConnection<'_, DB> {
+        TimedConnection {
+            target: &mut self.held,
+            shared: &self.shared,
+            backend_id: &mut self.backend_id,
+            limit,
+        }
+    }
 }
 
 impl<DB: Database> std::fmt::Debug for TimedConnection<'_, DB> {

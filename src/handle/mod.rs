@@ -1,5 +1,6 @@
 //! What the user holds: the [`guard`](crate::PoolGuard), its connections
-//! and transactions ([`connection`]), the sqlx trait impls ([`executor`]) and
+//! and transactions ([`connection`]), what `&mut *conn` gives
+//! ([`guarded`]), the sqlx trait impls ([`executor`]) and
 //! the model pool for replays ([`sim`]).
 
 pub(crate) mod acquire;
@@ -7,6 +8,7 @@ pub(crate) mod admission;
 pub(crate) mod connection;
 pub(crate) mod executor;
 pub(crate) mod guard;
+pub(crate) mod guarded;
 pub(crate) mod held;
 pub(crate) mod in_flight;
 pub(crate) mod query;

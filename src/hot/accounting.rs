@@ -14,9 +14,7 @@
 //! crosses one of the rules' edges the monitor task is woken through a
 //! [`Notify`] (a permit, no allocation).
 
-use std::panic::Location;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -30,9 +28,8 @@ use super::hints::Hints;
 use super::histogram::{AtomicHistogram, HistSet};
 use super::holders::Holders;
 use super::leak::LeakTable;
-use super::slots::{Slots, WAITER};
+use super::slots::Slots;
 use super::statements::Statements;
-use super::tickets::{QueryTicket, WaitTicket};
 use super::wait_ring::WaitRing;
 
 /// Most waiters whose start times the oldest-waiter ring keeps.
@@ -248,12 +245,6 @@ impl Accounting {
         self.query_timeouts_total.fetch_add(1, Relaxed);
     }
 
-    /// Starts timing one query through the guard's executor.
-    #[inline]
-    pub(crate) fn start_query(self: &Arc<Self>) -> QueryTicket {
-        QueryTicket::new(Arc::clone(self))
-    }
-
     pub(crate) fn max(&self) -> u32 {
         self.max
     }
@@ -285,38 +276,6 @@ impl Accounting {
             busy_ms: self.busy_ms(now),
             opened_total: self.connects.as_ref().map_or(0, ConnectCounter::total),
         }
-    }
-
-    /// Starts one acquire: counts a waiter until the ticket is resolved or
-    /// dropped. `location` is where the caller acquires (for leak reports).
-    #[inline]
-    pub(crate) fn start_wait(self: &Arc<Self>, location: &'static Location<'static>) -> WaitTicket {
-        self.start_wait_seen(location).0
-    }
-
-    /// Like [`start_wait`](Self::start_wait), and returns `in_use` and the
-    /// waiters ahead of this one, as counted in the same atomic step (so a
-    /// burst cannot all see room under a cap).
-    #[inline]
-    pub(crate) fn start_wait_seen(
-        self: &Arc<Self>,
-        location: &'static Location<'static>,
-    ) -> (WaitTicket, u32, u32) {
-        let seq = self.attempts_total.fetch_add(1, Relaxed);
-        let (in_use, waiters) = super::slots::split(self.add(WAITER));
-        let started = Instant::now();
-        // The one conversion to the guard's clock per acquire/release pair;
-        // the acquire and the release add the durations they measure anyway.
-        let started_on_clock = self.clock.at(started);
-        self.wait_ring.started(seq, started_on_clock.as_millis());
-        let ticket = WaitTicket::new(
-            Arc::clone(self),
-            started,
-            started_on_clock,
-            location,
-            self.acquires_total.load(Relaxed),
-        );
-        (ticket, in_use, waiters.saturating_sub(1))
     }
 
     /// Adds `delta` to the packed counts; see [`wake_on_new_band`](Self::wake_on_new_band).

@@ -12,7 +12,48 @@ use tokio::time::Instant;
 use super::accounting::Accounting;
 use super::clock::Nanos;
 use super::leak::Claim;
-use super::slots::{IN_USE, WAITER, WAITER_TO_IN_USE};
+use super::slots::{split, IN_USE, WAITER, WAITER_TO_IN_USE};
+
+/// The tickets are made here, so the accounting needs none of this file.
+impl Accounting {
+    /// Starts timing one query through the guard's executor.
+    #[inline]
+    pub(crate) fn start_query(self: &Arc<Self>) -> QueryTicket {
+        QueryTicket::new(Arc::clone(self))
+    }
+
+    /// Starts one acquire: counts a waiter until the ticket is resolved or
+    /// dropped. `location` is where the caller acquires (for leak reports).
+    #[inline]
+    pub(crate) fn start_wait(self: &Arc<Self>, location: &'static Location<'static>) -> WaitTicket {
+        self.start_wait_seen(location).0
+    }
+
+    /// Like [`start_wait`](Self::start_wait), and returns `in_use` and the
+    /// waiters ahead of this one, as counted in the same atomic step (so a
+    /// burst cannot all see room under a cap).
+    #[inline]
+    pub(crate) fn start_wait_seen(
+        self: &Arc<Self>,
+        location: &'static Location<'static>,
+    ) -> (WaitTicket, u32, u32) {
+        let seq = self.attempts_total.fetch_add(1, Relaxed);
+        let (in_use, waiters) = split(self.add(WAITER));
+        let started = Instant::now();
+        // The one conversion to the guard's clock per acquire/release pair;
+        // the acquire and the release add the durations they measure anyway.
+        let started_on_clock = self.clock.at(started);
+        self.wait_ring.started(seq, started_on_clock.as_millis());
+        let ticket = WaitTicket::new(
+            Arc::clone(self),
+            started,
+            started_on_clock,
+            location,
+            self.acquires_total.load(Relaxed),
+        );
+        (ticket, in_use, waiters.saturating_sub(1))
+    }
+}
 
 /// One acquire in progress. Dropping it unresolved (a cancelled future)
 /// removes the waiter without counting an outcome.
