@@ -1,5 +1,5 @@
 use super::*;
-use crate::hot::slots::{split, IN_USE, WAITER_TO_IN_USE};
+use crate::hot::slots::{split, IN_USE, WAITER, WAITER_TO_IN_USE};
 
 #[test]
 fn waiter_becomes_user_in_one_step() {
