@@ -12,9 +12,9 @@
 //! whole pool's in-use area is the sum over the slots. No allocation, no
 //! lock; the monitor reads the table on its tick.
 
+use super::sync::{AtomicPtr, AtomicU64, Ordering::Relaxed};
 use std::panic::Location;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering::Relaxed};
 
 /// Call-site slots (the overflow slot is extra).
 pub(crate) const SITES: usize = 64;
@@ -45,6 +45,12 @@ pub(crate) struct SiteReading {
     pub(crate) open_ms: u64,
 }
 
+/// The first slot `site` probes (a multiplicative hash of its address).
+pub(crate) fn start_of(site: &'static Location<'static>) -> usize {
+    let hash = (ptr::from_ref(site) as usize >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize);
+    hash >> (usize::BITS - SITES.trailing_zeros())
+}
+
 #[derive(Debug)]
 pub(crate) struct Holders {
     slots: Box<[Slot]>,
@@ -62,8 +68,7 @@ impl Holders {
     #[inline]
     pub(crate) fn slot_of(&self, site: &'static Location<'static>) -> u16 {
         let want = ptr::from_ref(site).cast_mut();
-        let hash = (want as usize >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15_u64 as usize);
-        let start = hash >> (usize::BITS - SITES.trailing_zeros());
+        let start = start_of(site);
         for i in 0..PROBES {
             let idx = (start + i) % SITES;
             let slot = &self.slots[idx];

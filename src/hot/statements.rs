@@ -10,7 +10,7 @@
 //! per guard). Counting is two relaxed atomics.
 
 use super::clock::Nanos;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use super::sync::{AtomicU64, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -98,13 +98,18 @@ fn normalise(sql: &str, mut out: impl FnMut(u8)) {
 }
 
 /// FNV-1a of the normalised text; never 0.
-fn key_of(sql: &str) -> u64 {
+pub(crate) fn key_of(sql: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     normalise(sql, |c| {
         h ^= u64::from(c);
         h = h.wrapping_mul(0x0100_0000_01b3);
     });
     h | 1
+}
+
+/// The first slot a statement of `key` probes.
+pub(crate) fn start_of(key: u64) -> usize {
+    (key >> 58) as usize % STATEMENTS
 }
 
 impl Statements {
@@ -118,7 +123,7 @@ impl Statements {
     /// normalised text); the overflow slot when the table is full around it.
     pub(crate) fn slot_of(&self, sql: &str) -> u16 {
         let key = key_of(sql);
-        let start = (key >> 58) as usize % STATEMENTS;
+        let start = start_of(key);
         for i in 0..PROBES {
             let idx = (start + i) % STATEMENTS;
             let slot = &self.slots[idx];

@@ -13,34 +13,31 @@
 //! locked operation (the rates are then a call behind, never wrong for
 //! long).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::config::BreakerConfig;
+use super::fast::TaggedBuckets;
 use super::machine::{Breaker, BreakerState, Change, Permit, SlidingWindow, Tally};
 use crate::hot::clock::Clock;
 use crate::protect::classify::{Classifier, Outcome};
 
-/// Successes counted outside the lock, per window bucket: the low 32 bits
-/// of the bucket's index in the high half, the count in the low half.
+/// Successes counted outside the lock (`fast.rs`), with the window's
+/// geometry to place them.
 struct FastSuccesses {
-    buckets: Box<[AtomicU64]>,
+    buckets: TaggedBuckets,
     origin: Instant,
     width: Duration,
     /// A success this slow is a slow call: never counted here.
     slow: Duration,
 }
 
-const COUNT: u64 = 0xFFFF_FFFF;
-
 impl FastSuccesses {
     fn new(config: &BreakerConfig, origin: Instant) -> Self {
         Self {
-            buckets: (0..config.buckets.max(1))
-                .map(|_| AtomicU64::new(0))
-                .collect(),
+            buckets: TaggedBuckets::new(config.buckets.max(1) as usize),
             origin,
             width: config.window / config.buckets.max(1),
             slow: config.slow_call_duration,
@@ -50,47 +47,15 @@ impl FastSuccesses {
     /// Counts one success at `now`.
     #[inline]
     fn add(&self, now: Instant) {
-        let index = SlidingWindow::index_of(self.origin, self.width, now);
-        let slot = &self.buckets[(index % self.buckets.len() as u64) as usize];
-        let tag = u64::from(index as u32) << 32;
-        let mut seen = slot.load(Relaxed);
-        loop {
-            if seen & !COUNT == tag {
-                slot.fetch_add(1, Relaxed);
-                return;
-            }
-            // A bucket a window old: its counts fell out of the window.
-            match slot.compare_exchange_weak(seen, tag | 1, Relaxed, Relaxed) {
-                Ok(_) => return,
-                Err(now_there) => seen = now_there,
-            }
-        }
+        self.buckets
+            .add(SlidingWindow::index_of(self.origin, self.width, now));
     }
 
     /// Moves every count into the machine's window (under its lock).
     fn drain_into(&self, m: &mut Breaker, now: Instant) {
         let current = SlidingWindow::index_of(self.origin, self.width, now);
-        for slot in self.buckets.iter() {
-            let mut seen = slot.load(Relaxed);
-            while seen & COUNT != 0 {
-                match slot.compare_exchange_weak(seen, seen & !COUNT, Relaxed, Relaxed) {
-                    Ok(_) => {
-                        // Back from the low 32 bits to the whole index; a
-                        // tag ahead of `now` (a concurrent caller's later
-                        // clock read) counts as now.
-                        let behind = (current as u32).wrapping_sub((seen >> 32) as u32);
-                        let index = if (behind as i32) < 0 {
-                            current
-                        } else {
-                            current.saturating_sub(u64::from(behind))
-                        };
-                        m.absorb_successes(now, index, (seen & COUNT) as u32);
-                        break;
-                    }
-                    Err(now_there) => seen = now_there,
-                }
-            }
-        }
+        self.buckets
+            .drain(current, |index, n| m.absorb_successes(now, index, n));
     }
 }
 

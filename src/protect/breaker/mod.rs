@@ -18,6 +18,7 @@
 
 mod cell;
 mod config;
+mod fast;
 mod machine;
 
 pub use crate::protect::classify::{classify, Outcome};

@@ -1,0 +1,80 @@
+//! 65 distinct call sites: more than the holders table's 64 slots, so two
+//! of them probe the same first slot.
+
+use std::panic::Location;
+
+#[track_caller]
+fn here() -> &'static Location<'static> {
+    Location::caller()
+}
+
+/// Distinct `&'static Location`s, one per line.
+pub(crate) fn sites() -> Vec<&'static Location<'static>> {
+    vec![
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+        here(),
+    ]
+}
