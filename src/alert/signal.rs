@@ -50,12 +50,17 @@ impl Quantile {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 #[non_exhaustive]
 pub enum Signal {
-    /// `in_use / max_connections`, time-weighted over each tick: the
-    /// post-mortem's "DB connection pool %".
+    /// `min(busy + waiters, max) / max_connections`, time-weighted over
+    /// each tick: the post-mortem's "DB connection pool %". Busy is in use
+    /// through the guard plus sqlx's untracked connections
+    /// (`Snapshot::untracked`); a waiter claims the next free connection,
+    /// so a pool with requests waiting is full. The same quantity as
+    /// `Snapshot::utilization` and the `poolguard.utilization` gauge.
     #[default]
     Utilization,
-    /// `(in_use + waiters) / max_connections`: keeps rising once the pool is
-    /// full, so it also measures how far past full the demand is.
+    /// `(busy + waiters) / max_connections` (busy as for `Utilization`):
+    /// keeps rising once the pool is full, so it also measures how far past
+    /// full the demand is.
     Demand,
     /// Acquires waiting for a connection (a count).
     Waiters,
@@ -207,7 +212,7 @@ pub(crate) struct EndedTick {
 }
 
 /// Everything a signal can be computed from at one evaluation.
-pub(crate) struct Inputs<'a> {
+pub(crate) struct SignalInputs<'a> {
     pub(crate) now: Instant,
     pub(crate) counters: &'a Counters,
     /// Copies of the histograms (ticks only).
@@ -250,7 +255,7 @@ pub(crate) struct Reading {
     pub(crate) tick: Option<TickReading>,
 }
 
-impl Inputs<'_> {
+impl SignalInputs<'_> {
     /// Computes `signal` with the rule's window and minimum sample count.
     pub(crate) fn read(&self, signal: Signal, window: Duration, min_samples: u64) -> Reading {
         let instantaneous = |pick: fn(&Instantaneous) -> f64| Reading {

@@ -162,7 +162,7 @@ impl StatementHistory {
                     .iter()
                     .find(|(k, _, _)| *k == r.key)
                     .map_or((0, 0), |(_, c, b)| (*c, *b));
-                let busy = r.busy_us.saturating_sub(b0) as f64 / 1e6;
+                let busy = r.query_us.saturating_sub(b0) as f64 / 1e6;
                 (busy, r, r.calls.saturating_sub(c0))
             })
             .filter(|(busy, _, _)| *busy > 0.0)

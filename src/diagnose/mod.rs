@@ -23,7 +23,7 @@
 //!   leave slots free (connections that cannot be opened, or sqlx testing
 //!   and dropping them in a loop as acquire timeouts fire, sqlx #3132).
 //!
-//! Everything here is pure: the monitor gathers [`Inputs`] on its tick.
+//! Everything here is pure: the monitor gathers [`Facts`] on its tick.
 
 mod diagnosis;
 mod holders;
@@ -40,15 +40,15 @@ use crate::stats::scale::{ScaleHint, ServerCapacity};
 
 /// What the monitor gathers for a diagnosis (window deltas).
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Inputs {
+pub(crate) struct Facts {
     pub(crate) max: u32,
     pub(crate) waiters: u32,
     /// Seconds the window covers.
     pub(crate) window: f64,
     /// Acquires offered, completed, and the in-use area (ms) in the window.
-    pub(crate) attempts: u64,
+    pub(crate) arrivals: u64,
     pub(crate) acquires: u64,
-    pub(crate) busy_ms: u64,
+    pub(crate) in_use_ms: u64,
     /// Holds that ended in the window and their area (ms, each clipped to
     /// the window).
     pub(crate) holds_ended: u64,
@@ -71,7 +71,7 @@ pub(crate) struct Inputs {
     pub(crate) statements: Vec<StatementShare>,
 }
 
-impl Inputs {
+impl Facts {
     /// Where the leak is: the leak table's oldest report, else the call
     /// site whose connections held now are the oldest on average, once that
     /// average is half the window or more.
@@ -95,13 +95,13 @@ const SERVER_FULL: f64 = 0.95;
 
 /// The diagnosis of a pool that fills; `grow` turns connections needed
 /// into the scale hint (Little's law with the server's limit).
-pub(crate) fn diagnose(i: &Inputs, grow: impl Fn(f64) -> ScaleHint) -> Diagnosis {
+pub(crate) fn diagnose(i: &Facts, grow: impl Fn(f64) -> ScaleHint) -> Diagnosis {
     let secs = i.window.max(1e-9);
-    let in_use = i.busy_ms as f64 / 1e3 / secs;
+    let in_use = i.in_use_ms as f64 / 1e3 / secs;
     let ended = i.ended_ms / 1e3 / secs;
     let mean_hold = (i.holds_ended > 0).then(|| i.ended_ms / 1e3 / i.holds_ended as f64);
     let evidence = Evidence {
-        arrival_rate: i.attempts as f64 / secs,
+        arrival_rate: i.arrivals as f64 / secs,
         baseline_arrival_rate: i.baseline.map(|b| b.rate),
         mean_hold: mean_hold.map(Duration::from_secs_f64),
         baseline_mean_hold: i.baseline.map(|b| Duration::from_secs_f64(b.hold)),
@@ -126,7 +126,7 @@ pub(crate) fn diagnose(i: &Inputs, grow: impl Fn(f64) -> ScaleHint) -> Diagnosis
     }
 }
 
-fn judge(i: &Inputs, e: &Evidence, grow: impl Fn(f64) -> ScaleHint) -> (Vec<(Cause, f64)>, Action) {
+fn judge(i: &Facts, e: &Evidence, grow: impl Fn(f64) -> ScaleHint) -> (Vec<(Cause, f64)>, Action) {
     if !i.stalled_for.is_zero() && i.stalled_for >= i.stall_after {
         return (vec![(Cause::Stalled, 1.0)], Action::Unstick);
     }
@@ -208,7 +208,7 @@ fn judge(i: &Inputs, e: &Evidence, grow: impl Fn(f64) -> ScaleHint) -> (Vec<(Cau
 /// Without a baseline only a leak can still be told apart.
 fn leak_or(
     e: &Evidence,
-    i: &Inputs,
+    i: &Facts,
     otherwise: Vec<(Cause, f64)>,
     action: impl FnOnce() -> Action,
 ) -> (Vec<(Cause, f64)>, Action) {

@@ -2,17 +2,17 @@ use super::*;
 
 /// A pool of 50 watched over 60 s: `rate` offered acquires a second, each
 /// held `hold` seconds, `leaked` more connections held the whole window.
-fn inputs(rate: f64, hold: f64, leaked: f64) -> Inputs {
+fn inputs(rate: f64, hold: f64, leaked: f64) -> Facts {
     let window = 60.0;
     let acquires = (rate * window) as u64;
     let ended_ms = rate * window * hold * 1e3;
-    Inputs {
+    Facts {
         max: 50,
         waiters: 0,
         window,
-        attempts: acquires,
+        arrivals: acquires,
         acquires,
-        busy_ms: (ended_ms + leaked * window * 1e3) as u64,
+        in_use_ms: (ended_ms + leaked * window * 1e3) as u64,
         holds_ended: acquires,
         ended_ms,
         baseline: Some(Usual {
@@ -22,7 +22,7 @@ fn inputs(rate: f64, hold: f64, leaked: f64) -> Inputs {
             hold_p95: None,
         }),
         stall_after: Duration::from_secs(5),
-        ..Inputs::default()
+        ..Facts::default()
     }
 }
 

@@ -96,7 +96,7 @@ where
         let shared = Arc::clone(guard.shared());
         shared
             .call(async {
-                let mut flight = InFlight::new(guard.acquire_at(Location::caller()).await?);
+                let mut flight = InFlight::new(guard.acquire_admitted(Location::caller()).await?);
                 let (conn, id) = flight.parts();
                 let r = optional_on::<DB, E>(&shared, conn, query, limit, id).await;
                 flight.settle(&shared, r).await
@@ -120,7 +120,7 @@ where
         let shared = Arc::clone(guard.shared());
         shared
             .call(async {
-                let mut flight = InFlight::new(guard.acquire_at(Location::caller()).await?);
+                let mut flight = InFlight::new(guard.acquire_admitted(Location::caller()).await?);
                 let (conn, id) = flight.parts();
                 let r = many_on::<DB, E>(&shared, conn, query, limit, id, &yielder).await;
                 flight.settle(&shared, r).await
@@ -145,7 +145,7 @@ where
         let shared = Arc::clone(guard.shared());
         shared
             .call(async {
-                let mut conn = guard.acquire_at(Location::caller()).await?;
+                let mut conn = guard.acquire_admitted(Location::caller()).await?;
                 Ok(conn.raw().prepare_with(sql, parameters).await?)
             })
             .await
@@ -166,7 +166,7 @@ where
         let shared = Arc::clone(guard.shared());
         shared
             .call(async {
-                let mut conn = guard.acquire_at(Location::caller()).await?;
+                let mut conn = guard.acquire_admitted(Location::caller()).await?;
                 Ok(conn.raw().describe(sql).await?)
             })
             .await
@@ -247,7 +247,7 @@ impl<'a, DB: Database> Acquire<'a> for &'_ PoolGuard<DB> {
 
     fn acquire(self) -> BoxFuture<'a, Result<CountedConnection<DB>, sqlx::Error>> {
         let guard = self.clone();
-        Box::pin(async move { Ok(guard.acquire_guarded(Location::caller()).await?.into()) })
+        Box::pin(async move { Ok(guard.acquire_from(Location::caller()).await?.into()) })
     }
 
     fn begin(self) -> BoxFuture<'a, Result<Transaction<'a, DB>, sqlx::Error>> {
@@ -256,7 +256,10 @@ impl<'a, DB: Database> Acquire<'a> for &'_ PoolGuard<DB> {
             let shared = Arc::clone(guard.shared());
             shared
                 .call(async {
-                    let (conn, ticket) = guard.acquire_at(Location::caller()).await?.into_parts();
+                    let (conn, ticket) = guard
+                        .acquire_admitted(Location::caller())
+                        .await?
+                        .into_parts();
                     let tx =
                         Transaction::begin(MaybePoolConnection::PoolConnection(conn), None).await;
                     // sqlx's `Transaction` cannot carry the ticket: the monitor

@@ -165,10 +165,10 @@ impl<DB: Database> PoolGuard<DB> {
         self.acquire_until(Location::caller(), None, Admission::Ask)
     }
 
-    /// [`acquire`](Self::acquire) from `location`: breaker admission, load
-    /// shedding, the counted wait; the acquire's outcome counts for the
-    /// breaker.
-    pub(crate) fn acquire_guarded(
+    /// [`acquire`](Self::acquire) from the call site `location` (for leak
+    /// reports and the holders table): breaker admission, load shedding,
+    /// the counted wait; the acquire's outcome counts for the breaker.
+    pub(crate) fn acquire_from(
         &self,
         location: &'static Location<'static>,
     ) -> impl Future<Output = Result<GuardedConnection<DB>, sqlx::Error>> + '_ {
@@ -177,7 +177,7 @@ impl<DB: Database> PoolGuard<DB> {
 
     /// The counted acquire of a call the breaker already admitted (an
     /// `Executor` call or a `begin`, whose outcome is the whole call's).
-    pub(crate) fn acquire_at(
+    pub(crate) fn acquire_admitted(
         &self,
         location: &'static Location<'static>,
     ) -> impl Future<Output = Result<GuardedConnection<DB>, Error>> + '_ {
@@ -240,10 +240,10 @@ impl<DB: Database> PoolGuard<DB> {
     /// sqlx pings the returned connection).
     #[track_caller]
     pub fn try_acquire(&self) -> Option<GuardedConnection<DB>> {
-        self.try_acquire_at(Location::caller())
+        self.try_acquire_from(Location::caller())
     }
 
-    fn try_acquire_at(
+    fn try_acquire_from(
         &self,
         location: &'static Location<'static>,
     ) -> Option<GuardedConnection<DB>> {
@@ -305,7 +305,7 @@ impl<DB: Database> PoolGuard<DB> {
         let shared = &self.inner.shared;
         async move {
             let call = shared.admit()?.timed();
-            let Some(conn) = self.try_acquire_at(location) else {
+            let Some(conn) = self.try_acquire_from(location) else {
                 call.finish(Outcome::Ignored);
                 return Ok(None);
             };
@@ -331,7 +331,7 @@ impl<DB: Database> PoolGuard<DB> {
     ) -> impl Future<Output = Result<GuardedTransaction<DB>, E>> + '_ {
         let shared = &self.inner.shared;
         let begin = shared.call(async move {
-            let (conn, ticket) = self.acquire_at(location).await?.into_parts();
+            let (conn, ticket) = self.acquire_admitted(location).await?.into_parts();
             let tx =
                 Transaction::begin(MaybePoolConnection::PoolConnection(conn), statement).await?;
             Ok(GuardedTransaction::new(tx, ticket, Arc::clone(shared)))

@@ -12,8 +12,9 @@ use sqlx::{Database, Either, Execute, Executor, SqlStr};
 use sqlx_core::ext::async_stream::TryAsyncStream;
 
 use super::guarded::{Guarded, Held};
-use super::query::{after_timeout, many_on, optional_on, Rows, Timeboxed, TimedOut};
+use super::query::{after_timeout, many_on, optional_on, Rows};
 use crate::monitor::Shared;
+use crate::protect::timeout::{Limited, PastLimit};
 
 /// A held connection or transaction with a query timeout, from
 /// [`GuardedConnection::with_timeout`](crate::GuardedConnection::with_timeout) and
@@ -53,8 +54,8 @@ impl<DB: Database> std::fmt::Debug for TimedConnection<'_, DB> {
 impl<DB: Database> TimedConnection<'_, DB> {
     /// The query's result; after a timeout that left the session in doubt
     /// the target is poisoned. Either timeout counts for the breaker.
-    async fn settle<T>(&mut self, r: Timeboxed<T>) -> Result<T, sqlx::Error> {
-        let TimedOut { limit, server } = match r {
+    async fn settle<T>(&mut self, r: Limited<T>) -> Result<T, sqlx::Error> {
+        let PastLimit { limit, server } = match r {
             Ok(r) => return r,
             Err(t) => t,
         };

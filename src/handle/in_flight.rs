@@ -6,9 +6,10 @@ use std::sync::Arc;
 use sqlx::Database;
 
 use super::connection::GuardedConnection;
-use super::query::{after_timeout, Timeboxed, TimedOut};
+use super::query::after_timeout;
 use crate::error::Error;
 use crate::monitor::Shared;
+use crate::protect::timeout::{Limited, PastLimit};
 
 /// A connection with a query in flight. Dropped before the query finished
 /// (the caller dropped the future or stream, e.g. under its own
@@ -87,13 +88,13 @@ impl<DB: Database> InFlight<DB> {
 
     /// The call's result; after a timeout the connection stays marked for
     /// closing unless the cancel was confirmed clean.
-    pub(crate) async fn settle<T>(&mut self, shared: &Shared, r: Timeboxed<T>) -> Result<T, Error> {
+    pub(crate) async fn settle<T>(&mut self, shared: &Shared, r: Limited<T>) -> Result<T, Error> {
         match r {
             Ok(r) => {
                 self.done = true;
                 Ok(r?)
             }
-            Err(TimedOut { limit, server }) => {
+            Err(PastLimit { limit, server }) => {
                 // A session in doubt was ended on the server: close the
                 // connection now (never settle it as an abandoned call,
                 // which could hand it on or signal a reused id). SQLite has

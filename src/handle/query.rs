@@ -16,7 +16,7 @@ use crate::error::Cancelled;
 use crate::handle::statement::{made, tapped, Tracked};
 use crate::hot::tickets::QueryTicket;
 use crate::monitor::Shared;
-use crate::protect::timeout::Timed;
+use crate::protect::timeout::{Limited, PastLimit};
 use crate::report::error_type::error_attributes;
 use crate::report::spans;
 use tracing::Span;
@@ -30,16 +30,6 @@ pub(crate) type Rows<'e, DB> = BoxStream<
 pub(crate) type Yielder<DB> = sqlx_core::ext::async_stream::Yielder<
     Either<<DB as Database>::QueryResult, <DB as Database>::Row>,
 >;
-
-/// A query that ran past its limit, and what happened on the server.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct TimedOut {
-    pub(crate) limit: Duration,
-    pub(crate) server: Cancelled,
-}
-
-/// The query's own result, or its timeout.
-pub(crate) type Timeboxed<T> = Result<Result<T, sqlx::Error>, TimedOut>;
 
 /// `error.type` of a query past the guard's limit.
 const TIMEOUT: &str = "timeout";
@@ -68,7 +58,7 @@ fn statement(q: &mut QueryTicket, shared: &Shared, span: &Span, seen: Option<u16
 }
 
 /// A backend-id read that ran out of time marks the span as timed out.
-fn timed_out_in<T>(span: &Span, r: Timeboxed<T>) -> Timeboxed<T> {
+fn timed_out_in<T>(span: &Span, r: Limited<T>) -> Limited<T> {
     if r.is_err() {
         spans::query_failed(span, TIMEOUT, None);
     }
@@ -102,7 +92,7 @@ async fn read_backend_id<DB: Database>(
     limit: Duration,
     id_cache: &mut Option<u64>,
     q: &mut Option<QueryTicket>,
-) -> Timeboxed<()> {
+) -> Limited<()> {
     let cancel = &shared.protect.server_cancel;
     if id_cache.is_some() || !cancel.supported() {
         return Ok(Ok(()));
@@ -117,7 +107,7 @@ async fn read_backend_id<DB: Database>(
             if let Some(q) = q.take() {
                 q.finish_err(false, TIMEOUT, None);
             }
-            Err(TimedOut {
+            Err(PastLimit {
                 limit,
                 server: Cancelled::Closed,
             })
@@ -134,7 +124,7 @@ pub(crate) async fn optional_on<'q, DB, E>(
     query: E,
     limit: Option<Duration>,
     id_cache: &mut Option<u64>,
-) -> Timeboxed<Option<DB::Row>>
+) -> Limited<Option<DB::Row>>
 where
     DB: Database,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -159,23 +149,23 @@ where
     let mut q = q.expect("finished only on a timeout");
     let cancel = Arc::clone(&shared.protect.server_cancel);
     let timed = cancel
-        .timed(
+        .limited(
             tapped(|| conn.fetch_optional(query), &mut seen),
-            deadline,
+            (deadline, limit),
             *id_cache,
             shared.protect.drain,
         )
         .await;
     statement(&mut q, shared, span, seen);
     match timed {
-        Timed::Done(r) => {
+        Ok(r) => {
             finish(q, shared, span, r.as_ref().err());
             Ok(r)
         }
-        Timed::TimedOut(server) => {
+        Err(past) => {
             q.finish_err(false, TIMEOUT, None);
             spans::query_failed(span, TIMEOUT, None);
-            Err(TimedOut { limit, server })
+            Err(past)
         }
     }
 }
@@ -189,7 +179,7 @@ pub(crate) async fn many_on<'q, DB, E>(
     limit: Option<Duration>,
     id_cache: &mut Option<u64>,
     yielder: &Yielder<DB>,
-) -> Timeboxed<()>
+) -> Limited<()>
 where
     DB: Database,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -248,5 +238,5 @@ where
         .server_cancel
         .cancel_and_drain(*id_cache, rest, shared.protect.drain)
         .await;
-    Err(TimedOut { limit, server })
+    Err(PastLimit { limit, server })
 }

@@ -131,7 +131,7 @@ impl<DB: Database> SimPool<DB> {
     /// Takes a slot as [`PoolGuard::acquire`] takes a connection.
     #[track_caller]
     pub fn acquire(&self) -> impl Future<Output = Result<SimConnection, Error>> + '_ {
-        self.acquire_at(Location::caller(), None)
+        self.acquire_from(Location::caller(), None)
     }
 
     /// Takes a slot as [`PoolGuard::acquire_within`] takes a connection.
@@ -140,10 +140,10 @@ impl<DB: Database> SimPool<DB> {
         &self,
         deadline: Duration,
     ) -> impl Future<Output = Result<SimConnection, Error>> + '_ {
-        self.acquire_at(Location::caller(), Some(deadline))
+        self.acquire_from(Location::caller(), Some(deadline))
     }
 
-    async fn acquire_at(
+    async fn acquire_from(
         &self,
         location: &'static Location<'static>,
         deadline: Option<Duration>,

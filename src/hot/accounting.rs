@@ -40,7 +40,8 @@ const WAIT_RING: usize = 1024;
 pub(crate) struct Accounting {
     /// `in_use` and `waiters` in one word (`slots.rs`).
     pub(super) slots: Slots,
-    pub(super) attempts_total: AtomicU64,
+    /// Acquires that started waiting (the waits' sequence numbers).
+    pub(super) waits_started: AtomicU64,
     pub(super) acquires_total: AtomicU64,
     pub(super) timeouts_total: AtomicU64,
     pub(super) errors_total: AtomicU64,
@@ -76,7 +77,7 @@ pub(crate) struct Accounting {
     /// Query time per normalised statement through the guard.
     pub(crate) statements: Statements,
     /// Acquires refused before they waited (counted in the offered
-    /// traffic, `Counters::attempts_total`, with the waits).
+    /// traffic, `Counters::arrivals_total`, with the waits).
     pub(super) rejected_total: AtomicU64,
     /// Start time of the waits by sequence number: the oldest waiter's age.
     pub(super) wait_ring: WaitRing,
@@ -88,7 +89,7 @@ pub(crate) struct Counters {
     pub(crate) in_use: u32,
     pub(crate) waiters: u32,
     /// Acquires started, rejected ones included (the offered traffic).
-    pub(crate) attempts_total: u64,
+    pub(crate) arrivals_total: u64,
     pub(crate) acquires_total: u64,
     pub(crate) timeouts_total: u64,
     pub(crate) errors_total: u64,
@@ -100,7 +101,7 @@ pub(crate) struct Counters {
     pub(crate) requests_504_total: u64,
     /// Connection-milliseconds in use through the guard since the origin
     /// (exact: the integral of `in_use`).
-    pub(crate) busy_ms: u64,
+    pub(crate) in_use_ms: u64,
     /// Connections the pool opened (a `ConnectCounter`'s total; zero
     /// without one).
     pub(crate) opened_total: u64,
@@ -112,7 +113,7 @@ impl Counters {
         Counters {
             in_use: self.in_use,
             waiters: self.waiters,
-            attempts_total: self.attempts_total.saturating_sub(o.attempts_total),
+            arrivals_total: self.arrivals_total.saturating_sub(o.arrivals_total),
             acquires_total: self.acquires_total.saturating_sub(o.acquires_total),
             query_timeouts_total: self
                 .query_timeouts_total
@@ -124,7 +125,7 @@ impl Counters {
             requests_total: self.requests_total.saturating_sub(o.requests_total),
             requests_5xx_total: self.requests_5xx_total.saturating_sub(o.requests_5xx_total),
             requests_504_total: self.requests_504_total.saturating_sub(o.requests_504_total),
-            busy_ms: self.busy_ms.saturating_sub(o.busy_ms),
+            in_use_ms: self.in_use_ms.saturating_sub(o.in_use_ms),
             opened_total: self.opened_total.saturating_sub(o.opened_total),
         }
     }
@@ -141,7 +142,7 @@ impl Accounting {
     ) -> Self {
         Self {
             slots: Slots::default(),
-            attempts_total: AtomicU64::new(0),
+            waits_started: AtomicU64::new(0),
             query_timeouts_total: AtomicU64::new(0),
             acquires_total: AtomicU64::new(0),
             timeouts_total: AtomicU64::new(0),
@@ -176,7 +177,7 @@ impl Accounting {
     /// `now`: exact, whatever happened between two reads. (A release racing
     /// this read may count its hold once twice or not at all, by at most
     /// that hold's length.)
-    pub(crate) fn busy_ms(&self, now: Instant) -> u64 {
+    pub(crate) fn in_use_ms(&self, now: Instant) -> u64 {
         self.holders.area_ms(self.clock.at(now).as_millis())
     }
 
@@ -189,7 +190,7 @@ impl Accounting {
         if waiters == 0 {
             return None;
         }
-        let total = self.attempts_total.load(Relaxed);
+        let total = self.waits_started.load(Relaxed);
         let oldest = total.saturating_sub(u64::from(waiters));
         let start_ms = self.wait_ring.oldest_start(oldest, total)?;
         let now_ms = self.clock.at(now).as_millis();
@@ -260,8 +261,8 @@ impl Accounting {
         Counters {
             in_use,
             waiters,
-            attempts_total: self
-                .attempts_total
+            arrivals_total: self
+                .waits_started
                 .load(Relaxed)
                 .saturating_add(self.rejected_total.load(Relaxed)),
             acquires_total: self.acquires_total.load(Relaxed),
@@ -273,7 +274,7 @@ impl Accounting {
             requests_total: self.requests_total.load(Relaxed),
             requests_5xx_total: self.requests_5xx_total.load(Relaxed),
             requests_504_total: self.requests_504_total.load(Relaxed),
-            busy_ms: self.busy_ms(now),
+            in_use_ms: self.in_use_ms(now),
             opened_total: self.connects.as_ref().map_or(0, ConnectCounter::total),
         }
     }

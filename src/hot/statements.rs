@@ -27,7 +27,7 @@ struct Slot {
     key: AtomicU64,
     text: OnceLock<Box<str>>,
     calls: AtomicU64,
-    busy_us: AtomicU64,
+    query_us: AtomicU64,
 }
 
 /// One statement's totals at an instant.
@@ -38,7 +38,7 @@ pub(crate) struct StatementReading<'a> {
     pub(crate) key: u64,
     pub(crate) calls: u64,
     /// Query time in microseconds.
-    pub(crate) busy_us: u64,
+    pub(crate) query_us: u64,
 }
 
 #[derive(Debug)]
@@ -159,7 +159,7 @@ impl Statements {
     pub(crate) fn record(&self, slot: u16, took: Duration) {
         let s = &self.slots[usize::from(slot)];
         s.calls.fetch_add(1, Relaxed);
-        s.busy_us.fetch_add(Nanos::micros_of(took), Relaxed);
+        s.query_us.fetch_add(Nanos::micros_of(took), Relaxed);
     }
 
     /// Every used slot.
@@ -179,7 +179,7 @@ impl Statements {
                 },
                 key: if overflow { 0 } else { key },
                 calls,
-                busy_us: s.busy_us.load(Relaxed),
+                query_us: s.query_us.load(Relaxed),
             });
         }
     }

@@ -37,7 +37,7 @@ impl Accounting {
         self: &Arc<Self>,
         location: &'static Location<'static>,
     ) -> (WaitTicket, u32, u32) {
-        let seq = self.attempts_total.fetch_add(1, Relaxed);
+        let seq = self.waits_started.fetch_add(1, Relaxed);
         let (in_use, waiters) = split(self.add(WAITER));
         let started = Instant::now();
         // The one conversion to the guard's clock per acquire/release pair;

@@ -36,13 +36,13 @@ impl Monitor {
         let d = c.since(&older);
         let hold = hist.hold.since(&st.window.hist_at(now, window).hold);
         let q = |q: f64| hold.quantile(q);
-        let inputs = diagnose::Inputs {
+        let inputs = diagnose::Facts {
             max,
             waiters: c.waiters,
             window: covered.as_secs_f64(),
-            attempts: d.attempts_total,
+            arrivals: d.arrivals_total,
             acquires: d.acquires_total,
-            busy_ms: d.busy_ms,
+            in_use_ms: d.in_use_ms,
             holds_ended: hold.total(),
             ended_ms: hold.clipped_sum_secs(covered) * 1e3,
             hold_p50: q(0.5),
@@ -103,7 +103,7 @@ impl Monitor {
         self.shared
             .acct
             .statements
-            .read(|r| out.push((r.key, r.calls, r.busy_us)));
+            .read(|r| out.push((r.key, r.calls, r.query_us)));
         out
     }
 
@@ -117,7 +117,7 @@ impl Monitor {
     ) -> Vec<StatementShare> {
         let now = reading.now;
         let (older, _) = st.window.counters_at(now, self.timing.stats_window);
-        let pool_secs = reading.counters.busy_ms.saturating_sub(older.busy_ms) as f64 / 1e3;
+        let pool_secs = reading.counters.in_use_ms.saturating_sub(older.in_use_ms) as f64 / 1e3;
         let mut readings = Vec::new();
         let statements = &self.shared.acct.statements;
         statements.read(|r| readings.push(r));

@@ -12,7 +12,7 @@ use super::tick::TickEnd;
 use super::{Monitor, State};
 use crate::alert::rule::{AlertState, Severity};
 use crate::alert::saturation::Level;
-use crate::alert::signal::{EndedTick, Inputs, Signal};
+use crate::alert::signal::{EndedTick, Signal, SignalInputs};
 use crate::alert::tracker::Transition;
 use crate::hot::leak::Finding;
 use crate::stats::anomaly;
@@ -104,9 +104,9 @@ impl Monitor {
         let mut pool = self.read(st, now, false);
         acct.hints.set_untracked(pool.untracked);
         let (c, max) = (pool.counters, pool.max);
-        pool.tick = st
-            .average
-            .advance(now, pool.current, (c.busy_ms, max), self.timing.tick, end);
+        pool.tick =
+            st.average
+                .advance(now, pool.current, (c.in_use_ms, max), self.timing.tick, end);
         if pool.tick.is_some() {
             st.reconcile.end_tick(pool.stats, c.in_use);
         }
@@ -137,7 +137,7 @@ impl Monitor {
         let (older, _) = st.window.counters_at(now, self.timing.stats_window);
         let d = c.since(&older);
         let hold = (d.acquires_total > 0)
-            .then(|| d.busy_ms as f64 / 1000.0 / d.acquires_total as f64)
+            .then(|| d.in_use_ms as f64 / 1000.0 / d.acquires_total as f64)
             .filter(|h| *h > 0.0);
         // No acquire in the window (a stuck pool): keep the last
         // estimate for load shedding rather than switching it off.
@@ -150,7 +150,7 @@ impl Monitor {
             now,
             TickInput {
                 demand: tick.average.demand,
-                arrivals_total: c.attempts_total,
+                arrivals_total: c.arrivals_total,
                 mean_hold,
                 max,
             },
@@ -158,7 +158,7 @@ impl Monitor {
         let bucket = st.history.bucket();
         let (older, covered) = st.window.counters_at(now, bucket);
         let rate = (covered >= bucket).then(|| {
-            c.attempts_total.saturating_sub(older.attempts_total) as f64 / covered.as_secs_f64()
+            c.arrivals_total.saturating_sub(older.arrivals_total) as f64 / covered.as_secs_f64()
         });
         let hist = pool.hist.as_ref().expect("histograms are copied on ticks");
         st.history.observe(now, *c, &hist.hold);
@@ -174,7 +174,7 @@ impl Monitor {
 
     /// Feeds every rule its signal's reading; returns the state changes.
     fn judge_rules(&self, st: &mut State, pool: &Reading) -> Vec<RuleChange> {
-        let inputs = Inputs {
+        let inputs = SignalInputs {
             now: pool.now,
             counters: &pool.counters,
             hist: pool.hist.as_ref(),

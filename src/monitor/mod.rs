@@ -180,7 +180,7 @@ impl Monitor {
                 trackers: rules.iter().map(|_| RuleTracker::new(now)).collect(),
                 level: Level::Normal,
                 level_since: now,
-                average: TickAverage::new(now, c.busy_ms),
+                average: TickAverage::new(now, c.in_use_ms),
                 tick_demand: None,
                 window: Window::new(
                     now,

@@ -45,12 +45,12 @@ pub(super) struct Reconcile {
 impl Reconcile {
     /// The untracked connections now.
     pub(super) fn untracked(&self, stats: PoolStats, in_use: u32) -> u32 {
-        stats.busy().saturating_sub(in_use).min(self.seen)
+        stats.not_idle().saturating_sub(in_use).min(self.seen)
     }
 
     /// At the end of a tick: remembers the raw difference.
     pub(super) fn end_tick(&mut self, stats: PoolStats, in_use: u32) {
-        let raw = stats.busy().saturating_sub(in_use);
+        let raw = stats.not_idle().saturating_sub(in_use);
         self.seen = raw.min(self.last_tick);
         self.last_tick = raw;
     }

@@ -20,7 +20,7 @@ pub(crate) struct PoolStats {
 impl PoolStats {
     /// Connections sqlx counts as not idle: checked out (through the guard
     /// or not), being opened, or being pinged after a release.
-    pub(crate) fn busy(&self) -> u32 {
+    pub(crate) fn not_idle(&self) -> u32 {
         self.size.saturating_sub(self.idle)
     }
 }

@@ -28,30 +28,30 @@ pub(crate) struct TickAverage {
     last: Instantaneous,
     area: Instantaneous,
     /// The hot path's in-use area when the tick started, ms.
-    busy_at_start: u64,
+    in_use_ms_at_start: u64,
 }
 
 impl TickAverage {
     /// Starts at `now`, with the hot path's in-use area then.
-    pub(crate) fn new(now: Instant, busy_ms: u64) -> Self {
+    pub(crate) fn new(now: Instant, in_use_ms: u64) -> Self {
         Self {
             started: now,
             last_at: now,
             last: Instantaneous::default(),
             area: Instantaneous::default(),
-            busy_at_start: busy_ms,
+            in_use_ms_at_start: in_use_ms,
         }
     }
 
     /// Adds the values that held since the last call; at the end of a tick
     /// returns the tick's averages and when it started, and starts the next.
-    /// `busy_ms` is the hot path's in-use area now (connection-ms) and
+    /// `in_use_ms` is the hot path's in-use area now (connection-ms) and
     /// `max` the pool's size.
     pub(crate) fn advance(
         &mut self,
         now: Instant,
         value: Instantaneous,
-        (busy_ms, max): (u64, u32),
+        (in_use_ms, max): (u64, u32),
         tick: Duration,
         end: TickEnd,
     ) -> Option<EndedTick> {
@@ -67,8 +67,8 @@ impl TickAverage {
             return None;
         }
         let secs = elapsed.as_secs_f64();
-        let busy = busy_ms.saturating_sub(self.busy_at_start);
-        self.busy_at_start = busy_ms;
+        let in_use = in_use_ms.saturating_sub(self.in_use_ms_at_start);
+        self.in_use_ms_at_start = in_use_ms;
         if secs <= 0.0 {
             self.started = now;
             return Some(EndedTick {
@@ -80,7 +80,7 @@ impl TickAverage {
         let exact = if max == 0 {
             0.0
         } else {
-            busy as f64 / 1000.0 / secs / f64::from(max)
+            in_use as f64 / 1000.0 / secs / f64::from(max)
         };
         // The exact in-use part replaces its sampled estimate; what the
         // guard does not count (untracked, waiters' claim) stays sampled.

@@ -32,13 +32,16 @@ use crate::error::Cancelled;
 /// Default bound on cancelling and draining after a timeout.
 pub const DEFAULT_DRAIN: Duration = Duration::from_millis(250);
 
-/// How a timed query ended.
-#[derive(Debug)]
-pub(crate) enum Timed<T> {
-    Done(Result<T, sqlx::Error>),
-    /// Timed out; `Cancelled::Clean` means the connection may be reused.
-    TimedOut(Cancelled),
+/// A query that ran past its limit, and what happened on the server
+/// (`Cancelled::Clean`: the connection may be reused).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PastLimit {
+    pub(crate) limit: Duration,
+    pub(crate) server: Cancelled,
 }
+
+/// A query under a limit: its own result, or that it ran past the limit.
+pub(crate) type Limited<T> = Result<Result<T, sqlx::Error>, PastLimit>;
 
 /// What to stop on the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -256,24 +259,25 @@ impl ServerCancel {
         }
     }
 
-    /// Awaits `query` until `deadline`; then cancels it on the server and
-    /// drains it (both within `drain`).
-    pub(crate) async fn timed<T, F>(
+    /// Awaits `query` until `deadline` (`limit` after it started); then
+    /// cancels it on the server and drains it (both within `drain`).
+    pub(crate) async fn limited<T, F>(
         &self,
         query: F,
-        deadline: tokio::time::Instant,
+        (deadline, limit): (tokio::time::Instant, Duration),
         id: Option<u64>,
         drain: Duration,
-    ) -> Timed<T>
+    ) -> Limited<T>
     where
         F: Future<Output = Result<T, sqlx::Error>>,
     {
         tokio::pin!(query);
         if let Ok(r) = tokio::time::timeout_at(deadline, &mut query).await {
-            return Timed::Done(r);
+            return Ok(r);
         }
         let rest = async { (&mut query).await.map(drop) };
-        Timed::TimedOut(self.cancel_and_drain(id, rest, drain).await)
+        let server = self.cancel_and_drain(id, rest, drain).await;
+        Err(PastLimit { limit, server })
     }
 
     /// Cancels the statement of session `id` and awaits `rest` (the rest of

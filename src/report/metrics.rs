@@ -66,7 +66,9 @@ pub const TIMEOUTS: &str = "db.client.connection.timeouts";
 pub const WAIT_TIME: &str = "db.client.connection.wait_time";
 /// `db.client.connection.use_time`: seconds a connection was held.
 pub const USE_TIME: &str = "db.client.connection.use_time";
-/// `poolguard.utilization`: `in_use / max`.
+/// `poolguard.utilization`: `min(busy + waiters, max) / max`, as the
+/// utilization rules judge it (busy: in use through the guard and sqlx's
+/// untracked connections).
 pub const UTILIZATION: &str = "poolguard.utilization";
 /// `poolguard.demand`: `(in_use + waiters) / max`.
 pub const DEMAND: &str = "poolguard.demand";

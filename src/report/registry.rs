@@ -63,7 +63,11 @@ fn describe_all() {
         Unit::Seconds,
         "Time between borrowing a connection and returning it to the pool"
     );
-    describe_gauge!(UTILIZATION, Unit::Count, "Connections in use / max (0..=1)");
+    describe_gauge!(
+        UTILIZATION,
+        Unit::Count,
+        "Busy connections plus waiters, capped at max, over max (0..=1)"
+    );
     describe_gauge!(
         DEMAND,
         Unit::Count,

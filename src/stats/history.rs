@@ -83,7 +83,7 @@ impl History {
         self.bucket
     }
 
-    /// Feeds the cumulative counters (with `busy_ms`) and the hold
+    /// Feeds the cumulative counters (with `in_use_ms`) and the hold
     /// histogram; closes a bucket when one has passed.
     pub(crate) fn observe(&mut self, now: Instant, c: Counters, hold: &Counts) {
         let elapsed = now.saturating_duration_since(self.started);
@@ -93,8 +93,9 @@ impl History {
         let d = c.since(&self.start);
         let ended = hold.since(&self.start_hold);
         let bucket = Bucket {
-            rate: d.attempts_total as f64 / elapsed.as_secs_f64(),
-            hold: (d.acquires_total > 0).then(|| d.busy_ms as f64 / 1e3 / d.acquires_total as f64),
+            rate: d.arrivals_total as f64 / elapsed.as_secs_f64(),
+            hold: (d.acquires_total > 0)
+                .then(|| d.in_use_ms as f64 / 1e3 / d.acquires_total as f64),
             p50: ended.quantile(0.50),
             p95: ended.quantile(0.95),
         };

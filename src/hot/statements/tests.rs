@@ -34,7 +34,7 @@ fn one_statement_one_slot_whatever_its_literals() {
     t.record(b, Duration::from_millis(5));
     t.record(c, Duration::from_millis(1));
     let mut seen = Vec::new();
-    t.read(|r| seen.push((r.text.map(str::to_owned), r.calls, r.busy_us)));
+    t.read(|r| seen.push((r.text.map(str::to_owned), r.calls, r.query_us)));
     seen.sort();
     assert_eq!(
         seen,

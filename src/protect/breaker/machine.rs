@@ -217,7 +217,7 @@ pub(crate) struct Breaker {
     trials_started: u32,
     trials: Tally,
     /// Numbers the half-open episodes.
-    epoch: u32,
+    episode: u32,
     rng: u64,
 }
 
@@ -232,7 +232,7 @@ impl Breaker {
             openings: 0,
             trials_started: 0,
             trials: Tally::default(),
-            epoch: 0,
+            episode: 0,
             rng: seed | 1,
         }
     }
@@ -303,7 +303,7 @@ impl Breaker {
         if to == BreakerState::HalfOpen {
             self.trials_started = 0;
             self.trials = Tally::default();
-            self.epoch = self.epoch.wrapping_add(1);
+            self.episode = self.episode.wrapping_add(1);
         }
         if to == BreakerState::Closed {
             self.openings = 0;
@@ -335,7 +335,7 @@ impl Breaker {
             BreakerState::HalfOpen if self.trials_started < self.config.half_open_calls => {
                 self.trials_started += 1;
                 Permit::Granted {
-                    trial: Some(self.epoch),
+                    trial: Some(self.episode),
                 }
             }
             BreakerState::HalfOpen => Permit::Rejected {
@@ -355,7 +355,7 @@ impl Breaker {
 
     /// Whether `trial` is a permit of the current half-open episode.
     fn current(&self, trial: Option<u32>) -> bool {
-        self.state == BreakerState::HalfOpen && trial == Some(self.epoch)
+        self.state == BreakerState::HalfOpen && trial == Some(self.episode)
     }
 
     /// A trial call was cancelled: its permit is free again.

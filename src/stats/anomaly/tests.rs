@@ -23,7 +23,7 @@ impl Baseline {
 
 fn arrivals(count: u64) -> Counters {
     Counters {
-        attempts_total: count,
+        arrivals_total: count,
         ..Counters::default()
     }
 }

@@ -69,23 +69,23 @@ fn half_open_trials_decide_and_backoff_grows_then_resets() {
     assert_eq!(
         p,
         Permit::Granted {
-            trial: Some(b.epoch)
+            trial: Some(b.episode)
         }
     );
     assert_eq!(c.unwrap().to, BreakerState::HalfOpen);
     assert_eq!(
         b.try_acquire_permission(t0 + ms(1000)).0,
         Permit::Granted {
-            trial: Some(b.epoch)
+            trial: Some(b.episode)
         }
     );
     assert!(matches!(
         b.try_acquire_permission(t0 + ms(1000)).0,
         Permit::Rejected { .. }
     ));
-    b.on_result(t0 + ms(1001), Some(b.epoch), Outcome::Failure, ms(1));
+    b.on_result(t0 + ms(1001), Some(b.episode), Outcome::Failure, ms(1));
     let c = b
-        .on_result(t0 + ms(1001), Some(b.epoch), Outcome::Success, ms(1))
+        .on_result(t0 + ms(1001), Some(b.episode), Outcome::Success, ms(1))
         .unwrap();
     assert_eq!((c.from, c.to), (BreakerState::HalfOpen, BreakerState::Open));
     assert_eq!(
@@ -97,9 +97,9 @@ fn half_open_trials_decide_and_backoff_grows_then_resets() {
     assert_eq!(c.unwrap().to, BreakerState::HalfOpen);
     b.try_acquire_permission(t0 + ms(3001));
     b.try_acquire_permission(t0 + ms(3001));
-    b.on_result(t0 + ms(3002), Some(b.epoch), Outcome::Success, ms(1));
+    b.on_result(t0 + ms(3002), Some(b.episode), Outcome::Success, ms(1));
     let c = b
-        .on_result(t0 + ms(3002), Some(b.epoch), Outcome::Success, ms(1))
+        .on_result(t0 + ms(3002), Some(b.episode), Outcome::Success, ms(1))
         .unwrap();
     assert_eq!(c.to, BreakerState::Closed);
     // Backoff reset: the next opening waits the base again.
@@ -127,11 +127,11 @@ fn cancelled_trials_give_their_permit_back() {
         b.try_acquire_permission(t0 + ms(1000)).0,
         Permit::Rejected { .. }
     ));
-    b.on_result(t0 + ms(1000), Some(b.epoch), Outcome::Ignored, ms(1));
+    b.on_result(t0 + ms(1000), Some(b.episode), Outcome::Ignored, ms(1));
     assert_eq!(
         b.try_acquire_permission(t0 + ms(1000)).0,
         Permit::Granted {
-            trial: Some(b.epoch)
+            trial: Some(b.episode)
         }
     );
 }
