@@ -149,18 +149,23 @@ fn site_b() -> &'static Location<'static> {
     Location::caller()
 }
 
-/// Two distinct call sites that probe the same first slot.
-fn colliding_sites() -> (&'static Location<'static>, &'static Location<'static>) {
-    let all = sites::sites();
-    all.iter()
+/// The first two of `items` that probe the same first slot.
+fn first_collision<T: Clone>(items: &[T], start: impl Fn(&T) -> usize) -> (T, T) {
+    items
+        .iter()
         .enumerate()
         .find_map(|(i, a)| {
-            all[i + 1..]
+            items[i + 1..]
                 .iter()
-                .find(|b| holders::start_of(b) == holders::start_of(a))
-                .map(|b| (*a, *b))
+                .find(|b| start(b) == start(a))
+                .map(|b| (a.clone(), b.clone()))
         })
-        .expect("65 sites in 64 slots: two share one")
+        .expect("65 items in 64 slots: two share one")
+}
+
+/// Two distinct call sites that probe the same first slot.
+fn colliding_sites() -> (&'static Location<'static>, &'static Location<'static>) {
+    first_collision(&sites::sites(), |s| holders::start_of(s))
 }
 
 /// Two distinct statements that probe the same first slot.
@@ -176,16 +181,7 @@ fn colliding_statements() -> (String, String) {
         }
     };
     let all: Vec<String> = (0..65).map(name).collect();
-    let start = |sql: &str| statements::start_of(statements::key_of(sql));
-    all.iter()
-        .enumerate()
-        .find_map(|(i, a)| {
-            all[i + 1..]
-                .iter()
-                .find(|b| start(b) == start(a))
-                .map(|b| (a.clone(), b.clone()))
-        })
-        .expect("65 statements in 64 slots: two share one")
+    first_collision(&all, |sql| statements::start_of(statements::key_of(sql)))
 }
 
 /// The holders table's `slot_of`: two sites that probe the same first
