@@ -78,8 +78,11 @@
 //! `error.rs` sits beside them: [`BuildError`](crate::BuildError), the
 //! call-time [`Error`](crate::Error) and the checks every validation
 //! shares; `tower.rs` (feature `tower`) uses the guard like an
-//! application. `tests/layers.rs` checks that imports point down this
-//! table and that no files import each other, directly or around a cycle.
+//! application. `tests/it/layers.rs` checks that every import names a layer
+//! listed above the file's own, and that no two files import each other,
+//! directly or around a cycle (a module's `mod.rs` and its children are
+//! one module: a child's `super::` and a parent's `child::` paths are the
+//! module tree, not a cycle).
 //!
 //! Time is passed in, never read, by every model (`stats/`, `alert/`,
 //! the breaker machine, shedding): their tests drive synthetic instants,

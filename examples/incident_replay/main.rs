@@ -5,23 +5,34 @@
 //!
 //! ```text
 //! cargo run --release --example incident_replay
-//! cargo run --release --example incident_replay -- --ramp burst --minute-ms 2000
+//! cargo run --release --example incident_replay -- --ramp burst
+//! cargo run --release --example incident_replay -- --real
 //! cargo run --release --features postgres --example incident_replay -- --db postgres://postgres@127.0.0.1:5432/test
 //! ```
 //!
 //! A pool of 50; baseline traffic keeps about a third of it busy with 200 ms
 //! responses; the campaign's 3x ramp starts at 14:15. Every request
-//! acquires a connection from the guarded pool, runs `SELECT 1` and holds
-//! the connection for the rest of its 200 ms (the database work). One
-//! incident minute takes one second (`--minute-ms`). The guard runs the
-//! post-mortem's default rules in that compressed time (`time_scale`) next
+//! acquires a connection from the guarded pool and holds it for its 200 ms
+//! (the database work). The guard runs the post-mortem's default rules next
 //! to the old alert (P50 > 1000 ms). Printed: the timeline in incident
 //! time, when customer impact began (P95 over the 500 ms target, or the
 //! first 504), the lead time, and a second pass with protection on. A
 //! chart (SVG) goes to `target/incident-replay/` (`--out`).
 //!
-//! Options: `--db URL` (or `DATABASE_URL`; SQLite in memory by default),
-//! `--minute-ms N`, `--ramp linear|burst`, `--from HH:MM`,
+//! **By default the replay is exact**: the traffic is served by the model
+//! pool ([`poolguard::sim::SimPool`], a FIFO pool of 50 with no database)
+//! on tokio's paused clock, in real incident time at full speed, so every
+//! run on every machine prints the same timeline, the one in the README
+//! (the integration test checks the same run). `--real` (or `--db URL`)
+//! serves it from a real sqlx pool instead (SQLite in memory unless `--db`),
+//! each request running `SELECT 1`, in compressed wall time (one incident
+//! minute a second, `--minute-ms`; the guard's `time_scale`): what a real
+//! pool shows, with the machine's scheduling lag printed beside it,
+//! because on a busy machine the scheduler, not the pool, can decide when
+//! latency rises.
+//!
+//! Options: `--real`, `--db URL` (or `DATABASE_URL` with `--real`),
+//! `--minute-ms N` (with `--real`), `--ramp linear|burst`, `--from HH:MM`,
 //! `--until HH:MM`, `--no-protected`, `--out DIR`, `--quiet`.
 
 mod chart;
@@ -36,6 +47,9 @@ use replay::{fmt_clock, Clock, Config, Pass, Ramp, Scenario, OLD_ALERT};
 
 struct Args {
     cfg: Config,
+    /// A real sqlx pool in compressed wall time instead of the model pool
+    /// on the paused clock.
+    real: bool,
     /// Swap in a pool of 150 at 14:42 (the post-mortem's emergency fix).
     mitigate: bool,
     db: Option<String>,
@@ -50,11 +64,14 @@ fn parse_clock(s: &str) -> Option<Clock> {
 }
 
 const USAGE: &str = "\
-usage: incident_replay [--db URL] [--minute-ms N] [--ramp linear|burst]
+usage: incident_replay [--real] [--db URL] [--minute-ms N] [--ramp linear|burst]
                        [--scenario incident|slow-statement|leak] [--mitigate]
                        [--from HH:MM] [--until HH:MM] [--no-protected] [--out DIR] [--quiet]
-  --db URL        postgres://... or mysql://... (default: DATABASE_URL, else SQLite in memory)
-  --minute-ms N   wall milliseconds per incident minute (default 1000)
+  --real          serve from a real sqlx pool in compressed wall time (default: the model
+                  pool on tokio's paused clock, exact and the same on every machine)
+  --db URL        postgres://... or mysql://... (implies --real; with --real the default is
+                  DATABASE_URL, else SQLite in memory)
+  --minute-ms N   with --real: wall milliseconds per incident minute (default 1000)
   --ramp          linear: 1x at 14:15 to 3x at 14:38 (default); burst: 2.4x by 14:18, then 3x
   --scenario      why the pool fills: incident (default; the ramp, the database slowing as
                   the pool fills), slow-statement (flat traffic, holds 200 -> 500 ms from 14:15),
@@ -68,8 +85,9 @@ usage: incident_replay [--db URL] [--minute-ms N] [--ramp linear|burst]
 fn args() -> Result<Args, String> {
     let mut a = Args {
         cfg: Config::default(),
+        real: false,
         mitigate: false,
-        db: std::env::var("DATABASE_URL").ok(),
+        db: None,
         protected: true,
         out: PathBuf::from("target/incident-replay"),
     };
@@ -77,7 +95,11 @@ fn args() -> Result<Args, String> {
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or(format!("{flag} needs a value"));
         match flag.as_str() {
-            "--db" => a.db = Some(value()?),
+            "--db" => {
+                a.db = Some(value()?);
+                a.real = true;
+            }
+            "--real" => a.real = true,
             "--minute-ms" => {
                 let v = value()?;
                 let ms: u64 = v.parse().map_err(|_| format!("--minute-ms {v}"))?;
@@ -113,6 +135,15 @@ fn args() -> Result<Args, String> {
             }
             other => return Err(format!("unknown argument {other}\n{USAGE}")),
         }
+    }
+    if a.real {
+        a.db = a.db.or_else(|| std::env::var("DATABASE_URL").ok());
+    } else if std::env::args().any(|x| x == "--minute-ms") {
+        return Err("--minute-ms compresses wall time: it needs --real".into());
+    } else {
+        // Real incident time on the paused clock: waiting costs nothing.
+        a.cfg.minute = Duration::from_secs(60);
+        a.cfg.simulated = true;
     }
     if a.mitigate && !std::env::args().any(|x| x == "--until") {
         a.cfg.until = replay::at(14, 55);
@@ -185,6 +216,29 @@ async fn run_on(
     } else {
         passes!(sqlx::Sqlite)
     }
+}
+
+/// Both passes on the model pool (the pools only size the models:
+/// `connect_lazy` opens nothing).
+async fn run_model(
+    cfg: &Config,
+    protected: bool,
+    mitigate: bool,
+) -> Result<(Pass, Option<Pass>), Box<dyn std::error::Error>> {
+    let model = |n: u32| {
+        sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(n)
+            .acquire_timeout(cfg.wall(Duration::from_secs(30)))
+            .connect_lazy("sqlite::memory:")
+    };
+    let larger = || -> Result<_, sqlx::Error> { mitigate.then(|| model(150)).transpose() };
+    let first = replay::run_pass_with(model(cfg.pool_size)?, larger()?, cfg, false).await?;
+    let second = if protected {
+        Some(replay::run_pass_with(model(cfg.pool_size)?, larger()?, cfg, true).await?)
+    } else {
+        None
+    };
+    Ok((first, second))
 }
 
 fn value(m: &replay::Mark) -> String {
@@ -339,8 +393,7 @@ fn print_protection(unprotected: &Pass, protected: &Pass) {
     );
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a = match args() {
         Ok(a) => a,
         Err(e) => {
@@ -348,20 +401,46 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(2);
         }
     };
+    let runtime = if a.real {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    } else {
+        // The model pool on the paused clock: one thread, time advances
+        // only when every task waits, so the run is exact and repeatable.
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()?
+    };
+    runtime.block_on(replay_main(a))
+}
+
+async fn replay_main(a: Args) -> Result<(), Box<dyn std::error::Error>> {
     let cfg = &a.cfg;
     let url = a.db.clone().unwrap_or_else(|| "sqlite::memory:".into());
     let started = std::time::Instant::now();
+    let backend = if a.real {
+        format!(
+            "{} in compressed wall time, 1 incident minute = {} ms",
+            url.split('@').next_back().unwrap_or(&url),
+            cfg.minute.as_millis()
+        )
+    } else {
+        "the model pool on the paused clock (exact; --real for a real pool)".to_string()
+    };
     println!(
-        "INC-EX3 replay on {} - pool {}, {} req/s baseline ({:.0}% busy), {:?} ramp, \
-         1 incident minute = {} ms",
-        url.split('@').next_back().unwrap_or(&url),
+        "INC-EX3 replay on {backend} - pool {}, {} req/s baseline ({:.0}% busy), {:?} ramp",
         cfg.pool_size,
         cfg.baseline_rate().round(),
         cfg.baseline_utilization * 100.0,
         cfg.ramp,
-        cfg.minute.as_millis()
     );
-    let (unprotected, protected) = run_on(&url, cfg, a.protected, a.mitigate).await?;
+    let (unprotected, protected) = if a.real {
+        run_on(&url, cfg, a.protected, a.mitigate).await?
+    } else {
+        run_model(cfg, a.protected, a.mitigate).await?
+    };
     println!(
         "median response before the ramp {:.0} ms (holds calibrated to {} ms); \
          default rules + the old alert",

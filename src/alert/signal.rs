@@ -75,8 +75,9 @@ pub enum Signal {
     Timeouts,
     /// Successful acquires per second over the window.
     AcquireRate,
-    /// z-score of the acquire *attempt* rate (offered traffic, rejected and
-    /// timed-out attempts included, so a saturated pool still shows a spike)
+    /// z-score of the *arrival* rate (acquires started: the offered
+    /// traffic, refused and timed-out ones included, so a saturated pool
+    /// still shows a spike)
     /// over the last minute against the last hour's per-minute rates, the
     /// latest 10 minutes left out; samples = baseline minutes (warm-up).
     TrafficAnomaly,

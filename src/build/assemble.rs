@@ -103,6 +103,7 @@ pub(crate) fn assemble(
             stats_window: settings.stats_window,
             forecast_window: settings.forecast_window,
             baseline_bucket: settings.baseline_bucket,
+            time_scale: settings.time_scale,
         },
         ScaleTarget {
             utilization: settings.scale_target,

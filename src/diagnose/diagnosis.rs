@@ -5,6 +5,7 @@
 use std::panic::Location;
 use std::time::Duration;
 
+use super::guard_duration;
 use super::holders::{Holder, StatementShare};
 use crate::stats::scale::{ScaleHint, ServerCapacity};
 
@@ -240,6 +241,45 @@ pub struct Diagnosis {
     pub evidence: Evidence,
     /// What fits the dominant cause.
     pub action: Action,
+}
+
+impl Evidence {
+    /// The figures measured in wall time, in the guard's own time (`k`:
+    /// the time scale; rates divide by it, durations multiply).
+    fn in_guard_time(&mut self, k: f64) {
+        let d = |d: &mut Option<Duration>| *d = d.map(|d| guard_duration(d, k));
+        self.arrival_rate /= k;
+        self.baseline_arrival_rate = self.baseline_arrival_rate.map(|r| r / k);
+        self.acquires_per_second /= k;
+        d(&mut self.mean_hold);
+        d(&mut self.baseline_mean_hold);
+        d(&mut self.hold_p50);
+        d(&mut self.hold_p95);
+        d(&mut self.baseline_hold_p50);
+        d(&mut self.baseline_hold_p95);
+        self.stalled_for = guard_duration(self.stalled_for, k);
+    }
+}
+
+impl Diagnosis {
+    /// Every rate and duration in the guard's own time under a time scale
+    /// `k` (the incident's seconds, not the wall's); `k = 1` changes
+    /// nothing.
+    pub(crate) fn in_guard_time(mut self, k: f64) -> Self {
+        if k == 1.0 {
+            return self;
+        }
+        self.evidence.in_guard_time(k);
+        if let Action::FindSlowHolds { top, statement, .. } = &mut self.action {
+            if let Some(h) = top {
+                h.in_guard_time(k);
+            }
+            if let Some(s) = statement {
+                s.in_guard_time(k);
+            }
+        }
+        self
+    }
 }
 
 impl std::fmt::Display for Diagnosis {

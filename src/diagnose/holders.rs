@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::guard_duration;
 use crate::hot::holders::SiteReading;
 use crate::hot::statements::StatementReading;
 
@@ -162,21 +163,39 @@ impl StatementHistory {
                     .iter()
                     .find(|(k, _, _)| *k == r.key)
                     .map_or((0, 0), |(_, c, b)| (*c, *b));
-                let busy = r.query_us.saturating_sub(b0) as f64 / 1e6;
-                (busy, r, r.calls.saturating_sub(c0))
+                let query_secs = r.query_us.saturating_sub(b0) as f64 / 1e6;
+                (query_secs, r, r.calls.saturating_sub(c0))
             })
-            .filter(|(busy, _, _)| *busy > 0.0)
+            .filter(|(query_secs, _, _)| *query_secs > 0.0)
             .collect();
         out.sort_by(|a, b| b.0.total_cmp(&a.0));
         out.truncate(top);
         out.into_iter()
-            .map(|(busy, r, calls)| StatementShare {
+            .map(|(query_secs, r, calls)| StatementShare {
                 statement: r.text.map(std::sync::Arc::from),
-                share: (busy / pool_secs).min(1.0),
+                share: (query_secs / pool_secs).min(1.0),
                 rate: calls as f64 / secs,
-                mean: (calls > 0).then(|| Duration::from_secs_f64(busy / calls as f64)),
+                mean: (calls > 0).then(|| Duration::from_secs_f64(query_secs / calls as f64)),
             })
             .collect()
+    }
+}
+
+impl Holder {
+    /// The rate and durations in the guard's own time (see
+    /// `Diagnosis::in_guard_time`).
+    pub(crate) fn in_guard_time(&mut self, k: f64) {
+        self.rate /= k;
+        self.mean_hold = self.mean_hold.map(|d| guard_duration(d, k));
+        self.open_for = self.open_for.map(|d| guard_duration(d, k));
+    }
+}
+
+impl StatementShare {
+    /// The rate and mean in the guard's own time.
+    pub(crate) fn in_guard_time(&mut self, k: f64) {
+        self.rate /= k;
+        self.mean = self.mean.map(|d| guard_duration(d, k));
     }
 }
 

@@ -38,6 +38,12 @@ pub(crate) use holders::{HolderHistory, StatementHistory, TOP};
 use crate::stats::history::Usual;
 use crate::stats::scale::{ScaleHint, ServerCapacity};
 
+/// A wall duration of a guard running `k` times faster than its incident
+/// (`PoolGuardBuilder::time_scale`) in the guard's own time.
+pub(crate) fn guard_duration(d: Duration, k: f64) -> Duration {
+    Duration::try_from_secs_f64(d.as_secs_f64() * k).unwrap_or(Duration::MAX)
+}
+
 /// What the monitor gathers for a diagnosis (window deltas).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Facts {

@@ -132,7 +132,7 @@ impl Shared {
                 done: false,
             }),
             Permit::Rejected { retry_in } => {
-                self.acct.rejected_attempt();
+                self.acct.rejected_arrival();
                 self.protect.metrics.rejected.increment(1);
                 // A request's scope (the tower layer) answers 503 with it.
                 scope::note_refusal(retry_in);

@@ -237,7 +237,7 @@ impl Accounting {
 
     /// An acquire refused before it waited (open breaker, load shedding):
     /// still offered traffic.
-    pub(crate) fn rejected_attempt(&self) {
+    pub(crate) fn rejected_arrival(&self) {
         self.rejected_total.fetch_add(1, Relaxed);
     }
 

@@ -13,8 +13,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Nanoseconds since the guard's [`Clock`] origin, or a length of time in
-/// nanoseconds. Saturating: far past or before the origin reads as the end
-/// or zero, never wraps.
+/// nanoseconds. [`from_duration`](Nanos::from_duration) saturates (for
+/// configured lengths, which may be `Duration::MAX`); the hot path's
+/// [`Clock::at`] and [`plus`](Nanos::plus) wrap, which needs a guard
+/// older than 584 years.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) struct Nanos(u64);
 

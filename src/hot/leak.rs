@@ -9,7 +9,7 @@
 //! generation that every claim bumps, so a scan that read hold A can never
 //! mark hold B, which reused the slot in between (no ABA).
 //!
-//! Uses the atomics of `super::sync`, so the loom model in `tests/loom`
+//! Uses the atomics of `super::sync`, so the loom model in `loom/`
 //! runs this very file.
 
 use std::panic::Location;

@@ -12,7 +12,7 @@
 //!
 //! One clock (`clock`) gives every stored time; the lock-free protocols
 //! (`slots`, `wait_ring`, `leak`, `holders`, `statements`) take their
-//! atomics from `sync`, so `tests/loom` can run them under loom.
+//! atomics from `sync`, so `loom/` can run them under loom.
 
 pub(crate) mod accounting;
 pub(crate) mod clock;

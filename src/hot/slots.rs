@@ -4,7 +4,7 @@
 //! is consistent (no moment where a connection is counted both as waited
 //! for and in use, or as neither).
 //!
-//! Uses the atomics of `super::sync`, so the loom model in `tests/loom`
+//! Uses the atomics of `super::sync`, so the loom model in `loom/`
 //! runs this very file.
 
 use super::sync::{AtomicU64, Ordering::Relaxed};

@@ -4,7 +4,7 @@
 //! written for the waiter it looks for from one not yet written (a racing
 //! start) or already overwritten (more arrivals than the ring holds).
 //!
-//! Uses the atomics of `super::sync`, so the loom model in `tests/loom`
+//! Uses the atomics of `super::sync`, so the loom model in `loom/`
 //! runs this very file.
 
 use super::sync::{AtomicU64, Ordering::Relaxed};

@@ -114,6 +114,9 @@ pub(crate) struct Timing {
     pub(crate) forecast_window: Duration,
     /// Bucket of the traffic baseline (one minute unless time-scaled).
     pub(crate) baseline_bucket: Duration,
+    /// `PoolGuardBuilder::time_scale`: the diagnosis reports its rates
+    /// and durations in the guard's own time.
+    pub(crate) time_scale: f64,
 }
 
 /// What the scale hint aims for.

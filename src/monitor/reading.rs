@@ -133,11 +133,18 @@ impl Monitor {
                 statements: Vec::new(),
             };
         }
-        let holders = self.top_holders(st, reading.now);
-        let statements = self.top_statements(st, reading, crate::diagnose::TOP);
+        let mut holders = self.top_holders(st, reading.now);
+        let mut statements = self.top_statements(st, reading, crate::diagnose::TOP);
         let diagnosis = self.diagnosis(st, reading, &holders, &statements);
+        // Measured in wall time; said in the guard's own (under a time
+        // scale, the incident's).
+        let k = self.timing.time_scale;
+        if k != 1.0 {
+            holders.iter_mut().for_each(|h| h.in_guard_time(k));
+            statements.iter_mut().for_each(|s| s.in_guard_time(k));
+        }
         Derived {
-            diagnosis,
+            diagnosis: diagnosis.map(|d| d.in_guard_time(k)),
             holders,
             statements,
         }

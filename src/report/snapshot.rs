@@ -25,11 +25,13 @@ pub struct Snapshot {
     /// Connections checked out through the guard (exact).
     pub in_use: u32,
     /// Connections sqlx counts as busy beyond `in_use` (`size - idle -
-    /// in_use`): transactions begun through the generic `sqlx::Acquire`
-    /// (whose `Transaction` cannot carry the guard's count), listeners and
-    /// other users of the bare pool, connections being opened, and returned
-    /// connections sqlx is still pinging. Nobody can acquire them, so they
-    /// count in `utilization` and `demand`.
+    /// in_use`) that persisted over the monitor's last two ticks:
+    /// transactions begun through the generic `sqlx::Acquire` (whose
+    /// `Transaction` cannot carry the guard's count), listeners and other
+    /// users of the bare pool, a pool busy pinging under load. A moment's
+    /// release ping or connect is not counted. Nobody can acquire them, so
+    /// they count in `utilization` and `demand`; the same value as
+    /// `PoolState::untracked` and the rules'.
     pub untracked: u32,
     /// Idle connections according to sqlx.
     pub idle: u32,

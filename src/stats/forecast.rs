@@ -225,7 +225,7 @@ pub(crate) struct Forecaster {
 pub(crate) struct TickInput {
     /// Time-weighted demand ratio over the tick.
     pub(crate) demand: f64,
-    /// Acquire attempts started so far (cumulative).
+    /// Arrivals (acquires started, refused ones included) so far (cumulative).
     pub(crate) arrivals_total: u64,
     /// Mean hold time over the recent window, seconds.
     pub(crate) mean_hold: Option<f64>,

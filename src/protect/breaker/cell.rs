@@ -28,17 +28,18 @@ use crate::protect::classify::{Classifier, Outcome};
 /// geometry to place them.
 struct FastSuccesses {
     buckets: TaggedBuckets,
-    origin: Instant,
+    /// The guard's clock (the window's buckets count on it).
+    clock: Clock,
     width: Duration,
     /// A success this slow is a slow call: never counted here.
     slow: Duration,
 }
 
 impl FastSuccesses {
-    fn new(config: &BreakerConfig, origin: Instant) -> Self {
+    fn new(config: &BreakerConfig, clock: Clock) -> Self {
         Self {
             buckets: TaggedBuckets::new(config.buckets.max(1) as usize),
-            origin,
+            clock,
             width: config.window / config.buckets.max(1),
             slow: config.slow_call_duration,
         }
@@ -48,12 +49,12 @@ impl FastSuccesses {
     #[inline]
     fn add(&self, now: Instant) {
         self.buckets
-            .add(SlidingWindow::index_of(self.origin, self.width, now));
+            .add(SlidingWindow::index_of(self.clock, self.width, now));
     }
 
     /// Moves every count into the machine's window (under its lock).
     fn drain_into(&self, m: &mut Breaker, now: Instant) {
-        let current = SlidingWindow::index_of(self.origin, self.width, now);
+        let current = SlidingWindow::index_of(self.clock, self.width, now);
         self.buckets
             .drain(current, |index, n| m.absorb_successes(now, index, n));
     }
@@ -92,7 +93,7 @@ impl BreakerCell {
             ^ std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);
-        let fast = FastSuccesses::new(&config, now);
+        let fast = FastSuccesses::new(&config, clock);
         let machine = Breaker::new(config, now, seed);
         let cell = Self {
             pass: AtomicBool::new(false),

@@ -96,10 +96,10 @@ impl Tally {
 #[derive(Debug, Clone)]
 pub(crate) struct SlidingWindow {
     buckets: Vec<Tally>,
-    /// Index (in bucket units since `origin`) of the newest bucket.
+    /// Index (in bucket units on `clock`) of the newest bucket.
     head: u64,
     width: Duration,
-    origin: Instant,
+    clock: Clock,
     total: Tally,
 }
 
@@ -109,21 +109,21 @@ impl SlidingWindow {
             buckets: vec![Tally::default(); buckets as usize],
             head: 0,
             width: window / buckets,
-            origin,
+            clock: Clock::from_origin(origin),
             total: Tally::default(),
         }
     }
 
     /// The bucket `now` falls in (units of the bucket width since the
     /// origin; u64 nanoseconds cover 584 years).
-    pub(crate) fn index_of(origin: Instant, width: Duration, now: Instant) -> u64 {
-        let on_clock = Clock::from_origin(origin).at(now);
+    pub(crate) fn index_of(clock: Clock, width: Duration, now: Instant) -> u64 {
+        let on_clock = clock.at(now);
         on_clock.raw() / Nanos::from_duration(width).raw().max(1)
     }
 
     /// Moves the window to `now`, evicting buckets that fell out.
     fn roll(&mut self, now: Instant) {
-        let idx = Self::index_of(self.origin, self.width, now);
+        let idx = Self::index_of(self.clock, self.width, now);
         if idx <= self.head {
             return;
         }
