@@ -11,8 +11,10 @@ use sqlx::{Acquire, Database, Transaction};
 
 use crate::monitor::Shared;
 
-/// What `&mut *conn` and `&mut *tx` give on a [`GuardedConnection`] or a
-/// [`GuardedTransaction`]: the driver connection seen through the guard.
+/// What `&mut *conn` and `&mut *tx` give on a
+/// [`GuardedConnection`](crate::GuardedConnection) or a
+/// [`GuardedTransaction`](crate::GuardedTransaction): the driver connection
+/// seen through the guard.
 ///
 /// `&mut Guarded<DB>` is an [`sqlx::Executor`] like `&mut DB::Connection`,
 /// but each query is timed and counted (query latency and errors) and, with
