@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run --release --example normal_week
 //! cargo run --release --example normal_week -- --campaign
+//! cargo run --release --example normal_week -- --plain-batch
 //! ```
 //!
 //! The service: a pool of 10, requests holding a connection for 2 s, 2.5
@@ -12,8 +13,9 @@
 //! has a night at 15 % of the peak, a morning ramp (06:00-09:00), a lunch
 //! bump (+30 % at 12:45), an evening decline, three 90-second bursts of
 //! 25 % more traffic at random times, a nightly batch job that holds one
-//! connection for 10 minutes at 02:00 (leak detection is on at 5 minutes,
-//! as a team would set it), and two deploys (10:30 and 15:30: a new guard
+//! connection for 10 minutes at 02:00 and says so (`expect_hold`, 15
+//! minutes; `--plain-batch` leaves that out; leak detection is on at 5
+//! minutes, as a team would set it), and two deploys (10:30 and 15:30: a new guard
 //! that starts blind). The weekend runs at half the weekday's traffic.
 //! Each day's level varies by up to 10 %. Arrivals are Poisson.
 //!
@@ -188,7 +190,7 @@ fn listen(sim: &SimPool<Sqlite>, week0: Instant, seen: Arc<Mutex<Vec<Seen>>>) {
     });
 }
 
-async fn week(campaign: bool) -> Result<Vec<Seen>, Box<dyn std::error::Error>> {
+async fn week(campaign: bool, expect_hold: bool) -> Result<Vec<Seen>, Box<dyn std::error::Error>> {
     let mut rng = Rng(0x5EED_2026);
     let shape = Shape::new(&mut rng, campaign);
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -223,6 +225,10 @@ async fn week(campaign: bool) -> Result<Vec<Seen>, Box<dyn std::error::Error>> {
             let sim = Arc::clone(&sim);
             tokio::spawn(async move {
                 if let Ok(c) = sim.acquire().await {
+                    if expect_hold {
+                        // The job says it keeps the connection for a while.
+                        c.expect_hold(Duration::from_secs(900));
+                    }
                     tokio::time::sleep(Duration::from_secs(600)).await;
                     drop(c);
                 }
@@ -243,12 +249,14 @@ async fn week(campaign: bool) -> Result<Vec<Seen>, Box<dyn std::error::Error>> {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let campaign = std::env::args().any(|a| a == "--campaign");
+    // `--plain-batch`: the batch job does not say it holds on purpose.
+    let expect_hold = !std::env::args().any(|a| a == "--plain-batch");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()?;
     let started = std::time::Instant::now();
-    let seen = rt.block_on(week(campaign))?;
+    let seen = rt.block_on(week(campaign, expect_hold))?;
     println!(
         "A week of ordinary traffic{} on the model pool (pool {POOL}, holds {HOLD:?}, peak {PEAK} req/s), default rules:",
         if campaign { " with INC-EX3's campaign on Wednesday" } else { "" }

@@ -138,6 +138,7 @@ pub use hot::connects::ConnectCounter;
 pub use protect::shed::{ShedConfig, ShedReason};
 pub use report::events::{
     AlertEvent, BreakerEvent, Event, EventStream, EventsMissed, LeakEvent, SaturationEvent,
+    TrafficSurprise,
 };
 pub use report::health::{Health, HealthStatus};
 pub use report::snapshot::{AlertStatus, Percentiles, Snapshot};

@@ -60,6 +60,30 @@ impl<DB: Database> GuardedConnection<DB> {
         drop(self.into_parts().0.detach());
     }
 
+    /// Says this connection is meant to be held for up to `hold` (a
+    /// nightly batch job, a long migration): with
+    /// [`leak_detection`](crate::PoolGuardBuilder::leak_detection) on, it
+    /// is reported as a suspected leak only once held past `hold` (if
+    /// longer than the guard's threshold), so a job that keeps a
+    /// connection on purpose does not page. Without leak detection it does
+    /// nothing.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let pool = sqlx::sqlite::SqlitePoolOptions::new().connect("sqlite::memory:").await?;
+    /// use std::time::Duration;
+    /// let guard = poolguard::PoolGuard::builder(pool)
+    ///     .leak_detection(Duration::from_secs(300))
+    ///     .build()?;
+    /// let conn = guard.acquire().await?;
+    /// conn.expect_hold(Duration::from_secs(15 * 60)); // the nightly rollup
+    /// # Ok(()) }
+    /// ```
+    pub fn expect_hold(&self, hold: Duration) {
+        self.ticket.expect_hold(hold);
+    }
+
     /// An executor on this connection whose queries time out after `limit`
     /// and are then cancelled on the server; if the connection cannot be
     /// proven clean afterwards it is closed when dropped instead of
@@ -243,6 +267,12 @@ impl<DB: Database> GuardedTransaction<DB> {
             Held::Tx(t) => (t, self.ticket),
             Held::Conn(_) => unreachable!("a GuardedTransaction holds a transaction"),
         }
+    }
+
+    /// Says this transaction is meant to be held for up to `hold`; see
+    /// [`GuardedConnection::expect_hold`].
+    pub fn expect_hold(&self, hold: Duration) {
+        self.ticket.expect_hold(hold);
     }
 
     /// An executor in this transaction whose queries time out after `limit`

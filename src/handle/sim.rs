@@ -82,6 +82,11 @@ impl SimConnection {
     pub fn held_for(&self) -> Duration {
         self.ticket.held_for()
     }
+
+    /// As [`GuardedConnection::expect_hold`](crate::GuardedConnection::expect_hold).
+    pub fn expect_hold(&self, hold: Duration) {
+        self.ticket.expect_hold(hold);
+    }
 }
 
 /// The model behind a [`SimPool`], made before the guard is built (the

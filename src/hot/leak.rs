@@ -56,6 +56,9 @@ struct Slot {
     since: AtomicU64,
     /// Nanoseconds held, once returned.
     held: AtomicU64,
+    /// This hold's own threshold in nanoseconds, when its owner expects to
+    /// hold it longer than the table's (0: the table's).
+    expected: AtomicU64,
     location: AtomicPtr<Location<'static>>,
 }
 
@@ -85,6 +88,7 @@ impl LeakTable {
                     state: AtomicU64::new(FREE),
                     since: AtomicU64::new(0),
                     held: AtomicU64::new(0),
+                    expected: AtomicU64::new(0),
                     location: AtomicPtr::new(std::ptr::null_mut()),
                 })
                 .collect(),
@@ -116,6 +120,7 @@ impl LeakTable {
                 .is_ok()
             {
                 slot.since.store(since.raw(), Ordering::Relaxed);
+                slot.expected.store(0, Ordering::Relaxed);
                 slot.location
                     .store(std::ptr::from_ref(location).cast_mut(), Ordering::Relaxed);
                 slot.state.store(word(generation, HELD), Ordering::Release);
@@ -156,6 +161,25 @@ impl LeakTable {
         true
     }
 
+    /// The owner of `claim` expects to hold it for `hold`: it is reported
+    /// only past that (when longer than the table's threshold). Called by
+    /// the claim's owner while it holds the claim, so the slot is its own.
+    pub(crate) fn expect_hold(&self, claim: Claim, hold: Duration) {
+        let slot = &self.slots[claim.idx as usize];
+        if generation_of(slot.state.load(Ordering::Acquire)) == claim.generation {
+            slot.expected
+                .store(Nanos::from_duration(hold).raw(), Ordering::Release);
+        }
+    }
+
+    /// The threshold of the hold in `slot`: the table's, or the longer
+    /// one its owner expects.
+    fn threshold_of(&self, slot: &Slot) -> u64 {
+        Nanos::from_duration(self.threshold)
+            .raw()
+            .max(slot.expected.load(Ordering::Acquire))
+    }
+
     /// Where the longest-held connection already reported as a leak was
     /// acquired (off the hot path).
     pub(crate) fn oldest_reported(&self) -> Option<&'static Location<'static>> {
@@ -170,7 +194,6 @@ impl LeakTable {
     /// holds, calling `found` for each.
     pub(crate) fn scan(&self, now: Instant, mut found: impl FnMut(Finding)) {
         let now_ns = self.clock.at(now).raw();
-        let threshold = Nanos::from_duration(self.threshold).raw();
         for slot in self.slots.iter() {
             let w = slot.state.load(Ordering::Acquire);
             match state_of(w) {
@@ -180,7 +203,7 @@ impl LeakTable {
                     // The CAS on the exact word fails if the slot was
                     // released or claimed again since `w` was read, so the
                     // values read above belong to this hold when it succeeds.
-                    if held >= threshold
+                    if held >= self.threshold_of(slot)
                         && slot
                             .state
                             .compare_exchange(
@@ -213,18 +236,17 @@ impl LeakTable {
         }
     }
 
-    /// When the oldest unreported hold crosses the threshold.
+    /// When the first unreported hold crosses its threshold.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.slots
             .iter()
             .filter(|s| state_of(s.state.load(Ordering::Acquire)) == HELD)
-            .map(|s| s.since.load(Ordering::Relaxed))
-            .min()
-            .and_then(|ns| {
-                self.clock
-                    .instant(Nanos::from_raw(ns))?
-                    .checked_add(self.threshold)
+            .map(|s| {
+                Nanos::from_raw(s.since.load(Ordering::Relaxed))
+                    .plus(Duration::from_nanos(self.threshold_of(s)))
             })
+            .min()
+            .and_then(|at| self.clock.instant(at))
     }
 
     fn location(&self, slot: &Slot) -> &'static Location<'static> {

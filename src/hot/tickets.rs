@@ -195,6 +195,14 @@ impl HoldTicket {
         self.since.elapsed()
     }
 
+    /// The owner means to hold this connection for `hold` (a batch job):
+    /// leak detection reports it only past that.
+    pub(crate) fn expect_hold(&self, hold: Duration) {
+        if let (Some(claim), Some(table)) = (self.leak, &self.acct.leaks) {
+            table.expect_hold(claim, hold);
+        }
+    }
+
     /// The connection leaves the guard's count but stays busy (a generic
     /// `Acquire::begin` returns sqlx's own `Transaction`, which cannot
     /// carry this ticket): from here the monitor sees it through sqlx's

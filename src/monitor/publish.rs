@@ -11,7 +11,7 @@ use crate::alert::rule::{AlertState, Severity};
 use crate::alert::saturation::Level;
 use crate::alert::signal::Signal;
 use crate::hot::holders::SiteReading;
-use crate::report::events::{AlertEvent, Event, LeakEvent, SaturationEvent};
+use crate::report::events::{AlertEvent, Event, LeakEvent, SaturationEvent, TrafficSurprise};
 use crate::report::registry::{holder_gauge, statement_gauge, GaugeValues};
 use crate::stats::scale::ScaleHint;
 use tokio::time::Instant;
@@ -98,6 +98,12 @@ impl Monitor {
     ) {
         let snapshot = derived.map(|d| self.build_snapshot(st, &pool, d));
         let forecast = st.forecast;
+        // Measured per wall second; said per second of the guard's time.
+        let k = self.timing.time_scale;
+        let traffic = st.anomaly.map(|a| TrafficSurprise {
+            expected: a.expected / k,
+            observed: a.observed / k,
+        });
         let at = SystemTime::now();
         let name = &self.shared.name;
         let hub = &self.shared.hub;
@@ -106,18 +112,20 @@ impl Monitor {
             let (t, value) = (change.transition, change.value);
             let severity = rule.severity;
             let (state, previous) = (t.to, t.from);
+            let surprise = traffic.filter(|_| rule.signal == Signal::TrafficAnomaly);
+            let traffic_text = surprise.map(|t| t.to_string());
             match (t.to, severity) {
                 (AlertState::Firing, Severity::Critical) => {
-                    tracing::error!(pool = %name, rule = %rule.name, %severity, %state, %previous, ?value, threshold = rule.threshold, "alert")
+                    tracing::error!(pool = %name, rule = %rule.name, %severity, %state, %previous, ?value, threshold = rule.threshold, traffic = ?traffic_text, "alert")
                 }
                 (AlertState::Firing, Severity::Warning) => {
-                    tracing::warn!(pool = %name, rule = %rule.name, %severity, %state, %previous, ?value, threshold = rule.threshold, "alert")
+                    tracing::warn!(pool = %name, rule = %rule.name, %severity, %state, %previous, ?value, threshold = rule.threshold, traffic = ?traffic_text, "alert")
                 }
                 (AlertState::Firing | AlertState::Resolved, _) => {
-                    tracing::info!(pool = %name, rule = %rule.name, %severity, %state, %previous, ?value, threshold = rule.threshold, "alert")
+                    tracing::info!(pool = %name, rule = %rule.name, %severity, %state, %previous, ?value, threshold = rule.threshold, traffic = ?traffic_text, "alert")
                 }
                 _ => {
-                    tracing::debug!(pool = %name, rule = %rule.name, %severity, %state, %previous, ?value, threshold = rule.threshold, "alert")
+                    tracing::debug!(pool = %name, rule = %rule.name, %severity, %state, %previous, ?value, threshold = rule.threshold, traffic = ?traffic_text, "alert")
                 }
             }
             hub.publish(Event::Alert(AlertEvent {
@@ -131,6 +139,7 @@ impl Monitor {
                 time_in_previous: t.time_in_previous,
                 at,
                 forecast: (rule.signal == Signal::ExhaustionEta).then_some(forecast),
+                traffic: surprise,
                 snapshot: snapshot.clone().expect("snapshot built for alerts"),
             }));
         }

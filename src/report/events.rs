@@ -93,8 +93,34 @@ pub struct AlertEvent {
     pub at: SystemTime,
     /// The exhaustion forecast, on rules over [`Signal::ExhaustionEta`].
     pub forecast: Option<Forecast>,
+    /// What traffic was expected and what came, on rules over
+    /// [`Signal::TrafficAnomaly`] once the baseline exists.
+    pub traffic: Option<TrafficSurprise>,
     /// The pool when the state changed.
     pub snapshot: Snapshot,
+}
+
+/// The arrival rate the traffic anomaly expected now (the last hour's
+/// trend) and the one that came over the last minute, per second in the
+/// guard's own time (under `time_scale`, the incident's).
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct TrafficSurprise {
+    /// Arrivals per second the baseline predicted.
+    pub expected: f64,
+    /// Arrivals per second over the last minute.
+    pub observed: f64,
+}
+
+impl std::fmt::Display for TrafficSurprise {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:.1}/s expected, {:.1}/s came",
+            self.expected, self.observed
+        )
+    }
 }
 
 /// A suspected connection leak (HikariCP's `leakDetectionThreshold`).

@@ -294,3 +294,46 @@ async fn leaked_connection_is_reported_with_its_call_site_and_its_return() {
     assert_eq!(back.acquired_at.line(), line);
     assert!(back.held_for >= leak.held_for);
 }
+
+/// A nightly batch job holds its connection for 10 minutes on purpose:
+/// with `expect_hold` it is not reported at the guard's 5-minute threshold,
+/// only past the 15 minutes it said (paused clock, the model pool).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_hold_its_owner_expects_is_not_a_leak_until_past_it() {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_lazy("sqlite::memory:")
+        .unwrap();
+    let sim = PoolGuard::builder(pool)
+        .leak_detection(Duration::from_secs(300))
+        .build_sim()
+        .unwrap();
+    let mut events = sim.guard().events();
+    let batch = sim.acquire().await.unwrap();
+    batch.expect_hold(Duration::from_secs(900));
+    let other = sim.acquire().await.unwrap();
+    let leak = |e: Option<Result<Event, _>>| match e {
+        Some(Ok(Event::Leak(l))) => Some(l),
+        _ => None,
+    };
+    // Within the first 10 minutes only the other connection is reported.
+    let mut reported = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(600);
+    while let Ok(e) = tokio::time::timeout_at(until, events.next()).await {
+        reported.extend(leak(e));
+    }
+    assert_eq!(reported.len(), 1, "{reported:?}");
+    assert!(reported[0].held_for >= Duration::from_secs(300));
+    assert!(reported[0].held_for < Duration::from_secs(900));
+    drop(other);
+    // Past 15 minutes the batch job's connection is reported too.
+    let until = tokio::time::Instant::now() + Duration::from_secs(400);
+    let mut late = Vec::new();
+    while let Ok(e) = tokio::time::timeout_at(until, events.next()).await {
+        late.extend(leak(e).filter(|l| !l.returned));
+    }
+    assert_eq!(late.len(), 1, "{late:?}");
+    assert!(late[0].held_for >= Duration::from_secs(900), "{late:?}");
+    drop(batch);
+}

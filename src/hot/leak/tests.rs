@@ -38,3 +38,34 @@ fn reports_once_then_reports_the_return() {
     }
     assert!(table.claim(on(t0), here).is_none());
 }
+
+#[test]
+fn a_hold_its_owner_expects_is_reported_only_past_that() {
+    let clock = Clock::start();
+    let t0 = clock.origin();
+    let table = LeakTable::new(clock, Duration::from_secs(300), 2);
+    let here = Location::caller();
+    let batch = table.claim(clock.at(t0), here).unwrap();
+    table.expect_hold(batch, Duration::from_secs(900));
+    let other = table.claim(clock.at(t0), here).unwrap();
+    // The other hold's deadline comes first, the batch job's at 15 minutes.
+    assert_eq!(table.next_deadline(), Some(t0 + Duration::from_secs(300)));
+    let mut seen = Vec::new();
+    table.scan(t0 + Duration::from_secs(600), |f| seen.push(f));
+    assert_eq!(seen.len(), 1, "only the other hold, past 5 minutes");
+    assert!(
+        !table.release(batch, Duration::from_secs(601)),
+        "not reported"
+    );
+    assert!(table.release(other, Duration::from_secs(601)));
+    // A new claim of the batch job's slot has the table's threshold again.
+    let again = table.claim(clock.at(t0), here).unwrap();
+    seen.clear();
+    table.scan(t0 + Duration::from_secs(301), |f| seen.push(f));
+    assert_eq!(seen.len(), 2, "the returned hold and the new one: {seen:?}");
+    assert!(table.release(again, Duration::from_secs(301)));
+    // Shorter than the table's threshold: the table's still applies.
+    let short = table.claim(clock.at(t0), here).unwrap();
+    table.expect_hold(short, Duration::from_secs(10));
+    assert_eq!(table.next_deadline(), Some(t0 + Duration::from_secs(300)));
+}

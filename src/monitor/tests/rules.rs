@@ -60,6 +60,14 @@ async fn every_default_rule_fires_exactly_when_its_hold_passes() {
             let f = fired.forecast.expect("forecast on the event");
             assert_eq!(f.eta.map(|d| d.as_secs_f64()), Some(v));
         }
+        if rule.signal == Signal::TrafficAnomaly {
+            // 10 a second expected, 30 came (the last minute, all spike).
+            let t = fired.traffic.expect("expected and observed on the event");
+            assert!((t.expected - 10.0).abs() < 1.0, "{t}");
+            assert!((t.observed - 30.0).abs() < 1e-9, "{t}");
+        } else {
+            assert_eq!(fired.traffic, None, "{}", rule.key());
+        }
     }
 }
 
