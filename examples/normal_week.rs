@@ -6,6 +6,7 @@
 //! cargo run --release --example normal_week
 //! cargo run --release --example normal_week -- --campaign
 //! cargo run --release --example normal_week -- --plain-batch
+//! cargo run --release --example normal_week -- --blind-deploys
 //! ```
 //!
 //! The service: a pool of 10, requests holding a connection for 2 s, 2.5
@@ -15,8 +16,9 @@
 //! 25 % more traffic at random times, a nightly batch job that holds one
 //! connection for 10 minutes at 02:00 and says so (`expect_hold`, 15
 //! minutes; `--plain-batch` leaves that out; leak detection is on at 5
-//! minutes, as a team would set it), and two deploys (10:30 and 15:30: a new guard
-//! that starts blind). The weekend runs at half the weekday's traffic.
+//! minutes, as a team would set it), and two deploys (10:30 and 15:30: a
+//! new guard, resuming what the old one learned; `--blind-deploys` starts
+//! it blind). The weekend runs at half the weekday's traffic.
 //! Each day's level varies by up to 10 %. Arrivals are Poisson.
 //!
 //! `--campaign` adds INC-EX3's campaign on Wednesday: from 14:15 the
@@ -33,7 +35,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use poolguard::sim::SimPool;
-use poolguard::{AlertState, Event, Level, PoolGuard, Severity};
+use poolguard::{AlertState, Event, Learned, Level, PoolGuard, Severity};
 use sqlx::Sqlite;
 use tokio::time::Instant;
 
@@ -143,15 +145,19 @@ fn clock(t: f64) -> String {
     )
 }
 
-fn build() -> Result<SimPool<Sqlite>, Box<dyn std::error::Error>> {
+fn build(learned: Option<Learned>) -> Result<SimPool<Sqlite>, Box<dyn std::error::Error>> {
     let pool = sqlx::sqlite::SqlitePoolOptions::new()
         .max_connections(POOL)
         .acquire_timeout(Duration::from_secs(30))
         .connect_lazy("sqlite::memory:")?;
-    Ok(PoolGuard::builder(pool)
+    let builder = PoolGuard::builder(pool)
         .name("week")
-        .leak_detection(Duration::from_secs(300))
-        .build_sim()?)
+        .leak_detection(Duration::from_secs(300));
+    let builder = match learned {
+        Some(l) => builder.resume(l),
+        None => builder,
+    };
+    Ok(builder.build_sim()?)
 }
 
 /// Listens to one guard's events until it is dropped.
@@ -190,12 +196,16 @@ fn listen(sim: &SimPool<Sqlite>, week0: Instant, seen: Arc<Mutex<Vec<Seen>>>) {
     });
 }
 
-async fn week(campaign: bool, expect_hold: bool) -> Result<Vec<Seen>, Box<dyn std::error::Error>> {
+async fn week(
+    campaign: bool,
+    expect_hold: bool,
+    blind_deploys: bool,
+) -> Result<Vec<Seen>, Box<dyn std::error::Error>> {
     let mut rng = Rng(0x5EED_2026);
     let shape = Shape::new(&mut rng, campaign);
     let seen = Arc::new(Mutex::new(Vec::new()));
     let week0 = Instant::now();
-    let mut sim = Arc::new(build()?);
+    let mut sim = Arc::new(build(None)?);
     listen(&sim, week0, Arc::clone(&seen));
     let mut t = 0.0;
     let mut deploys: Vec<f64> = (0..5)
@@ -217,7 +227,9 @@ async fn week(campaign: bool, expect_hold: bool) -> Result<Vec<Seen>, Box<dyn st
         }
         if deploys.first().is_some_and(|d| t >= *d) {
             deploys.remove(0);
-            sim = Arc::new(build()?);
+            // The old guard hands the new one what it learned.
+            let learned = (!blind_deploys).then(|| sim.guard().learned());
+            sim = Arc::new(build(learned)?);
             listen(&sim, week0, Arc::clone(&seen));
         }
         if batches.get(next_batch).is_some_and(|b| t >= *b) {
@@ -251,12 +263,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let campaign = std::env::args().any(|a| a == "--campaign");
     // `--plain-batch`: the batch job does not say it holds on purpose.
     let expect_hold = !std::env::args().any(|a| a == "--plain-batch");
+    // `--blind-deploys`: a deploy's new guard starts without the old one's history.
+    let blind_deploys = std::env::args().any(|a| a == "--blind-deploys");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .start_paused(true)
         .build()?;
     let started = std::time::Instant::now();
-    let seen = rt.block_on(week(campaign, expect_hold))?;
+    let seen = rt.block_on(week(campaign, expect_hold, blind_deploys))?;
     println!(
         "A week of ordinary traffic{} on the model pool (pool {POOL}, holds {HOLD:?}, peak {PEAK} req/s), default rules:",
         if campaign { " with INC-EX3's campaign on Wednesday" } else { "" }

@@ -44,13 +44,13 @@
 //! | layer | concern | files |
 //! |---|---|---|
 //! | `hot/` | hot-path counts on one clock, edges, histograms, leak table, call sites and statements, hints to the call path, metric handles | `clock`, `accounting`, `slots`, `wait_ring`, `tickets`, `hints`, `edges`, `histogram`, `leak`, `holders`, `statements`, `connects`, `handles`, `sync` |
-//! | `stats/` | windows, the per-minute history, traffic anomaly, exhaustion forecast, scale hint | `window`, `history`, `anomaly`, `forecast`, `scale` |
+//! | `stats/` | windows, the per-minute history and what a guard hands the next (`Learned`), traffic anomaly, exhaustion forecast, scale hint | `window`, `history`, `learned`, `anomaly`, `forecast`, `scale` |
 //! | `alert/` | signals, rules, default table, rule set, state machine, level | `signal`, `rule`, `defaults`, `rule_set`, `tracker`, `saturation` |
 //! | `diagnose/` | why the pool fills: the judgement (pure), what a diagnosis says, holders' and statements' histories | `mod`, `diagnosis`, `holders` |
 //! | `protect/` | circuit breaker (pure), classifier, load shedding (pure), query cancel | [`breaker`], `classify`, `shed`, `timeout` |
 //! | `report/` | events, snapshot, metric names, their registration and gauges, `error.type`, OpenTelemetry identity, spans, health | `events`, `snapshot`, [`metrics`], `registry`, `error_type`, `identity`, `spans`, `health` |
 //! | `monitor/` | the background task: the call path's shared part, one reading per evaluation, evaluation, diagnosis, views, publishing, server watch | `shared`, `reading`, `evaluate`, `tick`, `diagnosis`, `view`, `publish`, `server` |
-//! | `handle/` | the guard, connections, admission, `Executor` plumbing, a request's scope, model pool | `guard`, `acquire`, `connection`, `guarded`, `admission`, `executor`, `held`, `query`, `statement`, `in_flight`, `scope`, [`sim`] |
+//! | `handle/` | the guard, connections, admission, `Executor` plumbing, a request's scope, model pool | `guard`, `report`, `acquire`, `connection`, `guarded`, `admission`, `executor`, `held`, `query`, `statement`, `in_flight`, `scope`, [`sim`] |
 //! | `tower.rs` | the tower layer (feature `tower`): records responses, sets a request's scope | |
 //! | `build/` | builder (setters), settings, validation, assembly | `builder`, `settings`, `validate`, `assemble` |
 //! | `error.rs` | [`BuildError`], [`Error`] | |
@@ -143,4 +143,5 @@ pub use report::events::{
 pub use report::health::{Health, HealthStatus};
 pub use report::snapshot::{AlertStatus, Percentiles, Snapshot};
 pub use stats::forecast::Forecast;
+pub use stats::learned::{Learned, LearnedMinute};
 pub use stats::scale::{ScaleHint, ServerCapacity};

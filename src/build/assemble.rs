@@ -111,6 +111,9 @@ pub(crate) fn assemble(
         },
         gauges,
     ));
+    if let Some(learned) = &settings.resume {
+        monitor.resume(learned);
+    }
     Parts { shared, monitor }
 }
 

@@ -1,6 +1,7 @@
 //! The builder: one setter per setting, each writing into [`Settings`];
 //! `build()` hands them to `settings.rs` (validation) and `assemble.rs`.
 
+use crate::stats::learned::Learned;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,6 +141,20 @@ impl<DB: Database> PoolGuardBuilder<DB> {
     /// pool rules; a later [`rule`](Self::rule) of that name adds just itself.
     pub fn without_rule(mut self, name: &str) -> Self {
         self.settings.remove_rule(name);
+        self
+    }
+
+    /// Starts from what an earlier guard learned ([`PoolGuard::learned`]):
+    /// its per-minute history becomes this guard's, so a deploy in the
+    /// middle of the day keeps the traffic anomaly and the diagnosis'
+    /// usual load instead of starting blind (the minutes since the export
+    /// are a gap; minutes older than the history's hour and ten are
+    /// dropped). `build` refuses a history of another minute length (a
+    /// different `time_scale`) or with a negative or non-finite figure.
+    ///
+    /// [`PoolGuard::learned`]: crate::PoolGuard::learned
+    pub fn resume(mut self, learned: Learned) -> Self {
+        self.settings.resume = Some(learned);
         self
     }
 

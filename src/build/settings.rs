@@ -15,6 +15,7 @@ use crate::protect::breaker::BreakerConfig;
 use crate::protect::shed::ShedConfig;
 use crate::protect::timeout::DEFAULT_DRAIN;
 use crate::stats::history;
+use crate::stats::learned::Learned;
 
 /// Pool name when [`PoolGuardBuilder::name`](crate::PoolGuardBuilder::name)
 /// is not called and the pool's connect options name nothing to build the
@@ -83,6 +84,8 @@ pub(crate) struct Settings {
     pub(crate) query_timeout: Option<Duration>,
     pub(crate) drain_timeout: Duration,
     pub(crate) time_scale: f64,
+    /// What an earlier guard learned (`PoolGuardBuilder::resume`).
+    pub(crate) resume: Option<Learned>,
 }
 
 impl Default for Settings {
@@ -112,6 +115,7 @@ impl Default for Settings {
             query_timeout: None,
             drain_timeout: DEFAULT_DRAIN,
             time_scale: 1.0,
+            resume: None,
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::alert::saturation::SaturationPolicy;
 use crate::alert::signal::Signal;
 use crate::error::{BuildError, MAX_DURATION};
 use crate::protect::breaker::BreakerConfig;
+use crate::stats::learned::Learned;
 
 /// A ratio in `(0, 1)`: the pool rules fire *above* their threshold (the
 /// post-mortem's "> 80%"), so 1.0 could never fire on utilization.
@@ -349,6 +350,35 @@ impl Settings {
                 ));
             }
         }
+        if let Some(learned) = &self.resume {
+            learned_history(learned, self.baseline_bucket)?;
+        }
         Ok((self, rules))
     }
+}
+
+/// A learned history fits this guard: its minute is the guard's (after
+/// the time scale), and every figure is finite and not negative.
+fn learned_history(learned: &Learned, bucket: Duration) -> Result<(), BuildError> {
+    if learned.bucket != bucket {
+        return Err(BuildError::config(
+            "resume.bucket",
+            format!("{:?} (this guard's: {bucket:?})", learned.bucket),
+            "the learned minute is not this guard's (a different time_scale?)",
+        ));
+    }
+    let bad = |v: f64| !v.is_finite() || v < 0.0;
+    if let Some((i, m)) = learned
+        .minutes
+        .iter()
+        .enumerate()
+        .find(|(_, m)| bad(m.arrival_rate) || m.mean_hold.is_some_and(bad))
+    {
+        return Err(BuildError::config(
+            "resume.minutes",
+            format!("minute {i}: {m:?}"),
+            "rates and holds must be finite and not negative",
+        ));
+    }
+    Ok(())
 }

@@ -12,6 +12,7 @@ pub(crate) mod guarded;
 pub(crate) mod held;
 pub(crate) mod in_flight;
 pub(crate) mod query;
+pub(crate) mod report;
 pub(crate) mod scope;
 pub mod sim;
 pub(crate) mod statement;

@@ -27,7 +27,7 @@ mod view;
 use std::collections::HashMap;
 use std::panic::Location;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use metrics::Gauge;
 use parking_lot::Mutex;
@@ -42,6 +42,7 @@ use crate::report::registry::Gauges;
 use crate::stats::anomaly::Anomaly;
 use crate::stats::forecast::{Forecast, Forecaster};
 use crate::stats::history::{History, Usual};
+use crate::stats::learned::Learned;
 use crate::stats::scale::ServerCapacity;
 use crate::stats::window::Window;
 
@@ -221,6 +222,27 @@ impl Monitor {
 
     pub(crate) fn forecast(&self) -> Forecast {
         self.state.lock().forecast
+    }
+
+    /// What this guard has learned (its per-minute history).
+    pub(crate) fn learned(&self) -> Learned {
+        let st = self.state.lock();
+        Learned {
+            bucket: st.history.bucket(),
+            at: SystemTime::now(),
+            minutes: st.history.export(),
+        }
+    }
+
+    /// Starts from what an earlier guard learned (validated by the
+    /// builder): the time since its export is a gap.
+    pub(crate) fn resume(&self, learned: &Learned) {
+        let gap = SystemTime::now()
+            .duration_since(learned.at)
+            .unwrap_or(Duration::ZERO);
+        let mut st = self.state.lock();
+        st.history.resume(&learned.minutes, gap);
+        st.usual = st.history.usual();
     }
 }
 

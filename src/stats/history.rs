@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use super::learned::LearnedMinute;
 use crate::hot::accounting::Counters;
 use crate::hot::histogram::Counts;
 
@@ -83,6 +84,31 @@ impl History {
         self.bucket
     }
 
+    /// The buckets, oldest first, as a `Learned` history's minutes.
+    pub(crate) fn export(&self) -> Vec<LearnedMinute> {
+        self.buckets
+            .iter()
+            .map(|b| LearnedMinute::new(b.rate, b.hold, b.p50, b.p95))
+            .collect()
+    }
+
+    /// Starts from a learned history (validated by the builder): its
+    /// minutes, the newest kept when the `gap` since it was exported and
+    /// they would not fit the history's span, the gap's minutes left out.
+    pub(crate) fn resume(&mut self, minutes: &[LearnedMinute], gap: Duration) {
+        let span = BUCKETS + LAG;
+        let gap_buckets = (gap.as_secs_f64() / self.bucket.as_secs_f64().max(1e-9)).floor();
+        let keep = span.saturating_sub(gap_buckets.min(span as f64) as usize);
+        let from = minutes.len().saturating_sub(keep);
+        self.buckets.clear();
+        self.buckets.extend(minutes[from..].iter().map(|m| Bucket {
+            rate: m.arrival_rate,
+            hold: m.mean_hold,
+            p50: m.hold_p50,
+            p95: m.hold_p95,
+        }));
+    }
+
     /// Feeds the cumulative counters (with `in_use_ms`) and the hold
     /// histogram; closes a bucket when one has passed.
     pub(crate) fn observe(&mut self, now: Instant, c: Counters, hold: &Counts) {
@@ -149,5 +175,34 @@ impl History {
             hold_p50: secs(|b| b.p50),
             hold_p95: secs(|b| b.p95),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hot::histogram::Counts;
+
+    fn minutes(n: usize) -> Vec<LearnedMinute> {
+        (0..n)
+            .map(|i| LearnedMinute::new(i as f64, Some(0.2), None, None))
+            .collect()
+    }
+
+    #[test]
+    fn a_resumed_history_keeps_the_newest_minutes_that_fit_after_the_gap() {
+        let new = || History::new(Instant::now(), Counters::default(), Counts::empty(), BUCKET);
+        let mut h = new();
+        h.resume(&minutes(70), Duration::from_secs(5 * 60 + 30));
+        let kept = h.export();
+        assert_eq!(kept.len(), 65, "70 - 5 whole minutes of gap");
+        assert_eq!(kept[0].arrival_rate, 5.0, "the oldest dropped");
+        assert_eq!(h.baseline_rates().count(), 55, "the newest 10 lag");
+        let mut h = new();
+        h.resume(&minutes(70), Duration::from_secs(2 * 3600));
+        assert!(h.export().is_empty(), "older than the history's span");
+        let mut h = new();
+        h.resume(&minutes(12), Duration::ZERO);
+        assert_eq!(h.export(), minutes(12));
     }
 }

@@ -7,5 +7,6 @@
 pub(crate) mod anomaly;
 pub(crate) mod forecast;
 pub(crate) mod history;
+pub(crate) mod learned;
 pub(crate) mod scale;
 pub(crate) mod window;

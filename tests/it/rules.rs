@@ -7,7 +7,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use poolguard::rules::{default_rules, POOL_RULE};
 use poolguard::{
     AlertEvent, AlertState, BuildError, Comparison, Event, PoolGuard, Quantile, Rule, Severity,
@@ -336,4 +336,112 @@ async fn a_hold_its_owner_expects_is_not_a_leak_until_past_it() {
     assert_eq!(late.len(), 1, "{late:?}");
     assert!(late[0].held_for >= Duration::from_secs(900), "{late:?}");
     drop(batch);
+}
+
+/// Flat traffic of `per_second` acquires (each held 50 ms) for `minutes`
+/// on the model pool (paused clock).
+async fn traffic(sim: &poolguard::sim::SimPool<sqlx::Sqlite>, per_second: u32, minutes: u64) {
+    for _ in 0..minutes * 60 {
+        for _ in 0..per_second {
+            let c = sim.acquire().await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(c);
+        }
+        tokio::time::sleep(Duration::from_millis(1000 - 50 * u64::from(per_second))).await;
+    }
+}
+
+fn model_pool() -> sqlx::SqlitePool {
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(20)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_lazy("sqlite::memory:")
+        .unwrap()
+}
+
+/// When the traffic anomaly first fired, in minutes after `from`, within
+/// `minutes` of 3x traffic.
+async fn anomaly_after_spike(
+    sim: &poolguard::sim::SimPool<sqlx::Sqlite>,
+    minutes: u64,
+) -> Option<u64> {
+    let mut events = sim.guard().events();
+    for m in 1..=minutes {
+        traffic(sim, 15, 1).await;
+        while let Some(Some(Ok(e))) = events.next().now_or_never() {
+            if let Event::Alert(a) = e {
+                if &*a.rule == "traffic_anomaly" && a.state == AlertState::Firing {
+                    let t = a.traffic.expect("expected and observed");
+                    assert!(t.observed > 2.0 * t.expected, "{t}");
+                    return Some(m);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// A deploy in the middle of the day: the new guard resumes what the old
+/// one learned and sees a traffic spike at once; a guard that starts
+/// blind does not (its baseline needs 20 minutes).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_resumed_guard_keeps_its_traffic_baseline_across_a_restart() {
+    let old = PoolGuard::builder(model_pool()).build_sim().unwrap();
+    traffic(&old, 5, 30).await;
+    let learned = old.guard().learned();
+    assert!(learned.minutes.len() >= 29, "{}", learned.minutes.len());
+    assert!(learned
+        .minutes
+        .iter()
+        .all(|m| (m.arrival_rate - 5.0).abs() < 0.5));
+    drop(old);
+    #[cfg(feature = "serde")]
+    {
+        let text = serde_json::to_string(&learned).unwrap();
+        let back: poolguard::Learned = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, learned);
+    }
+    let resumed = PoolGuard::builder(model_pool())
+        .resume(learned.clone())
+        .build_sim()
+        .unwrap();
+    let fired = anomaly_after_spike(&resumed, 10).await;
+    assert!(fired.is_some_and(|m| m <= 7), "resumed: {fired:?}");
+    let blind = PoolGuard::builder(model_pool()).build_sim().unwrap();
+    assert_eq!(
+        anomaly_after_spike(&blind, 10).await,
+        None,
+        "blind for 20 minutes"
+    );
+    // A history of another minute length, or with a bad figure, is refused.
+    let scaled = PoolGuard::builder(model_pool())
+        .time_scale(60.0)
+        .resume(learned.clone())
+        .build();
+    assert!(
+        matches!(
+            &scaled,
+            Err(BuildError::InvalidConfig {
+                field: "resume.bucket",
+                ..
+            })
+        ),
+        "{scaled:?}"
+    );
+    let bad = poolguard::Learned::new(
+        learned.bucket,
+        learned.at,
+        vec![poolguard::LearnedMinute::new(f64::NAN, None, None, None)],
+    );
+    let refused = PoolGuard::builder(model_pool()).resume(bad).build();
+    assert!(
+        matches!(
+            &refused,
+            Err(BuildError::InvalidConfig {
+                field: "resume.minutes",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
 }
