@@ -139,11 +139,12 @@ impl<DB: Database> PoolGuard<DB> {
     /// # async fn main() -> Result<(), poolguard::Error> {
     /// # let pool = sqlx::sqlite::SqlitePoolOptions::new()
     /// #     .max_connections(1)
-    /// #     .acquire_timeout(std::time::Duration::from_millis(10))
+    /// #     .acquire_timeout(std::time::Duration::from_millis(500))
     /// #     .connect("sqlite::memory:").await?;
     /// # let guard = poolguard::PoolGuard::builder(pool).build()?;
     /// use poolguard::{Error, TimeoutKind};
     /// let held = guard.acquire().await?;
+    /// // The pool's acquire timeout (500 ms here) passes.
     /// match guard.acquire_detailed().await {
     ///     Err(Error::AcquireTimeout { timeout, state, .. }) => {
     ///         assert_eq!(timeout, TimeoutKind::Pool);
